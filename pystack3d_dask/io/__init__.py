@@ -1,0 +1,1 @@
+"""Input and output: TIFF ingest, the Zarr store, export."""

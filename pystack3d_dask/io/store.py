@@ -1,0 +1,320 @@
+"""The Zarr v3 store: layout, checkpoints, resume.
+
+Layout::
+
+    STORE/                      root attributes: layout version, package version, workflow
+      input/                    the ingested stack (an xarray Dataset)
+      steps/01_cropping/        one group per checkpointed step, in the workflow's order
+      steps/02_.../
+
+Every group is an xarray Dataset: variable ``stack`` with dims (channel, z, y, x) and
+chunks (1, 1, Y, X), per-slice statistics ``min``, ``max``, ``mean`` (channel, z), and
+attributes: the step's name and parameters, its fingerprint, timings and ``complete``.
+
+A checkpoint is written chunk by chunk. zarr's LocalStore writes each chunk to a
+temporary file and renames it into place, so a chunk file is whole or absent even after
+a SIGKILL: the chunks present are the ones finished, and a resumed write computes only
+the others. ``complete`` is set last, after every chunk and the statistics are on disk.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+import zarr.codecs
+
+from .._version import __version__
+from ..errors import StoreError
+from ..kernels.stats import slice_stats
+
+__all__ = ["LAYOUT_VERSION", "Store", "WriteReport", "make_compressors"]
+
+LAYOUT_VERSION = 1
+_ROOT_KEY = "pystack3d_dask"
+STAT_NAMES = ("min", "max", "mean")
+
+
+def make_compressors(name: str = "zstd", level: int = 3) -> list[Any]:
+    """zarr v3 codecs for a compressor name (``zstd``, ``blosc-zstd``, ``blosc-lz4``, ``none``)."""
+    if name == "none":
+        return []
+    if name == "zstd":
+        return [zarr.codecs.ZstdCodec(level=level)]
+    if name in ("blosc-zstd", "blosc-lz4"):
+        return [zarr.codecs.BloscCodec(cname=name.split("-")[1], clevel=min(level, 9),
+                                       shuffle=zarr.codecs.BloscShuffle.bitshuffle)]
+    raise StoreError(f"unknown compressor {name!r}: expected zstd, blosc-zstd, blosc-lz4 or none")
+
+
+@functools.lru_cache(maxsize=64)
+def _array(store: str, path: str) -> zarr.Array:
+    # One handle per process and array: opening reads zarr.json, which would otherwise
+    # be done once per chunk.
+    return zarr.open_array(store, path=path, mode="r+").with_config({"write_empty_chunks": True})
+
+
+def _write_chunk(block: np.ndarray, store: str, group: str, c: int, z: int) -> int:
+    """Write one slice and its statistics; the statistics first, so that a slice on
+    disk always has its statistics."""
+    img = np.asarray(block)[0, 0]
+    _array(store, f"{group}/_stats")[c, z, :] = slice_stats(img)
+    _array(store, f"{group}/stack")[c, z] = img
+    return 1
+
+
+@dataclass
+class WriteReport:
+    """What a checkpoint write did."""
+
+    group: str
+    status: str  # "reused", "computed" or "resumed"
+    chunks_total: int
+    chunks_computed: int
+    seconds: float
+
+
+class Store:
+    """A pystack3d-dask Zarr v3 store on a local (or shared) file system.
+
+    Parameters
+    ----------
+    path
+        Folder of the store; created when absent.
+    compressors
+        Codecs for new arrays (see :func:`make_compressors`).
+    """
+
+    def __init__(self, path: str | Path, compressors: Sequence[Any] | None = None,
+                 create: bool = True) -> None:
+        self.path = Path(path).resolve()
+        self.compressors = list(make_compressors() if compressors is None else compressors)
+        self._check_or_create(create)
+
+    # -- layout -------------------------------------------------------------------------
+    def _check_or_create(self, create: bool) -> None:
+        path = self.path
+        if path.exists() and not path.is_dir():
+            raise StoreError(f"store path {path} is a file; expected a folder (a Zarr store)")
+        if path.is_dir() and (path / "zarr.json").exists():
+            try:
+                attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+            except Exception as exc:
+                raise StoreError(f"{path}: not a readable Zarr v3 store ({exc})") from None
+            info = attrs.get(_ROOT_KEY)
+            if info is None:
+                raise StoreError(f"{path} is a Zarr store not made by pystack3d-dask; "
+                                 "refusing to write into it")
+            if info.get("layout_version", 0) > LAYOUT_VERSION:
+                raise StoreError(f"{path} has layout version {info['layout_version']}, newer "
+                                 f"than this package's ({LAYOUT_VERSION}); upgrade pystack3d-dask")
+            return
+        if path.is_dir() and any(path.iterdir()):
+            raise StoreError(f"store path {path} is a non-empty folder that is not a Zarr "
+                             "store; choose another path")
+        if not create:
+            raise StoreError(f"no store at {path}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            root = zarr.open_group(str(path), mode="w", zarr_format=3)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store {path}: {exc}") from None
+        root.attrs[_ROOT_KEY] = {"layout_version": LAYOUT_VERSION, "created_by": __version__}
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """This package's root attributes of the store."""
+        return dict(zarr.open_group(str(self.path), mode="r").attrs.get(_ROOT_KEY, {}))
+
+    def update_info(self, **values: Any) -> None:
+        """Update this package's root attributes."""
+        root = zarr.open_group(str(self.path), mode="r+")
+        info = dict(root.attrs.get(_ROOT_KEY, {}))
+        info.update(values)
+        root.attrs[_ROOT_KEY] = info
+
+    def group_dir(self, group: str) -> Path:
+        """Folder of a group."""
+        return self.path / group
+
+    def has_group(self, group: str) -> bool:
+        """Whether the group exists (complete or not)."""
+        return (self.group_dir(group) / "zarr.json").exists()
+
+    def attrs(self, group: str) -> dict[str, Any] | None:
+        """A group's attributes, or None when it does not exist."""
+        if not self.has_group(group):
+            return None
+        try:
+            return dict(zarr.open_group(str(self.path), path=group, mode="r").attrs)
+        except Exception:
+            return None
+
+    def update_attrs(self, group: str, **values: Any) -> None:
+        """Update a group's attributes."""
+        zarr.open_group(str(self.path), path=group, mode="r+").attrs.update(values)
+
+    def is_complete(self, group: str, fingerprint: str | None = None) -> bool:
+        """Whether the group is complete (with this fingerprint, when given)."""
+        attrs = self.attrs(group)
+        if not attrs or not attrs.get("complete"):
+            return False
+        return fingerprint is None or attrs.get("fingerprint") == fingerprint
+
+    def step_groups(self) -> list[str]:
+        """Groups under ``steps/``, in order."""
+        steps = self.path / "steps"
+        if not steps.is_dir():
+            return []
+        return sorted(f"steps/{p.name}" for p in steps.iterdir()
+                      if (p / "zarr.json").exists())
+
+    def delete_group(self, group: str) -> None:
+        """Remove a group and everything in it."""
+        folder = self.group_dir(group)
+        if folder.exists():
+            shutil.rmtree(folder)
+
+    def clear(self) -> None:
+        """Remove every group (input and steps), keeping the store itself."""
+        for name in ("input", "steps"):
+            self.delete_group(name)
+        self.update_info(workflow=[])
+
+    # -- reading ------------------------------------------------------------------------
+    def open_dataset(self, group: str) -> xr.Dataset:
+        """A group as a lazy xarray Dataset."""
+        if not self.has_group(group):
+            raise StoreError(f"{self.path}: no group {group!r}")
+        return xr.open_zarr(str(self.path), group=group, consolidated=False, zarr_format=3)
+
+    def open_stack(self, group: str) -> xr.DataArray:
+        """A group's stack as a lazy DataArray (channel, z, y, x), one slice per chunk."""
+        ds = self.open_dataset(group)
+        stack = ds["stack"]
+        stack.attrs.update({"group": group, "fingerprint": ds.attrs.get("fingerprint")})
+        return stack
+
+    # -- writing ------------------------------------------------------------------------
+    def _chunk_file(self, group: str, c: int, z: int) -> Path:
+        key = _array(str(self.path), f"{group}/stack").metadata.encode_chunk_key((c, z, 0, 0))
+        return self.group_dir(group) / "stack" / key
+
+    def missing_chunks(self, group: str, shape: tuple[int, ...]) -> list[tuple[int, int]]:
+        """The (channel, z) slices of a group not yet on disk."""
+        return [(c, z) for c in range(shape[0]) for z in range(shape[1])
+                if not self._chunk_file(group, c, z).exists()]
+
+    def _matches(self, group: str, stack: xr.DataArray, fingerprint: str) -> bool:
+        attrs = self.attrs(group)
+        if not attrs or attrs.get("fingerprint") != fingerprint:
+            return False
+        try:
+            arr = zarr.open_array(str(self.path), path=f"{group}/stack", mode="r")
+        except Exception:
+            return False
+        return arr.shape == stack.shape and arr.dtype == stack.dtype
+
+    def _create(self, group: str, stack: xr.DataArray, attrs: dict[str, Any]) -> None:
+        nc, nz, ny, nx = stack.shape
+        chunks = (1, 1, ny, nx)
+        template = xr.Dataset(
+            {"stack": (stack.dims, da.zeros(stack.shape, chunks=chunks, dtype=stack.dtype))},
+            coords=stack.coords,
+        )
+        template.to_zarr(str(self.path), group=group, mode="w", compute=False, zarr_format=3,
+                         consolidated=False,
+                         encoding={"stack": {"chunks": chunks, "compressors": self.compressors}})
+        zarr.create_array(str(self.path), name=f"{group}/_stats", shape=(nc, nz, 3),
+                          chunks=(1, 1, 3), dtype="float64", fill_value=np.nan,
+                          dimension_names=("channel", "z", "stat"))
+        # attributes last: a group without a fingerprint is recreated, never resumed
+        self.update_attrs(group, **attrs, complete=False)
+
+    def write(self, group: str, stack: xr.DataArray, fingerprint: str,
+              attrs: dict[str, Any] | None = None,
+              compute: Callable[[list[Any]], Sequence[Any]] | None = None) -> WriteReport:
+        """Write a lazy stack as a checkpoint, resuming a partial write of the same
+        fingerprint, and mark it complete.
+
+        Parameters
+        ----------
+        group
+            Group path, e.g. ``steps/01_cropping``.
+        stack
+            Lazy (channel, z, y, x) DataArray backed by dask, one slice per chunk.
+        fingerprint
+            Identity of the content; a group with another fingerprint is replaced.
+        attrs
+            Attributes stored with the group (parameters, provenance).
+        compute
+            ``compute(delayed_list) -> results``: runs the tasks on the chosen
+            scheduler. Default: ``dask.compute``.
+
+        Returns
+        -------
+        WriteReport
+        """
+        if stack.dims != ("channel", "z", "y", "x"):
+            raise StoreError(f"stack dims {stack.dims}: expected (channel, z, y, x)")
+        start = time.perf_counter()
+        if self.is_complete(group, fingerprint):
+            return WriteReport(group, "reused", int(np.prod(stack.shape[:2])), 0, 0.0)
+
+        resumed = self._matches(group, stack, fingerprint)
+        if not resumed:
+            self.delete_group(group)
+            self._create(group, stack, {"fingerprint": fingerprint, **(attrs or {}),
+                                        "started": time.time()})
+        data = stack.data
+        if not isinstance(data, da.Array):
+            data = da.from_array(np.asarray(data), chunks=(1, 1, *stack.shape[2:]))
+        data = data.rechunk((1, 1, *stack.shape[2:]))
+        missing = self.missing_chunks(group, stack.shape)
+        if missing:
+            blocks = data.to_delayed()
+            write = dask.delayed(_write_chunk, pure=False)
+            tasks = [write(blocks[c, z, 0, 0], str(self.path), group, c, z) for c, z in missing]
+            (compute or (lambda t: dask.compute(*t)))(tasks)
+        still = self.missing_chunks(group, stack.shape)
+        if still:
+            raise StoreError(f"{group}: {len(still)} slices were not written (first: channel "
+                             f"{still[0][0]}, z index {still[0][1]})")
+        self._finish(group)
+        seconds = time.perf_counter() - start
+        self.update_attrs(group, complete=True, finished=time.time(), seconds=seconds,
+                          chunks_computed=len(missing))
+        status = "resumed" if resumed and len(missing) < int(np.prod(stack.shape[:2])) else "computed"
+        return WriteReport(group, status, int(np.prod(stack.shape[:2])), len(missing), seconds)
+
+    def _finish(self, group: str) -> None:
+        """Move the per-slice statistics into data variables ``min``, ``max``, ``mean``."""
+        scratch = self.group_dir(group) / "_stats"
+        if not scratch.exists():
+            if all((self.group_dir(group) / name).exists() for name in STAT_NAMES):
+                return  # a previous run stopped after this, before marking complete
+            raise StoreError(f"{group}: per-slice statistics are missing")
+        stats = zarr.open_array(str(self.path), path=f"{group}/_stats", mode="r")[...]
+        # zarr directly rather than xarray: xarray's append would replace the group's
+        # attributes (the fingerprint among them)
+        for i, name in enumerate(STAT_NAMES):
+            zarr.create_array(str(self.path), name=f"{group}/{name}", data=stats[..., i],
+                              dimension_names=("channel", "z"), overwrite=True)
+        shutil.rmtree(scratch)
+
+
+def to_json(value: Any) -> Any:
+    """A JSON-compatible copy of parameters (tuples to lists, numpy scalars to Python)."""
+    return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist")
+                                 else str(o)))

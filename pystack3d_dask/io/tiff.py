@@ -1,0 +1,325 @@
+"""TIFF input: find the slices, read their z positions, check them, read them lazily.
+
+Three layouts are accepted, as in PyStack3D: a folder of single-page TIFF files, one
+sub-folder of such files per detector channel, or one multi-page TIFF file. Files are
+sorted in natural order (``slice_2`` before ``slice_10``), then ``ind_min`` and
+``ind_max`` (both inclusive) select positions in that order.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import tifffile
+import xarray as xr
+
+from ..errors import InputError
+
+__all__ = [
+    "SliceSource",
+    "discover",
+    "file_fingerprint",
+    "lazy_stack",
+    "natural_key",
+    "policy_regex",
+    "read_slice",
+]
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32)
+_HASH_SPAN = 64 * 1024
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort key putting ``slice_2`` before ``slice_10``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def policy_regex(policy: str) -> re.Pattern[str]:
+    """Compile a PyStack3D file-name policy such as ``slice_{slice_nb}_z={z_coord}um.tif``.
+
+    Only the fields ``{slice_nb}`` and ``{z_coord}`` are understood; the rest of the
+    pattern must match literally.
+    """
+    fields = {
+        "slice_nb": r"(?P<slice_nb>[-+]?\d+)",
+        "z_coord": r"(?P<z_coord>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)",
+    }
+    out, pos = [], 0
+    for match in re.finditer(r"\{(\w*)\}", policy):
+        name = match.group(1)
+        if name not in fields:
+            raise InputError(f"file-name policy {policy!r}: unknown field {{{name}}}; "
+                             "expected {slice_nb} and {z_coord}")
+        out.append(re.escape(policy[pos:match.start()]))
+        out.append(fields[name])
+        pos = match.end()
+    out.append(re.escape(policy[pos:]))
+    return re.compile("".join(out) + r"\Z")
+
+
+def file_fingerprint(path: Path) -> dict[str, Any]:
+    """Size, modification time and a hash of the first and last 64 KiB of a file.
+
+    Cheap enough for thousands of slices, and it changes when a file is replaced.
+    """
+    stat = path.stat()
+    digest = hashlib.sha256()
+    with path.open("rb") as fid:
+        digest.update(fid.read(_HASH_SPAN))
+        if stat.st_size > _HASH_SPAN:
+            fid.seek(max(stat.st_size - _HASH_SPAN, _HASH_SPAN))
+            digest.update(fid.read(_HASH_SPAN))
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256_ends": digest.hexdigest()}
+
+
+@dataclass
+class SliceSource:
+    """Where every slice of the input comes from.
+
+    Attributes
+    ----------
+    files
+        ``files[c][k]``: the file of channel ``c``, slice ``k``. For a multi-page TIFF,
+        the single file, repeated.
+    pages
+        Page index of each slice in its file (all 0 for single-page files).
+    z
+        z position of each slice, micrometres.
+    channels
+        Channel names.
+    shape, dtype
+        Shape (y, x) and dtype of every slice.
+    """
+
+    root: Path
+    files: list[list[Path]]
+    pages: list[int]
+    z: np.ndarray
+    channels: list[str]
+    shape: tuple[int, int]
+    dtype: np.dtype
+    z_from_names: bool
+    manifest: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def nz(self) -> int:
+        """Number of slices."""
+        return len(self.pages)
+
+    def manifest_identity(self) -> list[tuple[str, int, str]]:
+        """Manifest without modification times: what identifies the input's content."""
+        return [(m["path"], m["size"], m["sha256_ends"]) for m in self.manifest]
+
+
+def _tiffs_in(folder: Path) -> list[Path]:
+    if not folder.exists():
+        raise InputError(f"input folder not found: {folder}")
+    if not folder.is_dir():
+        raise InputError(f"expected a folder of TIFF slices, got a file: {folder}")
+    files = [p for p in folder.iterdir() if p.suffix.lower() in TIFF_SUFFIXES and p.is_file()]
+    files.sort(key=lambda p: natural_key(p.name))
+    return files
+
+
+def _header(path: Path) -> tuple[int, tuple[int, ...], np.dtype]:
+    """Number of pages, shape and dtype of a TIFF file, from its header only."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            npages = len(tif.pages)
+            page = tif.pages[0]
+            return npages, tuple(page.shape), np.dtype(series.dtype)
+    except Exception as exc:  # tifffile raises many types for damaged files
+        raise InputError(f"{path}: not a readable TIFF file ({type(exc).__name__}: {exc})") from None
+
+
+def _z_positions(files: list[Path], policy: str, spacing: float) -> tuple[np.ndarray, bool]:
+    regex = policy_regex(policy)
+    matches = [regex.match(p.name) for p in files]
+    if all(m is not None and m.groupdict().get("z_coord") is not None for m in matches):
+        try:
+            return np.array([float(m["z_coord"]) for m in matches]), True
+        except ValueError as exc:  # pragma: no cover - the regex only admits numbers
+            raise InputError(f"non-numeric z in file names: {exc}") from None
+    if any(m is not None for m in matches):
+        first = next(p for p, m in zip(files, matches) if m is None)
+        raise InputError(f"{first}: file name does not follow the policy {policy!r} while "
+                         "other slices do; rename it or fix the policy")
+    warnings.warn(f"file names do not follow the policy {policy!r}: z = slice position x "
+                  f"z_spacing ({spacing} um)", UserWarning, stacklevel=3)
+    return np.arange(len(files)) * spacing, False
+
+
+def discover(project_dir: str | Path, channels: list[str] | None = None, ind_min: int = 0,
+             ind_max: int = 99999, policy: str = "slice_{slice_nb}_z={z_coord}um.tif",
+             z_spacing: float = 1.0, check: bool = True) -> SliceSource:
+    """Find the input slices and check that they form one stack.
+
+    Parameters
+    ----------
+    project_dir
+        Folder of slices, folder of channel sub-folders, or one multi-page TIFF file.
+    channels
+        Channel sub-folder names; ``["."]`` (default) for slices directly in the folder.
+    ind_min, ind_max
+        First and last position kept in the sorted list of files, both inclusive.
+    policy
+        PyStack3D file-name pattern carrying the z position (micrometres).
+    z_spacing
+        Slice spacing used when the names do not follow the policy (and for pages of a
+        multi-page TIFF).
+    check
+        Read every file's header to check shapes and dtypes (the first offender is
+        named) and build the manifest.
+
+    Returns
+    -------
+    SliceSource
+
+    Raises
+    ------
+    InputError
+        Missing or empty folder, unreadable file, mixed shapes or dtypes, channels of
+        different lengths, unsupported dtype.
+    """
+    root = Path(project_dir)
+    channels = list(channels or ["."])
+    if root.is_file():
+        return _discover_multipage(root, ind_min, ind_max, z_spacing)
+    if not root.exists():
+        raise InputError(f"input folder not found: {root}")
+
+    per_channel: list[list[Path]] = []
+    for channel in channels:
+        folder = root / channel
+        files = _tiffs_in(folder)
+        if not files:
+            raise InputError(f"no .tif/.tiff files in {folder}")
+        files = files[ind_min:ind_max + 1]
+        if not files:
+            raise InputError(f"ind_min = {ind_min} is past the last slice of {folder} "
+                             "(no slice selected)")
+        per_channel.append(files)
+    lengths = {len(f) for f in per_channel}
+    if len(lengths) > 1:
+        counts = ", ".join(f"{c!r}: {len(f)}" for c, f in zip(channels, per_channel))
+        raise InputError(f"channels have different numbers of slices ({counts}); "
+                         "expected the same number in every channel folder")
+
+    z, from_names = _z_positions(per_channel[0], policy, z_spacing)
+    source = SliceSource(root=root, files=per_channel, pages=[0] * len(per_channel[0]), z=z,
+                         channels=channels, shape=(0, 0), dtype=np.dtype(np.uint8),
+                         z_from_names=from_names)
+    if check:
+        _check_headers(source)
+    else:
+        _, shape, dtype = _header(per_channel[0][0])
+        source.shape, source.dtype = (shape[0], shape[1]), dtype
+    return source
+
+
+def _check_dtype(path: Path, dtype: np.dtype) -> None:
+    if dtype not in [np.dtype(d) for d in SUPPORTED_DTYPES]:
+        raise InputError(f"{path}: dtype {dtype} is not supported; expected uint8, uint16 or "
+                         "float32")
+
+
+def _check_headers(source: SliceSource) -> None:
+    first = source.files[0][0]
+    _, shape0, dtype0 = _header(first)
+    if len(shape0) != 2:
+        raise InputError(f"{first}: slice of shape {shape0}; expected a 2D grey-level image "
+                         "(RGB and multi-sample slices are not supported)")
+    _check_dtype(first, dtype0)
+    manifest = []
+    for files in source.files:
+        for path in files:
+            _, shape, dtype = _header(path)
+            if shape != shape0:
+                raise InputError(f"{path}: shape {shape} differs from {shape0} of {first}; "
+                                 "expected every slice to have the same shape")
+            if dtype != dtype0:
+                raise InputError(f"{path}: dtype {dtype} differs from {dtype0} of {first}; "
+                                 "expected every slice to have the same dtype")
+            entry = {"path": str(path.relative_to(source.root))}
+            entry.update(file_fingerprint(path))
+            manifest.append(entry)
+    source.shape, source.dtype, source.manifest = (shape0[0], shape0[1]), dtype0, manifest
+
+
+def _discover_multipage(path: Path, ind_min: int, ind_max: int, z_spacing: float) -> SliceSource:
+    if path.suffix.lower() not in TIFF_SUFFIXES:
+        raise InputError(f"{path}: expected a folder of slices or a multi-page .tif file")
+    npages, shape, dtype = _header(path)
+    if len(shape) != 2:
+        raise InputError(f"{path}: pages of shape {shape}; expected 2D grey-level pages")
+    _check_dtype(path, dtype)
+    pages = list(range(npages))[ind_min:ind_max + 1]
+    if not pages:
+        raise InputError(f"{path}: ind_min = {ind_min} is past the last page ({npages - 1})")
+    entry = {"path": path.name}
+    entry.update(file_fingerprint(path))
+    return SliceSource(root=path.parent, files=[[path] * len(pages)], pages=pages,
+                       z=np.asarray(pages, dtype=float) * z_spacing, channels=["."],
+                       shape=(shape[0], shape[1]), dtype=dtype, z_from_names=False,
+                       manifest=[entry])
+
+
+def read_slice(path: str | Path, page: int, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+    """Read one slice and check it is what the header promised.
+
+    Raises
+    ------
+    InputError
+        When the file is truncated or corrupt, naming the file.
+    """
+    try:
+        with tifffile.TiffFile(path) as tif:
+            img = tif.pages[page].asarray()
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read slice data ({type(exc).__name__}: {exc}); "
+                         "the file may be truncated or corrupt") from None
+    if img.shape != tuple(shape) or img.dtype != dtype:
+        raise InputError(f"{path}: read {img.shape} {img.dtype}, expected {tuple(shape)} {dtype}")
+    return img
+
+
+def _read_block(source_files: list[list[str]], pages: list[int], shape: tuple[int, int],
+                dtype: np.dtype, block_info: dict | None = None) -> np.ndarray:
+    c, k = block_info[None]["chunk-location"][:2]
+    return read_slice(source_files[c][k], pages[k], shape, dtype)[None, None]
+
+
+def lazy_stack(source: SliceSource, pixel_size: float | None = None) -> xr.DataArray:
+    """The input as a lazy (channel, z, y, x) DataArray, one task per slice and channel.
+
+    Coordinates: ``channel`` names, ``z`` in micrometres, and ``y``/``x`` in
+    micrometres when ``pixel_size`` is given, else in pixels of the original frame.
+    """
+    ny, nx = source.shape
+    files = [[str(p) for p in f] for f in source.files]
+    reader = functools.partial(_read_block, files, list(source.pages), source.shape, source.dtype)
+    data = da.map_blocks(
+        reader,
+        chunks=((1,) * len(files), (1,) * source.nz, (ny,), (nx,)),
+        dtype=source.dtype, meta=np.empty((0, 0, 0, 0), dtype=source.dtype),
+        name=f"read-tiff-{hashlib.sha256(repr(files).encode()).hexdigest()[:16]}",
+    )
+    unit = "um" if pixel_size else "px"
+    step = pixel_size or 1
+    coords = {
+        "channel": ("channel", np.array(source.channels, dtype=object)),
+        "z": ("z", np.asarray(source.z, dtype=float), {"units": "um"}),
+        "y": ("y", np.arange(ny) * step, {"units": unit}),
+        "x": ("x", np.arange(nx) * step, {"units": unit}),
+    }
+    return xr.DataArray(data, dims=("channel", "z", "y", "x"), coords=coords, name="stack")

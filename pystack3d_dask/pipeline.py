@@ -1,0 +1,259 @@
+"""Workflow -> ingest -> steps in the file's order -> one checkpoint per step.
+
+Each checkpoint carries a fingerprint of its parameters, the upstream fingerprint, the
+input manifest and the package version. A complete checkpoint with the same fingerprint
+is reused; a partial one is resumed; any other is replaced. A step whose table says
+``checkpoint = false`` is not written: its graph is fused into the next step's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from ._version import __version__
+from .cluster import Executor, executor
+from .config import Workflow, load_workflow
+from .errors import StoreError
+from .io.store import LAYOUT_VERSION, Store, WriteReport, make_compressors, to_json
+from .io.tiff import SliceSource, discover, lazy_stack
+from .steps import get_step
+
+__all__ = ["RunResult", "StepReport", "fingerprint", "open_result", "resolve_group", "run"]
+
+INPUT_GROUP = "input"
+
+
+@dataclass
+class StepReport:
+    """What one group of the run did: ``reused``, ``computed`` or ``resumed``."""
+
+    name: str
+    group: str
+    status: str
+    chunks_total: int
+    chunks_computed: int
+    seconds: float
+    fused: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    """Outcome of :func:`run`."""
+
+    store: Path
+    reports: list[StepReport]
+
+    @property
+    def final_group(self) -> str:
+        """Group of the last step written."""
+        return self.reports[-1].group
+
+    def summary(self) -> str:
+        """A text table of the run."""
+        lines = [f"{'group':<34} {'status':<9} {'computed':>9} {'seconds':>8}"]
+        for r in self.reports:
+            name = r.group + (f" (+{', '.join(r.fused)})" if r.fused else "")
+            lines.append(f"{name:<34} {r.status:<9} {r.chunks_computed:>4}/{r.chunks_total:<4} "
+                         f"{r.seconds:>8.2f}")
+        return "\n".join(lines)
+
+
+def fingerprint(payload: Mapping[str, Any]) -> str:
+    """SHA-256 of a JSON-serialisable payload, keys sorted."""
+    text = json.dumps(to_json(payload), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _source(wf: Workflow) -> SliceSource:
+    return discover(wf.project_dir, wf.channels, wf.ind_min, wf.ind_max, wf.policy,
+                    wf.input["z_spacing"])
+
+
+def _check_same_input(store: Store, source: SliceSource) -> None:
+    """Refuse a store made from another input (different folder or changed files)."""
+    attrs = store.attrs(INPUT_GROUP)
+    if not attrs or "source" not in attrs:
+        return
+    old = attrs["source"]
+    if old.get("root") != str(source.root.resolve()):
+        raise StoreError(f"the store {store.path} holds another input ({old.get('root')}), not "
+                         f"{source.root.resolve()}; use another store or ask to overwrite it "
+                         "(--overwrite, or [store] overwrite = true)")
+    before = {m["path"]: (m["size"], m["sha256_ends"]) for m in attrs.get("manifest", [])}
+    for entry in source.manifest:
+        seen = before.get(entry["path"])
+        if seen is not None and seen != (entry["size"], entry["sha256_ends"]):
+            raise StoreError(f"the store {store.path} was made from a different version of "
+                             f"{entry['path']} (size or content changed); use another store or "
+                             "ask to overwrite it (--overwrite)")
+
+
+def _ingest(store: Store, wf: Workflow, source: SliceSource, run: Executor) -> StepReport:
+    manifest_id = fingerprint({"manifest": source.manifest_identity()})
+    fp = fingerprint({
+        "step": INPUT_GROUP, "root": str(source.root.resolve()), "channels": source.channels,
+        "manifest": manifest_id, "pages": source.pages, "z": source.z.tolist(),
+        "pixel_size": wf.input["pixel_size"], "version": __version__,
+        "layout": LAYOUT_VERSION,
+    })
+    stack = lazy_stack(source, wf.input["pixel_size"])
+    attrs = {
+        "step": INPUT_GROUP,
+        "source": {"root": str(source.root.resolve()), "channels": source.channels,
+                   "z_from_names": source.z_from_names, "policy": wf.policy},
+        "manifest": source.manifest,
+        "manifest_fingerprint": manifest_id,
+        "dtype": str(source.dtype),
+        "package_version": __version__,
+    }
+    rep = store.write(INPUT_GROUP, stack, fp, attrs, run.as_compute("ingest"))
+    return _report(INPUT_GROUP, rep)
+
+
+def _report(name: str, rep: WriteReport, fused: list[str] | None = None) -> StepReport:
+    return StepReport(name, rep.group, rep.status, rep.chunks_total, rep.chunks_computed,
+                      rep.seconds, fused or [])
+
+
+def _check_steps(wf: Workflow) -> None:
+    for name in wf.process_steps:
+        get_step(name)  # raises NotAvailableError / ConfigError before any work
+
+
+def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path | None = None,
+        scheduler: str | None = None, workers: int | None = None, overwrite: bool | None = None,
+        progress: bool = True) -> RunResult:
+    """Run a workflow: ingest the input, then every step of ``process_steps`` in order,
+    each written as a checkpoint of the store.
+
+    Parameters
+    ----------
+    workflow
+        Path of a workflow file (PyStack3D's TOML format plus this project's tables), its
+        content as a dictionary, or a :class:`~pystack3d_dask.config.Workflow`.
+    store
+        Zarr store path; overrides ``[store] path`` (default: the workflow file's name
+        with ``.zarr``, beside it).
+    scheduler, workers
+        Override ``[scheduler] name`` and ``workers`` (``nproc`` by default).
+    overwrite
+        Replace a store made from another input.
+    progress
+        Show progress bars.
+
+    Returns
+    -------
+    RunResult
+        Per group: reused, computed or resumed, and how many slices were computed.
+    """
+    wf = load_workflow(workflow)
+    if store is not None:
+        wf.store["path"] = str(Path(store).resolve())
+    if scheduler is not None:
+        wf.scheduler["name"] = scheduler
+    if workers is not None:
+        wf.scheduler["workers"] = workers
+    if overwrite is not None:
+        wf.store["overwrite"] = overwrite
+    _check_steps(wf)
+    if wf.history:
+        warnings.warn(f"history = {wf.history} is PyStack3D's record of finished steps; here "
+                      "the store's checkpoints say what is done, and history is ignored",
+                      UserWarning, stacklevel=2)
+
+    source = _source(wf)
+    st = Store(wf.store_path(), make_compressors(wf.store["compressor"],
+                                                 wf.store["compression_level"]))
+    if wf.store["overwrite"]:
+        st.clear()
+    else:
+        _check_same_input(st, source)
+
+    sched = wf.scheduler
+    reports: list[StepReport] = []
+    groups = [INPUT_GROUP]
+    with executor(sched["name"], sched["workers"], sched["threads_per_worker"],
+                  sched["memory_limit"], sched["dashboard_address"], progress) as ex:
+        st.update_info(workflow_started=time.time(), package_version=__version__,
+                       workflow_source=str(wf.source) if wf.source else None,
+                       workflow_raw=to_json(wf.raw))
+        reports.append(_ingest(st, wf, source, ex))
+        stack = st.open_stack(INPUT_GROUP)
+        upstream = st.attrs(INPUT_GROUP)["fingerprint"]
+        manifest_id = st.attrs(INPUT_GROUP)["manifest_fingerprint"]
+        pending: list[str] = []
+        for index, name in enumerate(wf.process_steps, start=1):
+            params = wf.step_params(name)
+            upstream = fingerprint({"step": name, "params": params, "upstream": upstream,
+                                    "input": manifest_id, "version": __version__})
+            stack = get_step(name).func(stack, **params)
+            last = index == len(wf.process_steps)
+            if not wf.steps[name]["checkpoint"] and not last:
+                pending.append(name)
+                continue
+            group = f"steps/{index:02d}_{name}"
+            attrs = {"step": name, "index": index, "params": to_json(params),
+                     "fused": list(pending),
+                     "fused_params": {p: to_json(wf.step_params(p)) for p in pending},
+                     "package_version": __version__}
+            rep = st.write(group, stack, upstream, attrs, ex.as_compute(name))
+            reports.append(_report(name, rep, pending))
+            groups.append(group)
+            pending = []
+            stack = st.open_stack(group)
+        st.update_info(workflow=groups, workflow_finished=time.time())
+    if progress:
+        print(RunResult(st.path, reports).summary(), file=sys.stderr)
+    return RunResult(st.path, reports)
+
+
+def resolve_group(store: Store, step: str | None = None) -> str:
+    """The group of a step name (``cropping``), a group name (``01_cropping``,
+    ``steps/01_cropping``) or ``input``; by default the last complete group of the last
+    workflow run on the store."""
+    if step is None:
+        order = store.info.get("workflow") or [INPUT_GROUP, *store.step_groups()]
+        for group in reversed(order):
+            if store.is_complete(group):
+                return group
+        raise StoreError(f"{store.path}: no complete step yet")
+    if step == INPUT_GROUP:
+        return INPUT_GROUP
+    candidates = [g for g in store.step_groups()
+                  if g in (step, f"steps/{step}") or g.split("_", 1)[-1] == step]
+    if not candidates:
+        names = [INPUT_GROUP] + [g.split("/", 1)[1] for g in store.step_groups()]
+        raise StoreError(f"{store.path}: no step {step!r}; the store has: {', '.join(names)}")
+    return candidates[-1]
+
+
+def open_result(store: str | Path, step: str | None = None) -> xr.DataArray:
+    """Open a step's output as a lazy (channel, z, y, x) DataArray.
+
+    Parameters
+    ----------
+    store
+        Path of the Zarr store.
+    step
+        Step name, group name or ``"input"``; by default the last complete step.
+
+    Raises
+    ------
+    StoreError
+        When the store or the step does not exist, or the step is not complete.
+    """
+    st = Store(store, create=False)
+    group = resolve_group(st, step)
+    if not st.is_complete(group):
+        raise StoreError(f"{st.path}: step {group!r} is not complete")
+    return st.open_stack(group)

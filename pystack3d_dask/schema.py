@@ -1,0 +1,351 @@
+"""Parameter schemas of every workflow table, PyStack3D's and this project's own.
+
+A schema is a mapping ``key -> Param``. Validation turns a raw TOML table into a
+dictionary with every key present (defaults filled in), or raises a
+:class:`~pystack3d_dask.errors.ConfigError` naming the table, the key, the value and
+what was expected. Unknown keys are refused with the nearest valid name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = [
+    "OWN_TABLES",
+    "PYSTACK3D_STEPS",
+    "STEP_SCHEMAS",
+    "Param",
+    "suggest",
+    "validate_table",
+]
+
+#: PyStack3D's step names, in its documentation's order.
+PYSTACK3D_STEPS = (
+    "cropping",
+    "bkg_removal",
+    "intensity_rescaling",
+    "intensity_rescaling_area",
+    "registration_calculation",
+    "registration_transformation",
+    "destriping",
+    "resampling",
+    "cropping_final",
+)
+
+Checker = Callable[[str, str, Any], Any]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a table.
+
+    Parameters
+    ----------
+    check
+        ``check(table, key, value) -> normalised value``; raises ConfigError.
+    default
+        Value used when the key is absent (or given as ``""``, which PyStack3D
+        writes for ``None`` when it rewrites a workflow file).
+    doc
+        One line for the documentation.
+    """
+
+    check: Checker
+    default: Any = None
+    doc: str = ""
+
+
+def _fail(table: str, key: str, value: Any, expected: str) -> ConfigError:
+    where = f"[{table}] {key}" if table else key
+    return ConfigError(f"{where} = {value!r} is invalid: expected {expected}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def integer(minimum: int | None = None, maximum: int | None = None) -> Checker:
+    """An integer within ``[minimum, maximum]``."""
+
+    def check(table: str, key: str, value: Any) -> int:
+        ok = _is_int(value)
+        ok = ok and (minimum is None or value >= minimum)
+        ok = ok and (maximum is None or value <= maximum)
+        if not ok:
+            bounds = []
+            if minimum is not None:
+                bounds.append(f">= {minimum}")
+            if maximum is not None:
+                bounds.append(f"<= {maximum}")
+            raise _fail(table, key, value, "an integer" + (" " + " and ".join(bounds) if bounds else ""))
+        return int(value)
+
+    return check
+
+
+def number(minimum: float | None = None, strict_min: bool = False) -> Checker:
+    """A finite real number, optionally bounded below."""
+
+    def check(table: str, key: str, value: Any) -> float:
+        ok = _is_number(value)
+        if ok and minimum is not None:
+            ok = value > minimum if strict_min else value >= minimum
+        if not ok:
+            bound = "" if minimum is None else f" {'>' if strict_min else '>='} {minimum}"
+            raise _fail(table, key, value, f"a number{bound}")
+        return float(value)
+
+    return check
+
+
+def boolean(table: str, key: str, value: Any) -> bool:
+    """``true`` or ``false``."""
+    if not isinstance(value, bool):
+        raise _fail(table, key, value, "true or false")
+    return value
+
+
+def string(choices: tuple[str, ...] | None = None) -> Checker:
+    """A string, optionally one of ``choices``."""
+
+    def check(table: str, key: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise _fail(table, key, value, "a string")
+        if choices is not None and value not in choices:
+            close = difflib.get_close_matches(value, choices, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise _fail(table, key, value, f"one of {list(choices)}{hint}")
+        return value
+
+    return check
+
+
+def numbers(length: int | None = None, integers: bool = False, minimum: float | None = None,
+            increasing: bool = False) -> Checker:
+    """A list of numbers (of a fixed ``length`` when given)."""
+
+    def check(table: str, key: str, value: Any) -> list:
+        kind = "integers" if integers else "numbers"
+        expected = f"a list of {length} {kind}" if length else f"a list of {kind}"
+        if minimum is not None:
+            expected += f" >= {minimum}"
+        if increasing:
+            expected += ", strictly increasing"
+        test = _is_int if integers else _is_number
+        if not isinstance(value, list) or (length is not None and len(value) != length):
+            raise _fail(table, key, value, expected)
+        if not all(test(v) for v in value) or (length is None and not value):
+            raise _fail(table, key, value, expected)
+        if minimum is not None and any(v < minimum for v in value):
+            raise _fail(table, key, value, expected)
+        if increasing and any(b <= a for a, b in zip(value, value[1:])):
+            raise _fail(table, key, value, expected)
+        return [int(v) if integers else float(v) for v in value]
+
+    return check
+
+
+def area(table: str, key: str, value: Any) -> list[int]:
+    """``[xmin, xmax, ymin, ymax]`` in pixels, origin at the bottom-left."""
+    expected = "[xmin, xmax, ymin, ymax]: 4 integers >= 0 with xmin < xmax and ymin < ymax"
+    if (not isinstance(value, list) or len(value) != 4
+            or not all(_is_int(v) and v >= 0 for v in value)
+            or value[0] >= value[1] or value[2] >= value[3]):
+        raise _fail(table, key, value, expected)
+    return [int(v) for v in value]
+
+
+def string_list(table: str, key: str, value: Any) -> list[str]:
+    """A non-empty list of strings."""
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, str) and v for v in value)):
+        raise _fail(table, key, value, "a non-empty list of non-empty strings")
+    return list(value)
+
+
+def _filters(table: str, key: str, value: Any) -> list[dict]:
+    expected = ('a list of tables such as { name = "Gabor", noise_level = 20, '
+                'sigma = [0.5, 200], theta = 0 } or { name = "Dirac", noise_level = 10 }')
+    if not isinstance(value, list) or not value or not all(isinstance(f, dict) for f in value):
+        raise _fail(table, key, value, expected)
+    out = []
+    for i, filt in enumerate(value):
+        sub = f"{table}.{key}[{i}]"
+        name = string(("Gabor", "Dirac"))(sub, "name", filt.get("name"))
+        schema = dict(_DIRAC) if name == "Dirac" else dict(_GABOR)
+        out.append(validate_table(sub, filt, schema))
+    return out
+
+
+def _wavelet(table: str, key: str, value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise _fail(table, key, value, 'a table such as { wavelet = "coif3", level = 4, sigma = 4 }')
+    return validate_table(f"{table}.{key}", value, _WAVELET)
+
+
+_REQUIRED = object()
+
+_GABOR = {
+    "name": Param(string(("Gabor", "Dirac")), _REQUIRED),
+    "noise_level": Param(number(0.0), _REQUIRED, "noise level of the filter (>= 0)"),
+    "sigma": Param(numbers(2, minimum=0.0), _REQUIRED, "[sx, sy] of the Gabor filter"),
+    "theta": Param(number(), 0.0, "orientation in degrees (0: vertical stripes)"),
+}
+_DIRAC = {
+    "name": Param(string(("Gabor", "Dirac")), _REQUIRED),
+    "noise_level": Param(number(0.0), _REQUIRED, "noise level of the filter (>= 0)"),
+}
+_WAVELET = {
+    "wavelet": Param(string(), "coif3", "PyWavelets wavelet name"),
+    "level": Param(integer(1), 4, "decomposition level"),
+    "sigma": Param(number(0.0, strict_min=True), 4.0, "damping width in Fourier space"),
+}
+
+#: Key present in every step table: whether the step's output is written to the store.
+CHECKPOINT = Param(boolean, True, "write this step's output to the store (false: fuse into the next step)")
+
+_POLICY = "slice_{slice_nb}_z={z_coord}um.tif"
+
+#: The step tables, with PyStack3D's key names and its defaults.
+STEP_SCHEMAS: dict[str, dict[str, Param]] = {
+    "cropping": {
+        "area": Param(area, None, "area kept [xmin, xmax, ymin, ymax], origin bottom-left"),
+    },
+    "bkg_removal": {
+        "dim": Param(integer(2, 3), None, "2 or 3 (with poly_basis)"),
+        "poly_basis": Param(string(), None, 'polynomial basis such as "1 + x + y + x*y + z"'),
+        "orders": Param(numbers(None, integers=True, minimum=0), None, "[ox, oy] or [ox, oy, oz]"),
+        "cross_terms": Param(boolean, False, "all products of powers up to each order"),
+        "skip_factors": Param(numbers(None, integers=True, minimum=1), None,
+                              "fit sample: every s-th pixel per axis"),
+        "skip_averaging": Param(boolean, False, "area-averaged down-sampling instead of decimation"),
+        "threshold_min": Param(number(), None, "pixels below are left out of the fit"),
+        "threshold_max": Param(number(), None, "pixels above are left out of the fit"),
+        "weight_func": Param(string(("HuberT", "Hampel", "None")), "HuberT", "robust weights"),
+        "preserve_avg": Param(boolean, False, "keep the mean of the stack (3D only)"),
+    },
+    "intensity_rescaling": {
+        "nbins": Param(integer(2), 256, "number of histogram bins"),
+        "filter_size": Param(integer(-1), 10, "-1: mean histogram; n: running mean over n slices"),
+    },
+    "intensity_rescaling_area": {
+        "area": Param(area, None, "area of the reference means"),
+        "threshold_min": Param(number(), None, "pixels below are left out of the means"),
+        "threshold_max": Param(number(), None, "pixels above are left out of the means"),
+        "factors_range": Param(numbers(2, minimum=0.0), [0.8, 1.2], "clip range of the factors"),
+    },
+    "registration_calculation": {
+        "area": Param(area, None, "area used for the calculation"),
+        "threshold": Param(number(), None, "binarise (img <= threshold) before registering"),
+        "nb_blocks": Param(numbers(2, integers=True, minimum=1), [1, 1], "[p, q] blocks"),
+        "transformation": Param(
+            string(("TRANSLATION", "RIGID_BODY", "SCALED_ROTATION", "AFFINE", "BILINEAR")),
+            "TRANSLATION", "pystackreg transformation"),
+    },
+    "registration_transformation": {
+        "nb_blocks": Param(numbers(2, integers=True, minimum=1), None, "[p, q] blocks"),
+        "pre_calculated_tmats": Param(string(), None, "matrices file computed elsewhere"),
+        "constant_drift": Param(numbers(2), None, "[dx, dy] drift removed per slice"),
+        "box_size_averaging": Param(integer(1), None, "running-mean window of the matrices"),
+        "subpixel": Param(boolean, True, "keep sub-pixel translations"),
+        "mode": Param(string(("constant", "edge", "symmetric", "reflect", "wrap")), "constant",
+                      "how pixels outside the image are filled"),
+        "cropping": Param(boolean, False, "crop to the largest rectangle valid under all warps"),
+    },
+    "destriping": {
+        "maxit": Param(integer(1), 100, "VSNR iterations"),
+        "cvg_threshold": Param(number(0.0), 0.0, "VSNR convergence threshold"),
+        "filters": Param(_filters, None, "VSNR filters"),
+        "wavelet_decomposition": Param(_wavelet, None, "{ wavelet, level, sigma } (Münch 2009)"),
+    },
+    "resampling": {
+        "policy": Param(string(), _POLICY, "file-name pattern carrying the z position"),
+        "dz": Param(number(0.0, strict_min=True), None, "output slice spacing (um)"),
+        "zpos_out": Param(numbers(None, increasing=True), None, "explicit output z positions (um)"),
+    },
+    "cropping_final": {
+        "area": Param(area, None, "area kept [xmin, xmax, ymin, ymax], origin bottom-left"),
+    },
+}
+
+#: This project's own tables, beside PyStack3D's.
+OWN_TABLES: dict[str, dict[str, Param]] = {
+    "store": {
+        "path": Param(string(), None, "Zarr store (default: <workflow name>.zarr beside the file)"),
+        "overwrite": Param(boolean, False, "replace a store made from another input"),
+        "compressor": Param(string(("zstd", "blosc-zstd", "blosc-lz4", "none")), "zstd",
+                            "chunk compression"),
+        "compression_level": Param(integer(0, 22), 3, "compression level"),
+    },
+    "scheduler": {
+        "name": Param(string(("threads", "processes", "local", "synchronous")), "threads",
+                      "dask scheduler: threads, processes, or a distributed local cluster"),
+        "workers": Param(integer(1), None, "workers (default: nproc)"),
+        "threads_per_worker": Param(integer(1), 1, "threads per worker of a local cluster"),
+        "memory_limit": Param(string(), "auto", "memory per worker of a local cluster"),
+        "dashboard_address": Param(string(), "127.0.0.1:0", "dashboard of a local cluster"),
+    },
+    "input": {
+        "policy": Param(string(), None, "file-name pattern (default: [resampling] policy)"),
+        "z_spacing": Param(number(0.0, strict_min=True), 1.0,
+                           "slice spacing (um) when names carry no z"),
+        "pixel_size": Param(number(0.0, strict_min=True), None, "pixel size (um) for y/x"),
+    },
+}
+
+
+def suggest(name: str, valid: list[str] | tuple[str, ...]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the nearest valid name, or ``""``."""
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def validate_table(table: str, values: Mapping[str, Any], schema: Mapping[str, Param],
+                   extra: Mapping[str, Param] | None = None) -> dict[str, Any]:
+    """Check one table against its schema and fill in the defaults.
+
+    Parameters
+    ----------
+    table
+        Name of the table, for messages.
+    values
+        The raw table.
+    schema, extra
+        Accepted keys (``extra`` adds keys such as ``checkpoint``).
+
+    Returns
+    -------
+    dict
+        Every key of the schema, normalised, with defaults where absent.
+    """
+    full = dict(schema)
+    if extra:
+        full.update(extra)
+    if not isinstance(values, Mapping):
+        raise _fail("", table, values, "a table")
+    where = f"in [{table}]" if table else "at the top level"
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in full:
+            raise ConfigError(
+                f"unknown key {key!r} {where}{suggest(key, sorted(full))}; "
+                f"valid keys: {', '.join(sorted(full))}")
+        if value == "" and full[key].default is not _REQUIRED:
+            continue  # PyStack3D writes None as ""
+        out[key] = full[key].check(table, key, value)
+    for key, param in full.items():
+        if key not in out:
+            if param.default is _REQUIRED:
+                raise ConfigError(f"{where}: the required key {key!r} is missing")
+            out[key] = param.default
+    return out

@@ -1,0 +1,42 @@
+"""``cropping`` and ``cropping_final``: keep an area of every slice."""
+
+from __future__ import annotations
+
+import warnings
+
+import xarray as xr
+
+from ..kernels.cropping import area_to_slices
+
+__all__ = ["cropping", "cropping_final"]
+
+
+def cropping(stack: xr.DataArray, area: list[int] | None = None) -> xr.DataArray:
+    """Keep an area of every slice.
+
+    Parameters
+    ----------
+    stack
+        (channel, z, y, x) stack, one slice per chunk.
+    area
+        ``[xmin, xmax, ymin, ymax]`` in pixels, origin at the bottom-left of the image
+        (PyStack3D's convention). An area past the image is clipped, with a warning.
+        None keeps the whole slice.
+
+    Returns
+    -------
+    xarray.DataArray
+        The lazy cropped stack; its y and x coordinates keep the original positions.
+    """
+    if area is None:
+        return stack
+    rows, cols, notes = area_to_slices(area, (stack.sizes["y"], stack.sizes["x"]))
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
+    # dask slicing keeps one task per slice: each output chunk reads one input chunk
+    return stack.isel(y=rows, x=cols)
+
+
+def cropping_final(stack: xr.DataArray, area: list[int] | None = None) -> xr.DataArray:
+    """The last cropping of a workflow; same parameters as :func:`cropping`."""
+    return cropping(stack, area=area)
