@@ -59,18 +59,20 @@ def make_compressors(name: str = "zstd", level: int = 3) -> list[Any]:
 
 
 @functools.lru_cache(maxsize=64)
-def _array(store: str, path: str) -> zarr.Array:
-    # One handle per process and array: opening reads zarr.json, which would otherwise
-    # be done once per chunk.
+def _array(store: str, path: str, token: str = "") -> zarr.Array:
+    # One handle per process, array and content fingerprint (``token``): opening reads
+    # zarr.json, which would otherwise be done once per chunk; the token keeps a
+    # worker from reusing the handle of a replaced array of another shape.
     return zarr.open_array(store, path=path, mode="r+").with_config({"write_empty_chunks": True})
 
 
-def _write_chunk(block: np.ndarray, store: str, group: str, c: int, z: int) -> int:
+def _write_chunk(block: np.ndarray, store: str, group: str, c: int, z: int,
+                 token: str = "") -> int:
     """Write one slice and its statistics; the statistics first, so that a slice on
     disk always has its statistics."""
     img = np.asarray(block)[0, 0]
-    _array(store, f"{group}/_stats")[c, z, :] = slice_stats(img)
-    _array(store, f"{group}/stack")[c, z] = img
+    _array(store, f"{group}/_stats", token)[c, z, :] = slice_stats(img)
+    _array(store, f"{group}/stack", token)[c, z] = img
     return 1
 
 
@@ -185,6 +187,7 @@ class Store:
         folder = self.group_dir(group)
         if folder.exists():
             shutil.rmtree(folder)
+        _array.cache_clear()
 
     def clear(self) -> None:
         """Remove every group (input and steps), keeping the store itself."""
@@ -285,7 +288,8 @@ class Store:
         if missing:
             blocks = data.to_delayed()
             write = dask.delayed(_write_chunk, pure=False)
-            tasks = [write(blocks[c, z, 0, 0], str(self.path), group, c, z) for c, z in missing]
+            tasks = [write(blocks[c, z, 0, 0], str(self.path), group, c, z, fingerprint)
+                     for c, z in missing]
             (compute or (lambda t: dask.compute(*t)))(tasks)
         still = self.missing_chunks(group, stack.shape)
         if still:

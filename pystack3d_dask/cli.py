@@ -1,0 +1,143 @@
+"""The ``pystack3d-dask`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+from ._version import __version__
+from .errors import Pystack3dDaskError
+
+__all__ = ["main"]
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scheduler", choices=["threads", "processes", "local", "synchronous"],
+                        help="dask scheduler (default: [scheduler] name, else threads)")
+    parser.add_argument("--workers", type=int, help="number of workers (default: nproc)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pystack3d-dask",
+        description="Correct 3D image stacks (FIB-SEM, ...) out of core, with PyStack3D's "
+                    "workflow files, on dask and Zarr.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a workflow file (ingest + every step, checkpointed)")
+    p.add_argument("workflow", type=Path, help="workflow file (.toml, PyStack3D format)")
+    p.add_argument("--store", type=Path, help="Zarr store (default: WORKFLOW with .zarr)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a store that was made from another input")
+    _add_run_options(p)
+
+    p = sub.add_parser("demo", help="make a synthetic stack, run the workflow, score it")
+    p.add_argument("dir", nargs="?", type=Path, default=Path("pystack3d-dask-demo"),
+                   help="folder for the stack, store and results (default: %(default)s)")
+    p.add_argument("--shape", type=int, nargs=3, metavar=("NZ", "NY", "NX"),
+                   help="synthetic stack size (default: the synthetic default)")
+    _add_run_options(p)
+
+    p = sub.add_parser("synth", help="write a synthetic stack with its ground truth")
+    p.add_argument("dir", type=Path, help="output folder")
+    p.add_argument("--shape", type=int, nargs=3, metavar=("NZ", "NY", "NX"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
+
+    p = sub.add_parser("status", help="show the steps of a store")
+    p.add_argument("store", type=Path)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("export", help="export a step of a store")
+    p.add_argument("store", type=Path)
+    p.add_argument("out", type=Path, help="output folder")
+    p.add_argument("--step", help="step name, group name or 'input' (default: the last step)")
+    p.add_argument("--format", choices=["tiff"], default="tiff")
+    p.add_argument("--overwrite", action="store_true", help="write into non-empty folders")
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import run
+
+    run(args.workflow, store=args.store, scheduler=args.scheduler, workers=args.workers,
+        overwrite=args.overwrite or None, progress=not args.quiet)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import demo
+
+    demo(args.dir, shape=tuple(args.shape) if args.shape else None, scheduler=args.scheduler,
+         workers=args.workers, progress=not args.quiet)
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from .synthetic import write_synthetic
+
+    kwargs = {"seed": args.seed, "overwrite": args.overwrite}
+    if args.shape:
+        kwargs["shape"] = tuple(args.shape)
+    start = time.perf_counter()
+    write_synthetic(args.dir, **kwargs)
+    print(f"synthetic stack written to {args.dir} in {time.perf_counter() - start:.1f} s "
+          f"(slices/, truth.zarr, workflow.toml)")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .status import format_status, store_status
+
+    rows = store_status(args.store)
+    print(json.dumps(rows, indent=2) if args.json else format_status(rows))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .cluster import executor
+    from .io.export import export_tiff
+    from .pipeline import open_result
+
+    stack = open_result(args.store, args.step)
+    with executor("threads", 2) as ex:
+        files = export_tiff(stack, args.out, overwrite=args.overwrite,
+                            compute=ex.as_compute("export"))
+    print(f"{len(files)} slices written to {args.out} ({stack.attrs.get('group')})")
+    return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``pystack3d-dask`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if not args.debug:
+        warnings.showwarning = _show_warning
+    commands = {"run": _cmd_run, "demo": _cmd_demo, "synth": _cmd_synth,
+                "status": _cmd_status, "export": _cmd_export}
+    try:
+        return commands[args.command](args)
+    except Pystack3dDaskError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the finished slices are kept; run again to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

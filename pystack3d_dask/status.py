@@ -1,0 +1,64 @@
+"""What a store holds: each group, complete or not, with its fingerprint, time and shape."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+from .io.store import Store
+
+__all__ = ["format_status", "store_status"]
+
+
+def store_status(store: str | Path) -> list[dict[str, Any]]:
+    """One dictionary per group of the store, in workflow order.
+
+    Keys: ``group``, ``step``, ``complete``, ``fingerprint``, ``seconds``,
+    ``finished`` (ISO time or None), ``shape``, ``dtype``, ``in_last_workflow``.
+    """
+    st = Store(store, create=False)
+    last = st.info.get("workflow") or []
+    rows = []
+    for group in ["input", *st.step_groups()]:
+        attrs = st.attrs(group)
+        if attrs is None:
+            continue
+        shape, dtype = None, None
+        try:
+            arr = st.open_dataset(group)["stack"]
+            shape, dtype = list(arr.shape), str(arr.dtype)
+        except Exception:  # a group cut before its template was written
+            pass
+        finished = attrs.get("finished")
+        rows.append({
+            "group": group,
+            "step": attrs.get("step", group),
+            "complete": bool(attrs.get("complete")),
+            "fingerprint": attrs.get("fingerprint"),
+            "seconds": attrs.get("seconds"),
+            "finished": (datetime.datetime.fromtimestamp(finished).isoformat(timespec="seconds")
+                         if finished else None),
+            "shape": shape,
+            "dtype": dtype,
+            "fused": attrs.get("fused", []),
+            "in_last_workflow": group in last,
+        })
+    return rows
+
+
+def format_status(rows: list[dict[str, Any]]) -> str:
+    """A text table of :func:`store_status`."""
+    head = f"{'group':<30} {'state':<10} {'fingerprint':<14} {'seconds':>8}  shape"
+    lines = [head]
+    for r in rows:
+        state = "complete" if r["complete"] else "partial"
+        if not r["in_last_workflow"] and r["group"] != "input":
+            state += "*"
+        fp = (r["fingerprint"] or "-")[:12]
+        secs = f"{r['seconds']:.2f}" if r["seconds"] is not None else "-"
+        shape = "x".join(str(s) for s in r["shape"]) if r["shape"] else "-"
+        lines.append(f"{r['group']:<30} {state:<10} {fp:<14} {secs:>8}  {shape} {r['dtype'] or ''}")
+    if any(not r["in_last_workflow"] and r["group"] != "input" for r in rows):
+        lines.append("* not part of the last workflow run on this store")
+    return "\n".join(lines)

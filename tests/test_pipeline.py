@@ -1,0 +1,251 @@
+"""Checkpoints, reuse, recompute of changed steps, fusion, resume after a kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from helpers import tree_hashes, write_stack
+
+import pystack3d_dask as p3d
+import pystack3d_dask.io.store as store_mod
+import pystack3d_dask.io.tiff as tiff_mod
+from pystack3d_dask.errors import NotAvailableError, StoreError
+
+
+def _workflow(tmp_path: Path, **tables) -> dict:
+    wf = {
+        "project_dir": str(tmp_path / "slices"),
+        "channels": ["."],
+        "nproc": 2,
+        "process_steps": ["cropping", "cropping_final"],
+        "cropping": {"area": [4, 60, 6, 44]},
+        "cropping_final": {"area": [2, 50, 0, 30]},
+        "store": {"path": str(tmp_path / "out.zarr")},
+    }
+    for name, table in tables.items():
+        wf[name] = table
+    return wf
+
+
+@pytest.fixture
+def counters(monkeypatch):
+    """Count the TIFF slices read and the chunks written, per group."""
+    counts = {"reads": 0, "writes": {}}
+    read, write = tiff_mod.read_slice, store_mod._write_chunk
+
+    def counting_read(*args, **kwargs):
+        counts["reads"] += 1
+        return read(*args, **kwargs)
+
+    def counting_write(block, store, group, c, z, token=""):
+        counts["writes"][group] = counts["writes"].get(group, 0) + 1
+        return write(block, store, group, c, z, token)
+
+    monkeypatch.setattr(tiff_mod, "read_slice", counting_read)
+    monkeypatch.setattr(store_mod, "_write_chunk", counting_write)
+    return counts
+
+
+def test_checkpoints_hold_stack_stats_params_fingerprint(tmp_path, stack_dir):
+    _, data = stack_dir
+    result = p3d.run(_workflow(tmp_path), progress=False)
+    assert [r.group for r in result.reports] == ["input", "steps/01_cropping",
+                                                 "steps/02_cropping_final"]
+    ds = p3d.load_workflow  # noqa: F841 - API presence
+    st = store_mod.Store(tmp_path / "out.zarr", create=False)
+    crop = st.open_dataset("steps/01_cropping")
+    # area [4, 60, 6, 44] on 48 rows: rows 48-44=4 .. 48-6=42, columns 4 .. 60
+    expected = data[:, 4:42, 4:60]
+    np.testing.assert_array_equal(crop["stack"].values[0], expected)
+    assert crop["stack"].encoding["chunks"] == (1, 1, 38, 56)
+    np.testing.assert_allclose(crop["min"].values[0], expected.min(axis=(1, 2)))
+    np.testing.assert_allclose(crop["max"].values[0], expected.max(axis=(1, 2)))
+    np.testing.assert_allclose(crop["mean"].values[0], expected.mean(axis=(1, 2)))
+    assert crop.attrs["params"] == {"area": [4, 60, 6, 44]}
+    assert crop.attrs["complete"] is True and len(crop.attrs["fingerprint"]) == 64
+    assert crop["y"].values[0] == 4 and crop["x"].values[0] == 4
+    final = p3d.open_result(tmp_path / "out.zarr")
+    np.testing.assert_array_equal(final.values[0], expected[:, 8:38, 2:50])
+    np.testing.assert_allclose(final["z"].values, np.arange(12) * 0.01)
+    assert zarr.open_group(str(tmp_path / "out.zarr")).attrs["pystack3d_dask"]["layout_version"] == 1
+
+
+def test_rerun_unchanged_computes_nothing(tmp_path, stack_dir, counters):
+    wf = _workflow(tmp_path)
+    p3d.run(wf, progress=False)
+    assert counters["reads"] == 12
+    assert counters["writes"] == {"input": 12, "steps/01_cropping": 12,
+                                  "steps/02_cropping_final": 12}
+    counters["reads"], counters["writes"] = 0, {}
+    result = p3d.run(wf, progress=False)
+    assert counters == {"reads": 0, "writes": {}}
+    assert [r.status for r in result.reports] == ["reused"] * 3
+
+
+def test_changed_step_recomputes_it_and_later_only(tmp_path, stack_dir, counters):
+    p3d.run(_workflow(tmp_path), progress=False)
+    counters["reads"], counters["writes"] = 0, {}
+    wf = _workflow(tmp_path, cropping={"area": [0, 60, 6, 44]})
+    result = p3d.run(wf, progress=False)
+    assert counters["reads"] == 0
+    assert counters["writes"] == {"steps/01_cropping": 12, "steps/02_cropping_final": 12}
+    assert [r.status for r in result.reports] == ["reused", "computed", "computed"]
+    counters["writes"] = {}
+    wf = _workflow(tmp_path, cropping={"area": [0, 60, 6, 44]}, cropping_final={"area": [0, 9, 0, 9]})
+    p3d.run(wf, progress=False)
+    assert counters["writes"] == {"steps/02_cropping_final": 12}
+    assert p3d.open_result(tmp_path / "out.zarr").shape == (1, 12, 9, 9)
+
+
+def test_checkpoint_false_is_fused_into_next_step(tmp_path, stack_dir, counters):
+    _, data = stack_dir
+    wf = _workflow(tmp_path, cropping={"area": [4, 60, 6, 44], "checkpoint": False})
+    result = p3d.run(wf, progress=False)
+    assert [r.group for r in result.reports] == ["input", "steps/02_cropping_final"]
+    assert result.reports[-1].fused == ["cropping"]
+    assert not (tmp_path / "out.zarr" / "steps" / "01_cropping").exists()
+    assert counters["writes"] == {"input": 12, "steps/02_cropping_final": 12}
+    np.testing.assert_array_equal(p3d.open_result(tmp_path / "out.zarr").values[0],
+                                  data[:, 4:42, 4:60][:, 8:38, 2:50])
+    # the fused step's parameters still take part in the fingerprint
+    counters["writes"] = {}
+    wf["cropping"]["area"] = [5, 60, 6, 44]
+    p3d.run(wf, progress=False)
+    assert counters["writes"] == {"steps/02_cropping_final": 12}
+
+
+def test_local_cluster_and_processes_give_same_bytes(tmp_path, stack_dir):
+    ref = p3d.run(_workflow(tmp_path), progress=False)
+    expected = p3d.open_result(ref.store).values
+    for name in ("processes", "local"):
+        wf = _workflow(tmp_path)
+        wf["store"] = {"path": str(tmp_path / f"{name}.zarr")}
+        wf["scheduler"] = {"name": name, "workers": 2}
+        res = p3d.run(wf, progress=False)
+        np.testing.assert_array_equal(p3d.open_result(res.store).values, expected)
+
+
+def test_unavailable_step_refused_before_any_work(tmp_path, stack_dir):
+    wf = _workflow(tmp_path)
+    wf["process_steps"] = ["cropping", "destriping"]
+    with pytest.raises(NotAvailableError, match=r"'destriping' is not available yet.*cropping"):
+        p3d.run(wf, progress=False)
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_area_outside_image_and_clipped_area(tmp_path, stack_dir):
+    wf = _workflow(tmp_path, cropping={"area": [70, 90, 0, 10]})
+    with pytest.raises(p3d.ConfigError, match=r"outside the image of 64 x 48"):
+        p3d.run(wf, progress=False)
+    wf = _workflow(tmp_path, cropping={"area": [0, 99999, 0, 99999]})
+    with pytest.warns(UserWarning, match="exceeds the image width 64"):
+        p3d.run(wf, progress=False)
+    assert p3d.open_result(tmp_path / "out.zarr", "cropping").shape == (1, 12, 48, 64)
+
+
+def test_store_of_another_input_refused_unless_overwrite(tmp_path, stack_dir):
+    p3d.run(_workflow(tmp_path), progress=False)
+    before = tree_hashes(tmp_path / "out.zarr")
+    other = tmp_path / "other"
+    write_stack(other, n=12, seed=5)
+    wf = _workflow(tmp_path)
+    wf["project_dir"] = str(other)
+    with pytest.raises(StoreError, match="holds another input"):
+        p3d.run(wf, progress=False)
+    assert tree_hashes(tmp_path / "out.zarr") == before  # nothing overwritten
+    # same folder, but a file's content changed
+    write_stack(tmp_path / "slices", n=1, seed=9)
+    with pytest.raises(StoreError, match=r"different version of slice_0000_z=0.0000um.tif"):
+        p3d.run(_workflow(tmp_path), progress=False)
+    assert tree_hashes(tmp_path / "out.zarr") == before
+    wf["store"]["overwrite"] = True
+    res = p3d.run(wf, progress=False)
+    assert res.reports[0].status == "computed"
+
+
+def test_store_path_that_is_a_file_or_foreign_folder(tmp_path, stack_dir):
+    (tmp_path / "file.zarr").write_text("x")
+    wf = _workflow(tmp_path)
+    wf["store"] = {"path": str(tmp_path / "file.zarr")}
+    with pytest.raises(StoreError, match="is a file"):
+        p3d.run(wf, progress=False)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("x")
+    wf["store"] = {"path": str(tmp_path / "busy")}
+    with pytest.raises(StoreError, match="non-empty folder that is not a Zarr store"):
+        p3d.run(wf, progress=False)
+
+
+def test_input_files_never_modified(tmp_path, stack_dir):
+    folder, _ = stack_dir
+    before = tree_hashes(folder)
+    p3d.run(_workflow(tmp_path), progress=False)
+    p3d.run(_workflow(tmp_path, cropping={"area": [1, 9, 1, 9]}), progress=False)
+    assert tree_hashes(folder) == before
+
+
+def test_failed_step_never_marked_complete(tmp_path, stack_dir):
+    folder, _ = stack_dir
+    victim = folder / "slice_0007_z=0.0700um.tif"
+    raw = victim.read_bytes()
+    victim.write_bytes(raw[: len(raw) // 3])
+    with pytest.raises(p3d.InputError, match="slice_0007"):
+        p3d.run(_workflow(tmp_path), progress=False)
+    st = store_mod.Store(tmp_path / "out.zarr", create=False)
+    assert not st.is_complete("input")
+    with pytest.raises(StoreError, match="no complete step"):
+        p3d.open_result(tmp_path / "out.zarr")
+
+
+def _chunk_files(group_dir: Path) -> int:
+    return sum(1 for p in (group_dir / "stack" / "c").rglob("*") if p.is_file()
+               and not p.name.endswith(".partial")) if (group_dir / "stack" / "c").exists() else 0
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_recomputing_written_chunks(tmp_path, counters):
+    n = 120
+    write_stack(tmp_path / "slices", n=n, shape=(512, 512), seed=3)
+    toml = tmp_path / "wf.toml"
+    toml.write_text(f'project_dir = "slices"\nnproc = 1\nprocess_steps = ["cropping"]\n'
+                    f'[cropping]\narea = [0, 500, 0, 500]\n[store]\npath = "out.zarr"\n'
+                    f'compressor = "zstd"\ncompression_level = 19\n')
+    group_dir = tmp_path / "out.zarr" / "steps" / "01_cropping"
+    present = 0
+    for _attempt in range(5):
+        proc = subprocess.Popen([sys.executable, "-m", "pystack3d_dask.cli", "run", str(toml),
+                                 "--quiet", "--workers", "1"], cwd=tmp_path)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            present = _chunk_files(group_dir)
+            if present >= 3:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.002)
+        proc.wait()
+        present = _chunk_files(group_dir)
+        if 0 < present < n:
+            break
+    assert 0 < present < n, "could not kill the run in the middle of the step"
+    st = store_mod.Store(tmp_path / "out.zarr", create=False)
+    assert st.is_complete("input") and not st.is_complete("steps/01_cropping")
+
+    counters["reads"], counters["writes"] = 0, {}
+    result = p3d.run(toml, progress=False)
+    report = result.reports[-1]
+    assert report.status == "resumed"
+    assert report.chunks_computed == n - present
+    assert counters["writes"] == {"steps/01_cropping": n - present}
+    assert counters["reads"] == 0  # the input checkpoint was complete
+
+    ref = p3d.run(toml, store=tmp_path / "ref.zarr", progress=False)
+    np.testing.assert_array_equal(p3d.open_result(result.store).values,
+                                  p3d.open_result(ref.store).values)

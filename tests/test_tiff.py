@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import xarray as xr
+
+from pystack3d_dask.errors import InputError
+from pystack3d_dask.io.tiff import discover, lazy_stack, natural_key, policy_regex
+
+from helpers import write_stack
+
+
+def test_natural_sort_and_inclusive_index_range(tmp_path):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    for k in (1, 2, 10, 11, 3):
+        tifffile.imwrite(folder / f"img_{k}.tif", np.full((4, 5), k, np.uint8))
+    with pytest.warns(UserWarning, match="z_spacing"):
+        src = discover(folder, ind_min=1, ind_max=3, z_spacing=0.5)
+    assert [p.name for p in src.files[0]] == ["img_2.tif", "img_3.tif", "img_10.tif"]
+    np.testing.assert_allclose(src.z, [0.0, 0.5, 1.0])  # position x spacing
+    assert not src.z_from_names
+    values = lazy_stack(src).values[0, :, 0, 0]
+    np.testing.assert_array_equal(values, [2, 3, 10])
+    assert sorted(["a10", "a9", "a100"], key=natural_key) == ["a9", "a10", "a100"]
+
+
+def test_z_from_policy_and_custom_policy(tmp_path):
+    folder = tmp_path / "s"
+    write_stack(folder, n=4, dz=0.025, start=3)
+    src = discover(folder)
+    np.testing.assert_allclose(src.z, [0.075, 0.1, 0.125, 0.15])
+    assert src.z_from_names
+    regex = policy_regex("img{slice_nb}-at-{z_coord}nm.tiff")
+    assert float(regex.match("img7-at-1.5e2nm.tiff")["z_coord"]) == 150.0
+    assert regex.match("img7-at-1.5nm.tif") is None
+    with pytest.raises(InputError, match="unknown field"):
+        policy_regex("slice_{index}.tif")
+
+
+def test_lazy_stack_labels_and_values(stack_dir):
+    folder, data = stack_dir
+    arr = lazy_stack(discover(folder))
+    assert arr.dims == ("channel", "z", "y", "x")
+    assert arr.data.chunksize == (1, 1, 48, 64)
+    assert arr.dtype == np.uint16
+    assert arr["z"].attrs["units"] == "um"
+    np.testing.assert_array_equal(arr.values[0], data)
+
+
+def test_channels_folders(tmp_path):
+    a = write_stack(tmp_path / "SE2", n=5, seed=1)
+    b = write_stack(tmp_path / "InLens", n=5, seed=2)
+    src = discover(tmp_path, channels=["SE2", "InLens"])
+    arr = lazy_stack(src)
+    assert list(arr["channel"].values) == ["SE2", "InLens"]
+    np.testing.assert_array_equal(arr.values[1], b)
+    np.testing.assert_array_equal(arr.values[0], a)
+    write_stack(tmp_path / "short", n=4)
+    with pytest.raises(InputError, match=r"different numbers of slices.*'short': 4"):
+        discover(tmp_path, channels=["SE2", "short"])
+    with pytest.raises(InputError, match="not found.*missing"):
+        discover(tmp_path, channels=["SE2", "missing"])
+
+
+def test_multipage_tiff(tmp_path):
+    data = np.arange(6 * 4 * 5, dtype=np.float32).reshape(6, 4, 5)
+    tifffile.imwrite(tmp_path / "stack.tif", data)
+    src = discover(tmp_path / "stack.tif", ind_min=1, ind_max=4, z_spacing=0.1)
+    arr = lazy_stack(src)
+    assert arr.dtype == np.float32
+    np.testing.assert_array_equal(arr.values[0], data[1:5])
+    np.testing.assert_allclose(arr["z"].values, [0.1, 0.2, 0.3, 0.4])
+
+
+def test_pixel_size_gives_micrometre_coordinates(stack_dir):
+    folder, _ = stack_dir
+    arr = lazy_stack(discover(folder), pixel_size=0.005)
+    assert arr["x"].attrs["units"] == "um"
+    assert arr["x"].values[2] == pytest.approx(0.01)
+
+
+# -- bad input -----------------------------------------------------------------------------
+
+def test_missing_and_empty_folder(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        discover(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"no \.tif/\.tiff files in .*empty"):
+        discover(tmp_path / "empty")
+    write_stack(tmp_path / "few", n=3)
+    with pytest.raises(InputError, match="ind_min = 5 is past the last slice"):
+        discover(tmp_path / "few", ind_min=5)
+
+
+def test_corrupt_tiff_named(tmp_path):
+    folder = tmp_path / "s"
+    write_stack(folder, n=4)
+    bad = folder / "slice_0002_z=0.0200um.tif"
+    bad.write_bytes(b"this is not a tiff at all")
+    with pytest.raises(InputError, match=r"slice_0002_z=0.0200um.tif.*not a readable TIFF"):
+        discover(folder)
+
+
+def test_truncated_tiff_named_when_read(tmp_path):
+    folder = tmp_path / "s"
+    write_stack(folder, n=4, shape=(128, 128))
+    victim = folder / "slice_0001_z=0.0100um.tif"
+    raw = victim.read_bytes()
+    victim.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(InputError, match="slice_0001_z=0.0100um.tif"):
+        src = discover(folder)
+        lazy_stack(src).compute()
+
+
+def test_mixed_shapes_and_dtypes_name_first_offender(tmp_path):
+    folder = tmp_path / "s"
+    write_stack(folder, n=5)
+    tifffile.imwrite(folder / "slice_0003_z=0.0300um.tif", np.zeros((48, 65), np.uint16))
+    tifffile.imwrite(folder / "slice_0004_z=0.0400um.tif", np.zeros((40, 64), np.uint16))
+    with pytest.raises(InputError, match=r"slice_0003.*shape \(48, 65\) differs from \(48, 64\)"):
+        discover(folder)
+    folder2 = tmp_path / "d"
+    write_stack(folder2, n=3)
+    tifffile.imwrite(folder2 / "slice_0001_z=0.0100um.tif", np.zeros((48, 64), np.uint8))
+    with pytest.raises(InputError, match=r"slice_0001.*dtype uint8 differs from uint16"):
+        discover(folder2)
+
+
+def test_rgb_and_unsupported_dtype_refused(tmp_path):
+    folder = tmp_path / "rgb"
+    folder.mkdir()
+    tifffile.imwrite(folder / "a.tif", np.zeros((8, 8, 3), np.uint8), photometric="rgb")
+    with pytest.raises(InputError, match="2D grey-level"):
+        discover(folder)
+    folder = tmp_path / "f64"
+    folder.mkdir()
+    tifffile.imwrite(folder / "a.tif", np.zeros((8, 8), np.float64))
+    with pytest.raises(InputError, match="float64 is not supported"):
+        discover(folder)
+
+
+def test_names_partly_following_policy(tmp_path):
+    folder = tmp_path / "s"
+    write_stack(folder, n=3)
+    tifffile.imwrite(folder / "zz_extra.tif", np.zeros((48, 64), np.uint16))
+    with pytest.raises(InputError, match="zz_extra.tif: file name does not follow the policy"):
+        discover(folder)
+
+
+def test_lazy_stack_is_an_xarray_dataarray(stack_dir):
+    folder, _ = stack_dir
+    assert isinstance(lazy_stack(discover(folder)), xr.DataArray)
