@@ -215,9 +215,9 @@ def test_killed_run_resumes_without_recomputing_written_chunks(tmp_path, counter
     n = 120
     write_stack(tmp_path / "slices", n=n, shape=(512, 512), seed=3)
     toml = tmp_path / "wf.toml"
-    toml.write_text(f'project_dir = "slices"\nnproc = 1\nprocess_steps = ["cropping"]\n'
-                    f'[cropping]\narea = [0, 500, 0, 500]\n[store]\npath = "out.zarr"\n'
-                    f'compressor = "zstd"\ncompression_level = 19\n')
+    toml.write_text('project_dir = "slices"\nnproc = 1\nprocess_steps = ["cropping"]\n'
+                    '[cropping]\narea = [0, 500, 0, 500]\n[store]\npath = "out.zarr"\n'
+                    'compressor = "zstd"\ncompression_level = 19\n')
     group_dir = tmp_path / "out.zarr" / "steps" / "01_cropping"
     present = 0
     for _attempt in range(5):

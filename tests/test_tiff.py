@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import tifffile
 import xarray as xr
+from helpers import write_stack
 
 from pystack3d_dask.errors import InputError
 from pystack3d_dask.io.tiff import discover, lazy_stack, natural_key, policy_regex
-
-from helpers import write_stack
 
 
 def test_natural_sort_and_inclusive_index_range(tmp_path):

@@ -1,0 +1,62 @@
+"""The demo: a synthetic stack with every defect, its workflow, and scores against the truth."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from .config import load_workflow
+from .pipeline import RunResult, open_result, run
+from .steps import available_steps
+
+__all__ = ["demo"]
+
+
+def demo(folder: str | Path = "pystack3d-dask-demo", shape: tuple[int, int, int] | None = None,
+         scheduler: str | None = None, workers: int | None = None,
+         progress: bool = True) -> tuple[RunResult, dict[str, dict]]:
+    """Make (or reuse) a synthetic stack in ``folder``, run its workflow, score the result.
+
+    The synthetic workflow names every PyStack3D step; the steps this version does not
+    have yet are left out, and said so.
+
+    Returns
+    -------
+    result : RunResult
+    scores : dict
+        Quality (PSNR, SSIM, MAE, bias) of the input and of each step's output against
+        the ground truth.
+    """
+    from .quality import quality, quality_table
+    from .synthetic import load_truth, write_synthetic
+
+    folder = Path(folder)
+    data = folder / "data"
+    say = (lambda msg: print(msg, file=sys.stderr)) if progress else (lambda msg: None)
+    if (data / "workflow.toml").exists() and shape is None:
+        say(f"reusing the synthetic stack in {data}")
+    else:
+        start = time.perf_counter()
+        kwargs = {"shape": shape} if shape else {}
+        write_synthetic(data, overwrite=True, **kwargs)
+        say(f"synthetic stack written to {data} in {time.perf_counter() - start:.1f} s")
+
+    wf = load_workflow(data / "workflow.toml")
+    have = set(available_steps())
+    pending = [s for s in wf.process_steps if s not in have]
+    wf.process_steps = [s for s in wf.process_steps if s in have]
+    if pending:
+        say(f"steps not available yet in this version, left out: {', '.join(pending)}")
+    result = run(wf, store=folder / "demo.zarr", scheduler=scheduler, workers=workers,
+                 progress=progress)
+
+    truth = load_truth(data / "truth.zarr")
+    scores = {}
+    for report in result.reports:
+        label = report.group.split("/")[-1]
+        scores[label] = quality(open_result(result.store, report.group.split("/")[-1]), truth)
+    print(f"\nquality against the ground truth ({data / 'truth.zarr'}):")
+    print(quality_table(scores))
+    print(f"\nstore: {result.store}   (see: pystack3d-dask status {result.store})")
+    return result, scores

@@ -1,0 +1,93 @@
+"""The pystack3d-dask command, run as a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from helpers import tree_hashes
+
+import pystack3d_dask as p3d
+from pystack3d_dask.io.tiff import discover
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pystack3d_dask.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _toml(tmp_path: Path, steps: str = '"cropping"', extra: str = "") -> Path:
+    path = tmp_path / "wf.toml"
+    path.write_text(f'project_dir = "slices"\nnproc = 2\nprocess_steps = [{steps}]\n'
+                    f'[cropping]\narea = [4, 60, 6, 44]\n{extra}')
+    return path
+
+
+def test_run_status_export_roundtrip(tmp_path, stack_dir):
+    folder, data = stack_dir
+    before = tree_hashes(folder)
+    res = cli("run", str(_toml(tmp_path)), "--workers", "2", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "steps/01_cropping" in res.stderr and "computed" in res.stderr
+    store = tmp_path / "wf.zarr"  # default: the workflow's name with .zarr
+
+    res = cli("status", str(store), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[1].startswith("input") and "complete" in lines[1] and "1x12x48x64" in lines[1]
+    assert lines[2].startswith("steps/01_cropping") and "1x12x38x56 uint16" in lines[2]
+    rows = json.loads(cli("status", str(store), "--json", cwd=tmp_path).stdout)
+    assert [r["complete"] for r in rows] == [True, True]
+    assert rows[1]["fingerprint"] == p3d.open_result(store).attrs["fingerprint"]
+
+    res = cli("export", str(store), str(tmp_path / "exported"), "--format", "tiff", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    files = sorted((tmp_path / "exported").glob("*.tif"))
+    assert [f.name for f in files[:2]] == ["slice_0000_z=0.0000um.tif", "slice_0001_z=0.0100um.tif"]
+    np.testing.assert_array_equal(tifffile.imread(files[5]), data[5, 4:42, 4:60])
+    res = cli("export", str(store), str(tmp_path / "exp_in"), "--step", "input", cwd=tmp_path)
+    np.testing.assert_array_equal(tifffile.imread(sorted((tmp_path / "exp_in").glob("*.tif"))[3]),
+                                  data[3])
+    assert tree_hashes(folder) == before
+
+    # exported slices read back as an input: same z positions
+    src = discover(tmp_path / "exported")
+    np.testing.assert_allclose(src.z, np.arange(12) * 0.01)
+    assert src.shape == (38, 56)
+
+
+def test_rerun_reports_reuse(tmp_path, stack_dir):
+    toml = _toml(tmp_path)
+    assert cli("run", str(toml), cwd=tmp_path).returncode == 0
+    res = cli("run", str(toml), "--scheduler", "processes", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "steps/01_cropping" in res.stderr and "reused" in res.stderr
+
+
+def test_errors_are_one_line_without_traceback(tmp_path, stack_dir):
+    res = cli("run", str(_toml(tmp_path, '"cropping", "cropping"')), cwd=tmp_path)
+    assert res.returncode == 2
+    assert "listed twice" in res.stderr and "Traceback" not in res.stderr
+    res = cli("run", str(_toml(tmp_path, '"destriping"')), cwd=tmp_path)
+    assert res.returncode == 2 and "not available yet" in res.stderr
+    res = cli("run", str(_toml(tmp_path, extra="[cropping_final]\naera = 1\n")), cwd=tmp_path)
+    assert res.returncode == 2 and "did you mean 'area'" in res.stderr
+    res = cli("status", str(tmp_path / "nothing.zarr"), cwd=tmp_path)
+    assert res.returncode == 2 and "no store" in res.stderr
+    res = cli("--debug", "run", str(_toml(tmp_path, '"destriping"')), cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" in res.stderr
+
+
+def test_export_step_names(tmp_path, stack_dir):
+    toml = _toml(tmp_path, '"cropping", "cropping_final"', "[cropping_final]\narea = [0, 10, 0, 8]\n")
+    assert cli("run", str(toml), cwd=tmp_path).returncode == 0
+    store = tmp_path / "wf.zarr"
+    assert p3d.open_result(store).shape == (1, 12, 8, 10)
+    assert p3d.open_result(store, "01_cropping").shape == (1, 12, 38, 56)
+    assert p3d.open_result(store, "steps/02_cropping_final").shape == (1, 12, 8, 10)
+    res = cli("export", str(store), str(tmp_path / "e"), "--step", "bkg_removal", cwd=tmp_path)
+    assert res.returncode == 2 and "no step 'bkg_removal'" in res.stderr
