@@ -91,3 +91,24 @@ def test_export_step_names(tmp_path, stack_dir):
     assert p3d.open_result(store, "steps/02_cropping_final").shape == (1, 12, 8, 10)
     res = cli("export", str(store), str(tmp_path / "e"), "--step", "bkg_removal", cwd=tmp_path)
     assert res.returncode == 2 and "no step 'bkg_removal'" in res.stderr
+
+
+def test_synth_then_demo_scores_against_truth(tmp_path):
+    res = cli("synth", str(tmp_path / "syn"), "--shape", "16", "64", "72", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "syn" / "workflow.toml").exists()
+    assert len(list((tmp_path / "syn" / "slices").glob("slice_*_z=*um.tif"))) >= 12
+    res = cli("synth", str(tmp_path / "syn"), cwd=tmp_path)
+    assert res.returncode == 2 and "error:" in res.stderr  # refuses a non-empty folder
+
+    res = cli("demo", str(tmp_path / "demo"), "--shape", "16", "64", "72", "--quiet",
+              cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    table = [line.split() for line in res.stdout.splitlines()
+             if line.startswith(("input", "01_cropping", "02_cropping_final"))]
+    assert [row[0] for row in table] == ["input", "01_cropping", "02_cropping_final"]
+    psnr = [float(row[1]) for row in table]
+    assert all(5 < v < 60 for v in psnr)
+    store = tmp_path / "demo" / "demo.zarr"
+    assert p3d.open_result(store).sizes["y"] < p3d.open_result(store, "input").sizes["y"]
