@@ -161,3 +161,10 @@ def test_dictionary_workflow_needs_project_dir_and_store():
     assert wf.project_dir == Path("/base/rel")
     with pytest.raises(ConfigError, match="no store path"):
         wf.store_path()
+
+
+def test_shipped_example_workflow_is_valid():
+    example = Path(__file__).resolve().parents[1] / "configs" / "example.toml"
+    wf = load_workflow(example)
+    assert wf.process_steps == ["cropping", "cropping_final"]
+    assert wf.store_path() == example.parent / "example.zarr"

@@ -238,8 +238,12 @@ def test_killed_run_resumes_without_recomputing_written_chunks(tmp_path, counter
     st = store_mod.Store(tmp_path / "out.zarr", create=False)
     assert st.is_complete("input") and not st.is_complete("steps/01_cropping")
 
+    stray = group_dir / "stack" / "c" / "0" / "0.0123abcd.partial"
+    stray.write_bytes(b"cut")  # what a writer killed mid-rename leaves behind
+
     counters["reads"], counters["writes"] = 0, {}
     result = p3d.run(toml, progress=False)
+    assert not stray.exists()
     report = result.reports[-1]
     assert report.status == "resumed"
     assert report.chunks_computed == n - present

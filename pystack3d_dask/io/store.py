@@ -276,7 +276,11 @@ class Store:
             return WriteReport(group, "reused", int(np.prod(stack.shape[:2])), 0, 0.0)
 
         resumed = self._matches(group, stack, fingerprint)
-        if not resumed:
+        if resumed:
+            # a killed writer can leave the temporary files of the chunks it was writing
+            for stray in self.group_dir(group).rglob("*.partial"):
+                stray.unlink(missing_ok=True)
+        else:
             self.delete_group(group)
             self._create(group, stack, {"fingerprint": fingerprint, **(attrs or {}),
                                         "started": time.time()})
