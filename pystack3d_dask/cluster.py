@@ -56,6 +56,12 @@ class Executor:
                 return list(dask.compute(*tasks, scheduler=self.name,
                                          num_workers=self.workers))
 
+    def compute_values(self, objects: Sequence[Any]) -> list[Any]:
+        """Compute dask collections (small reductions) and return their values."""
+        if self.client is not None:
+            return self.client.gather(self.client.compute(list(objects)))
+        return list(dask.compute(*objects, scheduler=self.name, num_workers=self.workers))
+
     def _bar(self, total: int, label: str) -> tqdm:
         return tqdm(total=total, desc=label or "slices", unit="slice", disable=not self.progress,
                     file=sys.stderr, leave=False, dynamic_ncols=True)

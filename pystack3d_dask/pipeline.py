@@ -26,7 +26,8 @@ from .config import Workflow, load_workflow
 from .errors import StoreError
 from .io.store import LAYOUT_VERSION, Store, WriteReport, make_compressors, to_json
 from .io.tiff import SliceSource, discover, lazy_stack
-from .steps import get_step
+from .steps import StepOutput, get_step
+from .steps.base import as_output
 
 __all__ = ["RunResult", "StepReport", "fingerprint", "open_result", "resolve_group", "run"]
 
@@ -125,6 +126,31 @@ def _report(name: str, rep: WriteReport, fused: list[str] | None = None) -> Step
                       rep.seconds, fused or [])
 
 
+def _n_chunks(store: Store, group: str) -> int:
+    shape = store.open_dataset(group)["stack"].shape
+    return int(shape[0] * shape[1])
+
+
+def _build(name: str, stack: xr.DataArray, params: dict[str, Any], ex: Executor,
+           store: Store | None = None, group: str | None = None,
+           fp: str | None = None) -> StepOutput:
+    """A step's lazy output, its prepared values computed first (or reloaded from a
+    partial checkpoint of the same fingerprint, when resuming)."""
+    step = get_step(name)
+    prepared: dict[str, xr.DataArray] = {}
+    if step.prepare is not None:
+        lazy = step.prepare(stack, **params)
+        loaded = None
+        if store is not None and (store.attrs(group) or {}).get("fingerprint") == fp:
+            loaded = store.load_extras(group, list(lazy))
+        if loaded is None:
+            values = ex.compute_values([v.data for v in lazy.values()])
+            loaded = {k: v.copy(data=val) for (k, v), val in zip(lazy.items(), values)}
+        prepared = loaded
+    out = as_output(step.apply(stack, prepared, **params))
+    return StepOutput(out.stack, {**prepared, **out.extras})
+
+
 def _check_steps(wf: Workflow) -> None:
     for name in wf.process_steps:
         get_step(name)  # raises NotAvailableError / ConfigError before any work
@@ -191,23 +217,34 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
         stack = st.open_stack(INPUT_GROUP)
         upstream = st.attrs(INPUT_GROUP)["fingerprint"]
         manifest_id = st.attrs(INPUT_GROUP)["manifest_fingerprint"]
-        pending: list[str] = []
+        plan = []
         for index, name in enumerate(wf.process_steps, start=1):
             params = wf.step_params(name)
             upstream = fingerprint({"step": name, "params": params, "upstream": upstream,
                                     "input": manifest_id, "version": __version__})
-            stack = get_step(name).func(stack, **params)
-            last = index == len(wf.process_steps)
-            if not wf.steps[name]["checkpoint"] and not last:
-                pending.append(name)
+            plan.append((index, name, params, upstream))
+
+        pending: list[tuple[str, dict[str, Any]]] = []
+        for index, name, params, fp in plan:
+            if not wf.steps[name]["checkpoint"] and index != len(plan):
+                pending.append((name, params))
                 continue
             group = f"steps/{index:02d}_{name}"
-            attrs = {"step": name, "index": index, "params": to_json(params),
-                     "fused": list(pending),
-                     "fused_params": {p: to_json(wf.step_params(p)) for p in pending},
-                     "package_version": __version__}
-            rep = st.write(group, stack, upstream, attrs, ex.as_compute(name))
-            reports.append(_report(name, rep, pending))
+            fused = [p for p, _ in pending]
+            if st.is_complete(group, fp):
+                reports.append(StepReport(name, group, "reused", _n_chunks(st, group), 0, 0.0,
+                                          fused))
+            else:
+                lazy = stack
+                for fused_name, fused_params in pending:
+                    lazy = _build(fused_name, lazy, fused_params, ex).stack
+                out = _build(name, lazy, params, ex, st, group, fp)
+                attrs = {"step": name, "index": index, "params": to_json(params),
+                         "fused": fused,
+                         "fused_params": {n: to_json(p) for n, p in pending},
+                         "package_version": __version__}
+                rep = st.write(group, out.stack, fp, attrs, ex.as_compute(name), out.extras)
+                reports.append(_report(name, rep, fused))
             groups.append(group)
             pending = []
             stack = st.open_stack(group)

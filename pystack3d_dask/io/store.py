@@ -66,14 +66,38 @@ def _array(store: str, path: str, token: str = "") -> zarr.Array:
     return zarr.open_array(store, path=path, mode="r+").with_config({"write_empty_chunks": True})
 
 
-def _write_chunk(block: np.ndarray, store: str, group: str, c: int, z: int,
-                 token: str = "") -> int:
-    """Write one slice and its statistics; the statistics first, so that a slice on
-    disk always has its statistics."""
+def _write_chunk(block: np.ndarray, extra_blocks: Sequence[Any], extra_specs: Sequence[tuple[str, bool]],
+                 store: str, group: str, c: int, z: int, token: str = "") -> int:
+    """Write one slice, its statistics and its per-slice extras; the slice last, so that
+    a slice on disk always has everything that goes with it."""
     img = np.asarray(block)[0, 0]
+    for (name, with_channel), extra in zip(extra_specs, extra_blocks):
+        if extra is None:
+            continue
+        index = (c, z) if with_channel else (z,)
+        _array(store, f"{group}/{name}", token)[index] = np.asarray(extra)[(0,) * len(index)]
     _array(store, f"{group}/_stats", token)[c, z, :] = slice_stats(img)
     _array(store, f"{group}/stack", token)[c, z] = img
     return 1
+
+
+def _split_extras(extras: dict[str, xr.DataArray]) -> tuple[dict, dict]:
+    """Per-slice (lazy, along z) and whole (in memory) extras."""
+    sliced, whole = {}, {}
+    for name, value in extras.items():
+        if isinstance(value.data, da.Array):
+            if not (value.dims[:2] == ("channel", "z") or value.dims[:1] == ("z",)):
+                raise StoreError(f"lazy extra output {name!r} has dims {value.dims}; expected "
+                                 "(channel, z, ...) or (z, ...)")
+            sliced[name] = value
+        else:
+            whole[name] = value
+    return sliced, whole
+
+
+def _slice_chunks(value: xr.DataArray) -> tuple[int, ...]:
+    lead = 2 if value.dims[:2] == ("channel", "z") else 1
+    return (1,) * lead + tuple(value.shape[lead:])
 
 
 @dataclass
@@ -202,6 +226,13 @@ class Store:
             raise StoreError(f"{self.path}: no group {group!r}")
         return xr.open_zarr(str(self.path), group=group, consolidated=False, zarr_format=3)
 
+    def load_extras(self, group: str, names: Sequence[str]) -> dict[str, xr.DataArray] | None:
+        """In-memory copies of a group's extra arrays, or None when one is missing."""
+        if not all((self.group_dir(group) / name / "zarr.json").exists() for name in names):
+            return None
+        ds = self.open_dataset(group)
+        return {name: ds[name].load() for name in names}
+
     def open_stack(self, group: str) -> xr.DataArray:
         """A group's stack as a lazy DataArray (channel, z, y, x), one slice per chunk."""
         ds = self.open_dataset(group)
@@ -219,9 +250,12 @@ class Store:
         return [(c, z) for c in range(shape[0]) for z in range(shape[1])
                 if not self._chunk_file(group, c, z).exists()]
 
-    def _matches(self, group: str, stack: xr.DataArray, fingerprint: str) -> bool:
+    def _matches(self, group: str, stack: xr.DataArray, fingerprint: str,
+                 extras: dict[str, xr.DataArray]) -> bool:
         attrs = self.attrs(group)
         if not attrs or attrs.get("fingerprint") != fingerprint:
+            return False
+        if not all((self.group_dir(group) / name / "zarr.json").exists() for name in extras):
             return False
         try:
             arr = zarr.open_array(str(self.path), path=f"{group}/stack", mode="r")
@@ -229,16 +263,24 @@ class Store:
             return False
         return arr.shape == stack.shape and arr.dtype == stack.dtype
 
-    def _create(self, group: str, stack: xr.DataArray, attrs: dict[str, Any]) -> None:
+    def _create(self, group: str, stack: xr.DataArray, attrs: dict[str, Any],
+                extras: dict[str, xr.DataArray]) -> None:
         nc, nz, ny, nx = stack.shape
         chunks = (1, 1, ny, nx)
-        template = xr.Dataset(
-            {"stack": (stack.dims, da.zeros(stack.shape, chunks=chunks, dtype=stack.dtype))},
-            coords=stack.coords,
-        )
+        sliced, whole = _split_extras(extras)
+        variables = {"stack": stack.copy(data=da.zeros(stack.shape, chunks=chunks, dtype=stack.dtype))}
+        encoding = {"stack": {"chunks": chunks, "compressors": self.compressors}}
+        for name, value in sliced.items():
+            variables[name] = value.copy(data=da.zeros(value.shape, chunks=_slice_chunks(value),
+                                                       dtype=value.dtype))
+            encoding[name] = {"chunks": _slice_chunks(value)}
+        variables.update(whole)  # in memory: written now, whole
+        template = xr.Dataset(variables)
+        for var in template.variables.values():
+            for key in ("group", "fingerprint"):  # set by open_stack, not array metadata
+                var.attrs.pop(key, None)
         template.to_zarr(str(self.path), group=group, mode="w", compute=False, zarr_format=3,
-                         consolidated=False,
-                         encoding={"stack": {"chunks": chunks, "compressors": self.compressors}})
+                         consolidated=False, encoding=encoding)
         zarr.create_array(str(self.path), name=f"{group}/_stats", shape=(nc, nz, 3),
                           chunks=(1, 1, 3), dtype="float64", fill_value=np.nan,
                           dimension_names=("channel", "z", "stat"))
@@ -247,7 +289,8 @@ class Store:
 
     def write(self, group: str, stack: xr.DataArray, fingerprint: str,
               attrs: dict[str, Any] | None = None,
-              compute: Callable[[list[Any]], Sequence[Any]] | None = None) -> WriteReport:
+              compute: Callable[[list[Any]], Sequence[Any]] | None = None,
+              extras: dict[str, xr.DataArray] | None = None) -> WriteReport:
         """Write a lazy stack as a checkpoint, resuming a partial write of the same
         fingerprint, and mark it complete.
 
@@ -264,6 +307,10 @@ class Store:
         compute
             ``compute(delayed_list) -> results``: runs the tasks on the chosen
             scheduler. Default: ``dask.compute``.
+        extras
+            Arrays stored beside the stack: lazy ones along z (dims ``(channel, z, ...)``
+            or ``(z, ...)``) are written slice by slice with the stack; in-memory ones
+            are written whole when the group is created.
 
         Returns
         -------
@@ -275,7 +322,8 @@ class Store:
         if self.is_complete(group, fingerprint):
             return WriteReport(group, "reused", int(np.prod(stack.shape[:2])), 0, 0.0)
 
-        resumed = self._matches(group, stack, fingerprint)
+        extras = dict(extras or {})
+        resumed = self._matches(group, stack, fingerprint, extras)
         if resumed:
             # a killed writer can leave the temporary files of the chunks it was writing
             for stray in self.group_dir(group).rglob("*.partial"):
@@ -283,7 +331,8 @@ class Store:
         else:
             self.delete_group(group)
             self._create(group, stack, {"fingerprint": fingerprint, **(attrs or {}),
-                                        "started": time.time()})
+                                        "started": time.time(), "extras": sorted(extras)},
+                         extras)
         data = stack.data
         if not isinstance(data, da.Array):
             data = da.from_array(np.asarray(data), chunks=(1, 1, *stack.shape[2:]))
@@ -291,9 +340,24 @@ class Store:
         missing = self.missing_chunks(group, stack.shape)
         if missing:
             blocks = data.to_delayed()
+            sliced, _ = _split_extras(extras)
+            specs = [(name, value.dims[0] == "channel") for name, value in sliced.items()]
+            extra_blocks = [value.data.rechunk(_slice_chunks(value)).to_delayed()
+                            for value in sliced.values()]
+
+            def pick(c: int, z: int) -> list[Any]:
+                out = []
+                for (_, with_channel), delayed_blocks in zip(specs, extra_blocks):
+                    if with_channel:
+                        out.append(delayed_blocks[(c, z) + (0,) * (delayed_blocks.ndim - 2)])
+                    else:
+                        out.append(delayed_blocks[(z,) + (0,) * (delayed_blocks.ndim - 1)]
+                                   if c == 0 else None)
+                return out
+
             write = dask.delayed(_write_chunk, pure=False)
-            tasks = [write(blocks[c, z, 0, 0], str(self.path), group, c, z, fingerprint)
-                     for c, z in missing]
+            tasks = [write(blocks[c, z, 0, 0], pick(c, z), specs, str(self.path), group, c, z,
+                           fingerprint) for c, z in missing]
             (compute or (lambda t: dask.compute(*t)))(tasks)
         still = self.missing_chunks(group, stack.shape)
         if still:

@@ -3,12 +3,14 @@ that builds a lazy dask graph from kernels, registered here under PyStack3D's na
 
 from __future__ import annotations
 
-from .base import REGISTRY, Step, available_steps, get_step, register
+from . import cropping as _cropping
+from .base import REGISTRY, Step, StepOutput, available_steps, get_step, register
 from .cropping import cropping, cropping_final
 
 __all__ = [
     "REGISTRY",
     "Step",
+    "StepOutput",
     "available_steps",
     "cropping",
     "cropping_final",
@@ -16,5 +18,5 @@ __all__ = [
     "register",
 ]
 
-register(Step("cropping", cropping, "per-slice", "keep an area of every slice"))
-register(Step("cropping_final", cropping_final, "per-slice", "keep an area of every slice"))
+register(Step("cropping", _cropping.apply, "per-slice", "keep an area of every slice"))
+register(Step("cropping_final", _cropping.apply, "per-slice", "keep an area of every slice"))

@@ -1,16 +1,39 @@
-"""The step registry."""
+"""The step protocol and registry.
+
+A step is two functions of the (channel, z, y, x) stack:
+
+* ``prepare(stack, **params) -> dict[str, xr.DataArray]`` (optional): the small
+  cross-slice quantities the step needs (a global range, histograms, fitted
+  coefficients), as lazy reductions. The pipeline computes them first, in a pass of
+  their own, so that no slice is held in memory while the whole stack is reduced.
+* ``apply(stack, prepared, **params) -> xr.DataArray | StepOutput``: the per-slice graph,
+  given the prepared values. Computes nothing.
+
+``StepOutput.extras`` are stored with the step's checkpoint: per-slice arrays (dims
+starting with ``channel, z`` or ``z``, lazy, one chunk per slice) are written by the
+task that writes the slice; in-memory arrays are written whole.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import xarray as xr
 
 from ..errors import ConfigError, NotAvailableError
 from ..schema import PYSTACK3D_STEPS, suggest
 
-__all__ = ["REGISTRY", "Step", "available_steps", "get_step", "register"]
+__all__ = ["REGISTRY", "Step", "StepOutput", "available_steps", "get_step", "register"]
+
+
+@dataclass
+class StepOutput:
+    """A step's output stack and the arrays stored beside it."""
+
+    stack: xr.DataArray
+    extras: dict[str, xr.DataArray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -21,18 +44,32 @@ class Step:
     ----------
     name
         PyStack3D's name of the step (its table in the workflow file).
-    func
-        ``func(stack, **params) -> stack``: builds the lazy graph; computes nothing.
+    apply
+        ``apply(stack, prepared, **params) -> DataArray | StepOutput``.
     kind
         ``"per-slice"`` (a map over slices) or ``"cross-slice"`` (a reduction first).
     doc
         One line for listings.
+    prepare
+        ``prepare(stack, **params) -> dict of lazy DataArrays``, or None.
     """
 
     name: str
-    func: Callable[..., xr.DataArray]
+    apply: Callable[..., Any]
     kind: str
     doc: str = ""
+    prepare: Callable[..., dict[str, xr.DataArray]] | None = None
+
+    def __call__(self, stack: xr.DataArray, **params: Any) -> xr.DataArray:
+        """The whole step as one lazy graph (for interactive use: the pipeline runs
+        ``prepare`` in a pass of its own, which bounds memory on large stacks)."""
+        prepared = self.prepare(stack, **params) if self.prepare else {}
+        return as_output(self.apply(stack, prepared, **params)).stack
+
+
+def as_output(result: xr.DataArray | StepOutput) -> StepOutput:
+    """Wrap a bare DataArray as a StepOutput."""
+    return result if isinstance(result, StepOutput) else StepOutput(result)
 
 
 REGISTRY: dict[str, Step] = {}

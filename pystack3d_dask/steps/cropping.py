@@ -40,3 +40,8 @@ def cropping(stack: xr.DataArray, area: list[int] | None = None) -> xr.DataArray
 def cropping_final(stack: xr.DataArray, area: list[int] | None = None) -> xr.DataArray:
     """The last cropping of a workflow; same parameters as :func:`cropping`."""
     return cropping(stack, area=area)
+
+
+def apply(stack: xr.DataArray, prepared: dict, area: list[int] | None = None) -> xr.DataArray:
+    """Registry entry of both cropping steps (nothing to prepare)."""
+    return cropping(stack, area=area)
