@@ -139,14 +139,11 @@ def _build(name: str, stack: xr.DataArray, params: dict[str, Any], ex: Executor,
     step = get_step(name)
     prepared: dict[str, xr.DataArray] = {}
     if step.prepare is not None:
-        lazy = step.prepare(stack, **params)
         loaded = None
         if store is not None and (store.attrs(group) or {}).get("fingerprint") == fp:
-            loaded = store.load_extras(group, list(lazy))
-        if loaded is None:
-            values = ex.compute_values([v.data for v in lazy.values()])
-            loaded = {k: v.copy(data=val) for (k, v), val in zip(lazy.items(), values)}
-        prepared = loaded
+            loaded = store.load_extras(group, step.prepared_names(**params))
+        prepared = loaded if loaded is not None else step.prepare(stack, ex.compute_values,
+                                                                   **params)
     out = as_output(step.apply(stack, prepared, **params))
     return StepOutput(out.stack, {**prepared, **out.extras})
 
@@ -245,6 +242,9 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
                          "package_version": __version__}
                 rep = st.write(group, out.stack, fp, attrs, ex.as_compute(name), out.extras)
                 reports.append(_report(name, rep, fused))
+                check = get_step(name).check
+                for note in (check(st.open_dataset(group)) if check else []):
+                    warnings.warn(f"{name}: {note}", UserWarning, stacklevel=2)
             groups.append(group)
             pending = []
             stack = st.open_stack(group)

@@ -233,6 +233,8 @@ STEP_SCHEMAS: dict[str, dict[str, Param]] = {
         "threshold_max": Param(number(), None, "pixels above are left out of the fit"),
         "weight_func": Param(string(("HuberT", "Hampel", "None")), "HuberT", "robust weights"),
         "preserve_avg": Param(boolean, False, "keep the mean of the stack (3D only)"),
+        "max_samples": Param(integer(1), 1_000_000,
+                             "cap of the 3D fit sample (memory O(samples x terms))"),
     },
     "intensity_rescaling": {
         "nbins": Param(integer(2), 256, "number of histogram bins"),

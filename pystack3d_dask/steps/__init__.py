@@ -3,6 +3,7 @@ that builds a lazy dask graph from kernels, registered here under PyStack3D's na
 
 from __future__ import annotations
 
+from . import bkg_removal as _bkg
 from . import cropping as _cropping
 from .base import REGISTRY, Step, StepOutput, available_steps, get_step, register
 from .cropping import cropping, cropping_final
@@ -20,3 +21,6 @@ __all__ = [
 
 register(Step("cropping", _cropping.apply, "per-slice", "keep an area of every slice"))
 register(Step("cropping_final", _cropping.apply, "per-slice", "keep an area of every slice"))
+register(Step("bkg_removal", _bkg.apply, "cross-slice",
+              "subtract a polynomial background (2D per slice, or 3D over the stack)",
+              prepare=_bkg.prepare, prepared_names=_bkg.prepared_names, check=_bkg.check))

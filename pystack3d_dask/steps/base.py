@@ -2,10 +2,12 @@
 
 A step is two functions of the (channel, z, y, x) stack:
 
-* ``prepare(stack, **params) -> dict[str, xr.DataArray]`` (optional): the small
-  cross-slice quantities the step needs (a global range, histograms, fitted
-  coefficients), as lazy reductions. The pipeline computes them first, in a pass of
-  their own, so that no slice is held in memory while the whole stack is reduced.
+* ``prepare(stack, compute, **params) -> dict[str, xr.DataArray]`` (optional): the
+  small cross-slice quantities the step needs (a global range, histograms, fitted
+  coefficients), in memory. It builds reductions over the slices and runs them with
+  ``compute(list_of_dask_collections) -> list_of_values``, in passes of their own, so
+  that no slice is held in memory while the whole stack is reduced. Their names are
+  ``prepared_names``: a resumed step reloads them from its partial checkpoint.
 * ``apply(stack, prepared, **params) -> xr.DataArray | StepOutput``: the per-slice graph,
   given the prepared values. Computes nothing.
 
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import dask
 import xarray as xr
 
 from ..errors import ConfigError, NotAvailableError
@@ -51,7 +54,12 @@ class Step:
     doc
         One line for listings.
     prepare
-        ``prepare(stack, **params) -> dict of lazy DataArrays``, or None.
+        ``prepare(stack, compute, **params) -> dict of in-memory DataArrays``, or None.
+    prepared_names
+        Names of the arrays ``prepare`` returns for these parameters.
+    check
+        ``check(dataset) -> list of warnings``, run on the written checkpoint (e.g. slices
+        left unchanged because no pixel was inside the thresholds).
     """
 
     name: str
@@ -59,12 +67,19 @@ class Step:
     kind: str
     doc: str = ""
     prepare: Callable[..., dict[str, xr.DataArray]] | None = None
+    prepared_names: Callable[..., list[str]] | None = None
+    check: Callable[[xr.Dataset], list[str]] | None = None
 
     def __call__(self, stack: xr.DataArray, **params: Any) -> xr.DataArray:
-        """The whole step as one lazy graph (for interactive use: the pipeline runs
-        ``prepare`` in a pass of its own, which bounds memory on large stacks)."""
-        prepared = self.prepare(stack, **params) if self.prepare else {}
+        """Run ``prepare`` (small reductions, computed now) and return the lazy output.
+
+        This is the Python API's way to apply a step to a stack by hand."""
+        prepared = self.prepare(stack, _compute, **params) if self.prepare else {}
         return as_output(self.apply(stack, prepared, **params)).stack
+
+
+def _compute(objects: list[Any]) -> list[Any]:
+    return list(dask.compute(*objects))
 
 
 def as_output(result: xr.DataArray | StepOutput) -> StepOutput:

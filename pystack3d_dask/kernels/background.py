@@ -1,0 +1,128 @@
+"""Polynomial background of a slice (2D) or of the stack (3D): sample, fit, subtract.
+
+Conventions are PyStack3D's: x = column / (W - 1), y = row / (H - 1) from the top row,
+z = slice index / (n - 1); pixels outside ``[threshold_min, threshold_max]`` are left
+out of the fit and unchanged in the output; the fitted constant is not subtracted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .polynomial import Powers, evaluate_slice, vandermonde
+from .robust import robust_lstsq
+
+__all__ = [
+    "constant_index",
+    "fit_mask",
+    "fit_samples",
+    "fit_slice",
+    "grid_positions",
+    "remove_background",
+    "sample_slice",
+]
+
+
+def fit_mask(img: np.ndarray, threshold_min: float | None, threshold_max: float | None
+             ) -> np.ndarray:
+    """Pixels that take part in the fit (inside the thresholds, both inclusive)."""
+    mask = np.ones(img.shape, dtype=bool)
+    if threshold_min is not None:
+        mask &= img >= threshold_min
+    if threshold_max is not None:
+        mask &= img <= threshold_max
+    return mask
+
+
+def constant_index(powers: Powers) -> int:
+    """Index of the constant term."""
+    return powers.index((0,) * len(powers[0]))
+
+
+def grid_positions(shape: tuple[int, int], skip: tuple[int, int], max_points: int | None = None,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the decimated grid (every ``skip`` pixel from 0), thinned to
+    at most ``max_points`` by a fixed random choice when given."""
+    rows = np.arange(0, shape[0], skip[0])
+    cols = np.arange(0, shape[1], skip[1])
+    rr, cc = (a.ravel() for a in np.meshgrid(rows, cols, indexing="ij"))
+    if max_points is not None and rr.size > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(rr.size, max_points, replace=False))
+        rr, cc = rr[keep], cc[keep]
+    return rr, cc
+
+
+def sample_slice(img: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                 threshold_min: float | None, threshold_max: float | None,
+                 averaging: tuple[int, int] | None = None) -> np.ndarray:
+    """Values at the grid points (NaN where left out of the fit).
+
+    With ``averaging = (sy, sx)``, each value is the mean of the valid pixels of the
+    sy x sx block starting at the grid point, instead of the pixel itself.
+    """
+    img = np.asarray(img, dtype=np.float64)
+    mask = fit_mask(img, threshold_min, threshold_max)
+    if averaging is None:
+        return np.where(mask[rows, cols], img[rows, cols], np.nan)
+    sy, sx = averaging
+    height, width = img.shape
+    ny, nx = -(-height // sy), -(-width // sx)
+    pad = ((0, ny * sy - height), (0, nx * sx - width))
+    vals = np.pad(np.where(mask, img, 0.0), pad).reshape(ny, sy, nx, sx).sum(axis=(1, 3))
+    counts = np.pad(mask, pad).reshape(ny, sy, nx, sx).sum(axis=(1, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, vals / counts, np.nan)
+    return means[rows // sy, cols // sx]
+
+
+def fit_samples(values: np.ndarray, coords: list[np.ndarray], powers: Powers,
+                weight_func: str | None) -> tuple[np.ndarray, int]:
+    """Fit the basis to finite samples; zeros when there is nothing to fit (PyStack3D
+    leaves such a slice unchanged).
+
+    Returns
+    -------
+    coefs : numpy.ndarray
+    n_used : int
+        Number of samples fitted.
+    """
+    ok = np.isfinite(values)
+    n_used = int(ok.sum())
+    if n_used == 0 or np.nanmin(values) == np.nanmax(values):
+        return np.zeros(len(powers)), n_used
+    design = vandermonde([c[ok] for c in coords], powers)
+    return robust_lstsq(design, values[ok], weight_func), n_used
+
+
+def fit_slice(img: np.ndarray, powers: Powers, skip: tuple[int, int],
+              threshold_min: float | None = None, threshold_max: float | None = None,
+              weight_func: str | None = "HuberT", averaging: bool = False
+              ) -> tuple[np.ndarray, int]:
+    """2D background coefficients of one slice (every ``skip`` pixel per axis)."""
+    height, width = img.shape
+    rows, cols = grid_positions(img.shape, skip)
+    values = sample_slice(img, rows, cols, threshold_min, threshold_max,
+                          tuple(skip) if averaging else None)
+    xs = cols / max(width - 1, 1)
+    ys = rows / max(height - 1, 1)
+    if averaging:  # block centres
+        xs = np.minimum(cols + (skip[1] - 1) / 2, width - 1) / max(width - 1, 1)
+        ys = np.minimum(rows + (skip[0] - 1) / 2, height - 1) / max(height - 1, 1)
+    return fit_samples(values, [xs, ys], powers, weight_func)
+
+
+def remove_background(img: np.ndarray, coefs: np.ndarray, powers: Powers, zpos: float = 0.0,
+                      threshold_min: float | None = None, threshold_max: float | None = None,
+                      keep_constant: bool = False) -> np.ndarray:
+    """``img - background`` as float64; pixels outside the thresholds unchanged.
+
+    The constant term is left out of the background (PyStack3D), unless
+    ``keep_constant`` (its ``preserve_avg``, where the constant was set so that the
+    removed background has zero mean).
+    """
+    img64 = np.asarray(img, dtype=np.float64)
+    bkg = evaluate_slice(coefs, powers, img.shape, zpos, skip_constant=not keep_constant)
+    out = img64 - bkg
+    mask = fit_mask(img64, threshold_min, threshold_max)
+    out[~mask] = img64[~mask]
+    return out

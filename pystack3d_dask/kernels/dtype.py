@@ -1,0 +1,21 @@
+"""Back to the input dtype, as PyStack3D does it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["cast_to"]
+
+
+def cast_to(values: np.ndarray, dtype: np.dtype | str) -> np.ndarray:
+    """Clip to the range of ``dtype`` and cast by truncation (PyStack3D's rule).
+
+    NaN becomes 0 for integer dtypes, so that no undefined value is ever written.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        out = np.nan_to_num(values, nan=0.0, posinf=info.max, neginf=info.min)
+        return np.clip(out, info.min, info.max).astype(dtype)
+    info = np.finfo(dtype)
+    return np.clip(values, info.min, info.max).astype(dtype)

@@ -1,0 +1,201 @@
+"""``bkg_removal``: subtract a polynomial background, fitted per slice (2D) or once over
+the whole stack (3D), with PyStack3D's parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from ..errors import ConfigError
+from ..kernels.background import (
+    constant_index,
+    fit_samples,
+    fit_slice,
+    grid_positions,
+    remove_background,
+    sample_slice,
+)
+from ..kernels.dtype import cast_to
+from ..kernels.polynomial import (
+    Powers,
+    parse_poly_basis,
+    powers_from_orders,
+    term_names,
+    vandermonde,
+)
+from .base import StepOutput
+
+__all__ = ["DEFAULT_MAX_SAMPLES", "apply", "basis", "check", "prepare", "prepared_names"]
+
+#: Cap of the 3D fit sample: its memory is O(samples x terms), whatever the stack depth.
+DEFAULT_MAX_SAMPLES = 1_000_000
+
+
+def basis(params: dict[str, Any]) -> tuple[Powers, int]:
+    """The terms of the fit and its dimension (2: per slice; 3: the whole stack).
+
+    ``poly_basis`` (with ``dim``, default 3 when it names z) takes precedence over
+    ``orders`` (with ``cross_terms``), as in PyStack3D.
+    """
+    if params.get("poly_basis"):
+        expr = params["poly_basis"]
+        dim = params.get("dim") or (3 if "z" in expr else 2)
+        return parse_poly_basis(expr, dim), dim
+    if params.get("orders") is not None:
+        orders = params["orders"]
+        if len(orders) not in (2, 3):
+            raise ConfigError(f"[bkg_removal] orders = {orders}: expected [ox, oy] or [ox, oy, oz]")
+        return powers_from_orders(orders, bool(params.get("cross_terms"))), len(orders)
+    raise ConfigError("[bkg_removal] needs 'orders' (with 'cross_terms') or 'poly_basis' "
+                      '(e.g. orders = [1, 2, 1], or poly_basis = "1 + x + y + x*y + z")')
+
+
+def _checked(params: dict[str, Any]) -> tuple[Powers, int, list[int]]:
+    powers, dim = basis(params)
+    tmin, tmax = params.get("threshold_min"), params.get("threshold_max")
+    if tmin is not None and tmax is not None and tmin > tmax:
+        raise ConfigError(f"[bkg_removal] threshold_min = {tmin} is larger than threshold_max = "
+                          f"{tmax}: expected threshold_min <= threshold_max")
+    skip = params.get("skip_factors") or [10] * dim
+    if len(skip) != dim:
+        raise ConfigError(f"[bkg_removal] skip_factors = {skip}: expected {dim} values for a "
+                          f"{dim}D basis")
+    if params.get("preserve_avg") and dim != 3:
+        raise ConfigError("[bkg_removal] preserve_avg = true needs the 3D background (a basis "
+                          "with a z term, or 3 orders)")
+    max_samples = params.get("max_samples") or DEFAULT_MAX_SAMPLES
+    if max_samples < len(powers):
+        raise ConfigError(f"[bkg_removal] max_samples = {max_samples}: expected at least the "
+                          f"number of terms ({len(powers)})")
+    return powers, dim, [int(s) for s in skip]
+
+
+def prepared_names(**params: Any) -> list[str]:
+    """What :func:`prepare` returns: the 3D coefficients (nothing for a 2D fit)."""
+    return ["coefs_3d"] if basis(params)[1] == 3 else []
+
+
+# -- 3D ---------------------------------------------------------------------------------
+
+def _sample_block(block: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                  tmin: float | None, tmax: float | None) -> np.ndarray:
+    return sample_slice(block[0, 0], rows, cols, tmin, tmax)[None, None]
+
+
+def _fit_3d(samples: np.ndarray, zpos: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+            shape: tuple[int, int], powers: Powers, weight_func: str | None,
+            preserve_avg: bool) -> np.ndarray:
+    """One channel's 3D coefficients from the (n_slices, n_points) sample."""
+    n_slices, n_points = samples.shape
+    coords = [np.tile(cols / max(shape[1] - 1, 1), n_slices),
+              np.tile(rows / max(shape[0] - 1, 1), n_slices),
+              np.repeat(zpos, n_points)]
+    values = samples.ravel()
+    coefs, n_used = fit_samples(values, coords, powers, weight_func)
+    if preserve_avg and n_used:
+        # the constant that gives the removed background a zero mean over the sample
+        ok = np.isfinite(values)
+        i0 = constant_index(powers)
+        trend = vandermonde([c[ok] for c in coords], powers) @ coefs - coefs[i0]
+        coefs[i0] = -trend.mean()
+    return coefs
+
+
+def prepare(stack: xr.DataArray, compute: Callable[[list[Any]], list[Any]],
+            **params: Any) -> dict[str, xr.DataArray]:
+    """Fit the 3D background once per channel from a decimated sample of the stack.
+
+    Each sampled slice (every ``skip_factors[2]``) contributes its pixels on the
+    decimated grid, thinned to keep the whole sample under ``max_samples``; the fit
+    runs on that sample alone, so memory does not grow with the stack.
+    """
+    powers, dim, skip = _checked(params)
+    if dim != 3:
+        return {}
+    nc, nz, ny, nx = stack.shape
+    kept = np.arange(0, nz, skip[2])
+    cap = max((params.get("max_samples") or DEFAULT_MAX_SAMPLES) // len(kept), 1)
+    rows, cols = grid_positions((ny, nx), (skip[1], skip[0]), cap)
+    sub = stack.data[:, ::skip[2]]
+    samples = da.map_blocks(_sample_block, sub, rows, cols, params.get("threshold_min"),
+                            params.get("threshold_max"), drop_axis=3,
+                            chunks=((1,) * nc, (1,) * len(kept), (rows.size,)), dtype=np.float64)
+    zpos = kept / max(nz - 1, 1)
+    fits = [dask.delayed(_fit_3d)(samples[c], zpos, rows, cols, (ny, nx), powers,
+                                  params.get("weight_func"), bool(params.get("preserve_avg")))
+            for c in range(nc)]
+    coefs = np.stack(compute(fits))
+    return {"coefs_3d": xr.DataArray(
+        coefs, dims=("channel", "term"),
+        coords={"channel": stack["channel"].values, "term": term_names(powers)},
+        attrs={"powers": [list(p) for p in powers]})}
+
+
+def _apply_3d_block(block: np.ndarray, coefs: np.ndarray, zindex: np.ndarray, nz: int,
+                    powers: Powers, tmin: float | None, tmax: float | None,
+                    keep_constant: bool) -> np.ndarray:
+    zpos = float(zindex[0]) / max(nz - 1, 1)
+    out = remove_background(block[0, 0], coefs[0], powers, zpos, tmin, tmax, keep_constant)
+    return cast_to(out, block.dtype)[None, None]
+
+
+# -- 2D ---------------------------------------------------------------------------------
+
+def _fit_2d_block(block: np.ndarray, powers: Powers, skip: list[int], tmin: float | None,
+                  tmax: float | None, weight_func: str | None, averaging: bool) -> np.ndarray:
+    # skip_factors are [sx, sy]: columns first, as PyStack3D's basis uses them
+    coefs, n_used = fit_slice(block[0, 0], powers, (skip[1], skip[0]), tmin, tmax, weight_func,
+                              averaging)
+    return np.append(coefs, n_used)[None, None, None]
+
+
+def _apply_2d_block(block: np.ndarray, fit: np.ndarray, powers: Powers, tmin: float | None,
+                    tmax: float | None) -> np.ndarray:
+    coefs = fit[0, 0, 0, :-1]
+    out = remove_background(block[0, 0], coefs, powers, 0.0, tmin, tmax)
+    return cast_to(out, block.dtype)[None, None]
+
+
+def apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], **params: Any) -> StepOutput:
+    """The per-slice graph: fit (2D) and subtract, cast back to the input dtype."""
+    powers, dim, skip = _checked(params)
+    tmin, tmax = params.get("threshold_min"), params.get("threshold_max")
+    data = stack.data
+    nc, nz = stack.shape[:2]
+    names = term_names(powers)
+    if dim == 3:
+        coefs = da.from_array(np.asarray(prepared["coefs_3d"].values), chunks=(1, len(powers)))
+        zindex = da.arange(nz, chunks=1)
+        out = da.blockwise(_apply_3d_block, "czyx", data, "czyx", coefs, "ct", zindex, "z",
+                           nz=nz, powers=powers, tmin=tmin, tmax=tmax,
+                           keep_constant=bool(params.get("preserve_avg")),
+                           dtype=stack.dtype, concatenate=True)
+        return StepOutput(stack.copy(data=out))
+    fits = da.map_blocks(_fit_2d_block, data, powers, skip, tmin, tmax,
+                         params.get("weight_func"), bool(params.get("skip_averaging")),
+                         chunks=((1,) * nc, (1,) * nz, (1,), (len(powers) + 1,)),
+                         dtype=np.float64)
+    out = da.blockwise(_apply_2d_block, "czyx", data, "czyx", fits, "czab", powers=powers,
+                       tmin=tmin, tmax=tmax, dtype=stack.dtype, concatenate=True)
+    coords = {"channel": stack["channel"].values, "z": stack["z"].values}
+    extras = {
+        "coefs": xr.DataArray(fits[:, :, 0, :-1], dims=("channel", "z", "term"),
+                              coords={**coords, "term": names}),
+        "fit_pixels": xr.DataArray(fits[:, :, 0, -1], dims=("channel", "z"), coords=coords),
+    }
+    return StepOutput(stack.copy(data=out), extras)
+
+
+def check(ds: xr.Dataset) -> list[str]:
+    """Slices left unchanged because no pixel was inside the thresholds (2D fit)."""
+    if "fit_pixels" not in ds:
+        return []
+    empty = np.argwhere(ds["fit_pixels"].values == 0)
+    return [f"slice z = {float(ds['z'].values[z]):.4f} um (index {z}, channel "
+            f"{ds['channel'].values[c]}) has no pixel inside the thresholds: left unchanged"
+            for c, z in empty]
