@@ -128,13 +128,14 @@ def parse_poly_basis(expr: str, dim: int) -> Powers:
     return sorted(terms)
 
 
-def term_names(powers: Powers) -> list[str]:
-    """Readable names of the terms, e.g. ``["1", "y", "x", "x*y"]``."""
+def term_names(powers: Powers) -> np.ndarray:
+    """Readable names of the terms, e.g. ``["1", "y", "x", "x*y"]`` (an object array, which
+    zarr v3 stores as variable-length strings)."""
     names = []
     for term in powers:
         parts = [v if p == 1 else f"{v}**{p}" for v, p in zip("xyz", term) if p]
         names.append("*".join(parts) or "1")
-    return names
+    return np.array(names, dtype=object)
 
 
 def vandermonde(coords: Sequence[np.ndarray], powers: Powers) -> np.ndarray:

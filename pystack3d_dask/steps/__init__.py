@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from . import bkg_removal as _bkg
 from . import cropping as _cropping
+from . import intensity as _intensity
 from .base import REGISTRY, Step, StepOutput, available_steps, get_step, register
 from .cropping import cropping, cropping_final
 
@@ -24,3 +25,10 @@ register(Step("cropping_final", _cropping.apply, "per-slice", "keep an area of e
 register(Step("bkg_removal", _bkg.apply, "cross-slice",
               "subtract a polynomial background (2D per slice, or 3D over the stack)",
               prepare=_bkg.prepare, prepared_names=_bkg.prepared_names, check=_bkg.check))
+register(Step("intensity_rescaling", _intensity.rescaling_apply, "cross-slice",
+              "match every slice's histogram to the mean (or running mean) histogram",
+              prepare=_intensity.rescaling_prepare,
+              prepared_names=_intensity.rescaling_prepared_names))
+register(Step("intensity_rescaling_area", _intensity.area_apply, "cross-slice",
+              "scale every slice so that the mean of an area follows the median",
+              prepare=_intensity.area_prepare, prepared_names=_intensity.area_prepared_names))

@@ -122,8 +122,9 @@ def prepare(stack: xr.DataArray, compute: Callable[[list[Any]], list[Any]],
     cap = max((params.get("max_samples") or DEFAULT_MAX_SAMPLES) // len(kept), 1)
     rows, cols = grid_positions((ny, nx), (skip[1], skip[0]), cap)
     sub = stack.data[:, ::skip[2]]
-    samples = da.map_blocks(_sample_block, sub, rows, cols, params.get("threshold_min"),
-                            params.get("threshold_max"), drop_axis=3,
+    samples = da.map_blocks(_sample_block, sub, rows=rows, cols=cols,
+                            tmin=params.get("threshold_min"), tmax=params.get("threshold_max"),
+                            drop_axis=3,
                             chunks=((1,) * nc, (1,) * len(kept), (rows.size,)), dtype=np.float64)
     zpos = kept / max(nz - 1, 1)
     fits = [dask.delayed(_fit_3d)(samples[c], zpos, rows, cols, (ny, nx), powers,
@@ -176,8 +177,9 @@ def apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], **params: Any)
                            keep_constant=bool(params.get("preserve_avg")),
                            dtype=stack.dtype, concatenate=True)
         return StepOutput(stack.copy(data=out))
-    fits = da.map_blocks(_fit_2d_block, data, powers, skip, tmin, tmax,
-                         params.get("weight_func"), bool(params.get("skip_averaging")),
+    fits = da.map_blocks(_fit_2d_block, data, powers=powers, skip=skip, tmin=tmin, tmax=tmax,
+                         weight_func=params.get("weight_func"),
+                         averaging=bool(params.get("skip_averaging")),
                          chunks=((1,) * nc, (1,) * nz, (1,), (len(powers) + 1,)),
                          dtype=np.float64)
     out = da.blockwise(_apply_2d_block, "czyx", data, "czyx", fits, "czab", powers=powers,

@@ -1,0 +1,167 @@
+"""``intensity_rescaling`` (histogram matching along z) and ``intensity_rescaling_area``
+(per-slice factors from the mean of an area), with PyStack3D's parameters."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from ..errors import ConfigError, InputError
+from ..kernels.cropping import area_to_slices
+from ..kernels.dtype import cast_to
+from ..kernels.histogram import area_mean, histogram, match_histogram, reference_histograms
+from .base import StepOutput
+
+__all__ = [
+    "area_apply",
+    "area_prepare",
+    "area_prepared_names",
+    "rescaling_apply",
+    "rescaling_prepare",
+    "rescaling_prepared_names",
+]
+
+Compute = Callable[[list[Any]], list[Any]]
+
+
+# -- intensity_rescaling ----------------------------------------------------------------
+
+def _check_rescaling(stack: xr.DataArray, nbins: int, filter_size: int) -> None:
+    if nbins < 2:
+        raise ConfigError(f"[intensity_rescaling] nbins = {nbins}: expected an integer >= 2")
+    nz = stack.sizes["z"]
+    if filter_size == 0 or filter_size < -1 or filter_size > nz:
+        raise ConfigError(f"[intensity_rescaling] filter_size = {filter_size}: expected -1 (mean "
+                          f"of all slices) or 1 <= filter_size <= {nz} (the number of slices)")
+
+
+def _hist_block(block: np.ndarray, ranges: np.ndarray, nbins: int,
+                block_info: dict | None = None) -> np.ndarray:
+    c = block_info[0]["chunk-location"][0]
+    return histogram(block[0, 0], nbins, tuple(ranges[c]))[None, None]
+
+
+def _histograms(data: da.Array, ranges: np.ndarray, nbins: int) -> da.Array:
+    nc, nz = data.shape[:2]
+    return da.map_blocks(_hist_block, data, ranges=ranges, nbins=nbins, drop_axis=3,
+                         chunks=((1,) * nc, (1,) * nz, (nbins,)), dtype=np.int64)
+
+
+def rescaling_prepared_names(**params: Any) -> list[str]:
+    """What :func:`rescaling_prepare` returns."""
+    return ["value_range", "histos_orig", "histos_ref"]
+
+
+def rescaling_prepare(stack: xr.DataArray, compute: Compute, nbins: int = 256,
+                      filter_size: int = 10) -> dict[str, xr.DataArray]:
+    """Two reductions: the grey-level range of each channel, then every slice's
+    histogram over it; from them, the reference histogram of every slice."""
+    _check_rescaling(stack, nbins, filter_size)
+    data = stack.data
+    lows, highs = compute([data.min(axis=(1, 2, 3)), data.max(axis=(1, 2, 3))])
+    ranges = np.stack([lows, highs], axis=1).astype(np.float64)
+    (hists,) = compute([_histograms(data, ranges, nbins)])
+    refs = np.stack([reference_histograms(h, filter_size) for h in hists])
+    coords = {"channel": stack["channel"].values, "z": stack["z"].values}
+    dims = ("channel", "z", "bin")
+    return {
+        "value_range": xr.DataArray(ranges, dims=("channel", "bound"),
+                                    coords={"channel": coords["channel"],
+                                            "bound": np.array(["min", "max"], dtype=object)}),
+        "histos_orig": xr.DataArray(hists, dims=dims, coords=coords),
+        "histos_ref": xr.DataArray(refs, dims=dims, coords=coords),
+    }
+
+
+def _match_block(block: np.ndarray, ref: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    out = match_histogram(block[0, 0], ref[0, 0], tuple(ranges[0]))
+    return cast_to(out, block.dtype)[None, None]
+
+
+def rescaling_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], nbins: int = 256,
+                    filter_size: int = 10) -> StepOutput:
+    """Match every slice's histogram to its reference, in its own task."""
+    nc, nz = stack.shape[:2]
+    refs = da.from_array(np.asarray(prepared["histos_ref"].values), chunks=(1, 1, nbins))
+    ranges = da.from_array(np.asarray(prepared["value_range"].values), chunks=(1, 2))
+    out = da.blockwise(_match_block, "czyx", stack.data, "czyx", refs, "czb", ranges, "cr",
+                       dtype=stack.dtype, concatenate=True)
+    final = _histograms(out, np.asarray(prepared["value_range"].values), nbins)
+    extras = {"histos_final": xr.DataArray(final, dims=("channel", "z", "bin"),
+                                           coords={"channel": stack["channel"].values,
+                                                   "z": stack["z"].values})}
+    return StepOutput(stack.copy(data=out), extras)
+
+
+# -- intensity_rescaling_area -----------------------------------------------------------
+
+def _check_area(params: dict[str, Any]) -> None:
+    tmin, tmax = params.get("threshold_min"), params.get("threshold_max")
+    if tmin is not None and tmax is not None and tmin > tmax:
+        raise ConfigError(f"[intensity_rescaling_area] threshold_min = {tmin} is larger than "
+                          f"threshold_max = {tmax}: expected threshold_min <= threshold_max")
+    low, high = params.get("factors_range") or (0.8, 1.2)
+    if low > high:
+        raise ConfigError(f"[intensity_rescaling_area] factors_range = {[low, high]} is reversed: "
+                          "expected [min, max] with min <= max")
+
+
+def area_prepared_names(**params: Any) -> list[str]:
+    """What :func:`area_prepare` returns."""
+    return ["means", "factors"]
+
+
+def _mean_block(block: np.ndarray, rows: slice, cols: slice, tmin: float | None,
+                tmax: float | None) -> np.ndarray:
+    return np.array([[area_mean(block[0, 0], rows, cols, tmin, tmax)]])
+
+
+def area_prepare(stack: xr.DataArray, compute: Compute, area: list[int] | None = None,
+                 threshold_min: float | None = None, threshold_max: float | None = None,
+                 factors_range: list[float] | None = None) -> dict[str, xr.DataArray]:
+    """Mean of the area in every slice (one small reduction), then the factors:
+    median of the means / the slice's mean, clipped to ``factors_range``."""
+    params = {"threshold_min": threshold_min, "threshold_max": threshold_max,
+              "factors_range": factors_range}
+    _check_area(params)
+    rows, cols = slice(None), slice(None)
+    if area is not None:
+        rows, cols, notes = area_to_slices(area, (stack.sizes["y"], stack.sizes["x"]))
+        for note in notes:
+            warnings.warn(f"[intensity_rescaling_area] {note}", UserWarning, stacklevel=2)
+    nc, nz = stack.shape[:2]
+    means_lazy = da.map_blocks(_mean_block, stack.data, rows=rows, cols=cols, tmin=threshold_min,
+                               tmax=threshold_max, drop_axis=(2, 3), chunks=((1,) * nc, (1,) * nz), dtype=np.float64)
+    (means,) = compute([means_lazy])
+    bad = np.argwhere(~np.isfinite(means))
+    if bad.size:
+        c, z = bad[0]
+        raise InputError(
+            f"[intensity_rescaling_area] slice z = {float(stack['z'].values[z]):.4f} um (index "
+            f"{z}, channel {stack['channel'].values[c]}) has no pixel of the area inside "
+            f"[threshold_min, threshold_max] = [{threshold_min}, {threshold_max}]"
+            + (f"; {len(bad) - 1} other slices too" if len(bad) > 1 else ""))
+    low, high = factors_range or (0.8, 1.2)
+    with np.errstate(divide="ignore"):
+        factors = np.clip(np.median(means, axis=1, keepdims=True) / means, low, high)
+    coords = {"channel": stack["channel"].values, "z": stack["z"].values}
+    return {"means": xr.DataArray(means, dims=("channel", "z"), coords=coords),
+            "factors": xr.DataArray(factors, dims=("channel", "z"), coords=coords)}
+
+
+def _scale_block(block: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    return cast_to(block[0, 0] * float(factor[0, 0]), block.dtype)[None, None]
+
+
+def area_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], **params: Any
+               ) -> xr.DataArray:
+    """Multiply every slice by its factor, cast back to the input dtype."""
+    factors = da.from_array(np.asarray(prepared["factors"].values), chunks=(1, 1))
+    out = da.blockwise(_scale_block, "czyx", stack.data, "czyx", factors, "cz",
+                       dtype=stack.dtype, concatenate=True)
+    return stack.copy(data=out)
