@@ -86,7 +86,6 @@ def _match_block(block: np.ndarray, ref: np.ndarray, ranges: np.ndarray) -> np.n
 def rescaling_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], nbins: int = 256,
                     filter_size: int = 10) -> StepOutput:
     """Match every slice's histogram to its reference, in its own task."""
-    nc, nz = stack.shape[:2]
     refs = da.from_array(np.asarray(prepared["histos_ref"].values), chunks=(1, 1, nbins))
     ranges = da.from_array(np.asarray(prepared["value_range"].values), chunks=(1, 2))
     out = da.blockwise(_match_block, "czyx", stack.data, "czyx", refs, "czb", ranges, "cr",
@@ -135,8 +134,8 @@ def area_prepare(stack: xr.DataArray, compute: Compute, area: list[int] | None =
         for note in notes:
             warnings.warn(f"[intensity_rescaling_area] {note}", UserWarning, stacklevel=2)
     nc, nz = stack.shape[:2]
-    means_lazy = da.map_blocks(_mean_block, stack.data, rows=rows, cols=cols, tmin=threshold_min,
-                               tmax=threshold_max, drop_axis=(2, 3), chunks=((1,) * nc, (1,) * nz), dtype=np.float64)
+    means_lazy = da.map_blocks(_mean_block, stack.data, rows=rows, cols=cols,
+                               tmin=threshold_min, tmax=threshold_max, drop_axis=(2, 3), chunks=((1,) * nc, (1,) * nz), dtype=np.float64)
     (means,) = compute([means_lazy])
     bad = np.argwhere(~np.isfinite(means))
     if bad.size:
