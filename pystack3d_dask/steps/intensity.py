@@ -135,7 +135,8 @@ def area_prepare(stack: xr.DataArray, compute: Compute, area: list[int] | None =
             warnings.warn(f"[intensity_rescaling_area] {note}", UserWarning, stacklevel=2)
     nc, nz = stack.shape[:2]
     means_lazy = da.map_blocks(_mean_block, stack.data, rows=rows, cols=cols,
-                               tmin=threshold_min, tmax=threshold_max, drop_axis=(2, 3), chunks=((1,) * nc, (1,) * nz), dtype=np.float64)
+                               tmin=threshold_min, tmax=threshold_max, drop_axis=(2, 3),
+                               chunks=((1,) * nc, (1,) * nz), dtype=np.float64)
     (means,) = compute([means_lazy])
     bad = np.argwhere(~np.isfinite(means))
     if bad.size:
