@@ -141,7 +141,7 @@ def test_3d_fit_recovers_stack_background_and_caps_sample():
 
 def test_preserve_avg_gives_zero_mean_background():
     nz, h, w = 11, 30, 30
-    zz, yy, xx = np.mgrid[0:nz, 0:h, 0:w]
+    zz, _, xx = np.mgrid[0:nz, 0:h, 0:w]
     data = (100 + 20 * xx / (w - 1) + 10 * zz / (nz - 1)).astype(np.float32)
     params = _params(orders=[1, 0, 1], skip_factors=[1, 1, 1], preserve_avg=True)
     out = get_step("bkg_removal")(_stack(data), **params).values[0]
