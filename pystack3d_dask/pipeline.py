@@ -145,7 +145,7 @@ def _build(name: str, stack: xr.DataArray, params: dict[str, Any], ex: Executor,
         prepared = loaded if loaded is not None else step.prepare(stack, ex.compute_values,
                                                                    **params)
     out = as_output(step.apply(stack, prepared, **params))
-    return StepOutput(out.stack, {**prepared, **out.extras})
+    return StepOutput(out.stack, {**prepared, **out.extras}, out.derived)
 
 
 def _check_steps(wf: Workflow) -> None:
@@ -232,6 +232,7 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
                 reports.append(StepReport(name, group, "reused", _n_chunks(st, group), 0, 0.0,
                                           fused))
             else:
+                start = time.perf_counter()
                 lazy = stack
                 for fused_name, fused_params in pending:
                     lazy = _build(fused_name, lazy, fused_params, ex).stack
@@ -240,7 +241,10 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
                          "fused": fused,
                          "fused_params": {n: to_json(p) for n, p in pending},
                          "package_version": __version__}
-                rep = st.write(group, out.stack, fp, attrs, ex.as_compute(name), out.extras)
+                rep = st.write(group, out.stack, fp, attrs, ex.as_compute(name), out.extras,
+                               out.derived)
+                rep.seconds = time.perf_counter() - start  # prepare included
+                st.update_attrs(group, seconds=rep.seconds)
                 reports.append(_report(name, rep, fused))
                 check = get_step(name).check
                 for note in (check(st.open_dataset(group)) if check else []):

@@ -45,9 +45,9 @@ def counters(monkeypatch):
         counts["reads"] += 1
         return read(*args, **kwargs)
 
-    def counting_write(block, extra_blocks, extra_specs, store, group, c, z, token=""):
+    def counting_write(block, extra_blocks, extra_specs, store, group, *args):
         counts["writes"][group] = counts["writes"].get(group, 0) + 1
-        return write(block, extra_blocks, extra_specs, store, group, c, z, token)
+        return write(block, extra_blocks, extra_specs, store, group, *args)
 
     monkeypatch.setattr(tiff_mod, "read_slice", counting_read)
     monkeypatch.setattr(store_mod, "_write_chunk", counting_write)

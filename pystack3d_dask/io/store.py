@@ -14,7 +14,9 @@ attributes: the step's name and parameters, its fingerprint, timings and ``compl
 A checkpoint is written chunk by chunk. zarr's LocalStore writes each chunk to a
 temporary file and renames it into place, so a chunk file is whole or absent even after
 a SIGKILL: the chunks present are the ones finished, and a resumed write computes only
-the others. ``complete`` is set last, after every chunk and the statistics are on disk.
+the others. Each task returns its slice's statistics (those of slices already on disk
+are read back on resume); ``complete`` is set last, after every chunk and the
+statistics are on disk.
 """
 
 from __future__ import annotations
@@ -66,19 +68,31 @@ def _array(store: str, path: str, token: str = "") -> zarr.Array:
     return zarr.open_array(store, path=path, mode="r+").with_config({"write_empty_chunks": True})
 
 
+def _derive(img: np.ndarray, c: int, derived: Sequence[Callable[[np.ndarray, int], Any]]
+            ) -> list[np.ndarray]:
+    return [slice_stats(img)] + [np.asarray(f(img, c)) for f in derived]
+
+
 def _write_chunk(block: np.ndarray, extra_blocks: Sequence[Any], extra_specs: Sequence[tuple[str, bool]],
-                 store: str, group: str, c: int, z: int, token: str = "") -> int:
-    """Write one slice, its statistics and its per-slice extras; the slice last, so that
-    a slice on disk always has everything that goes with it."""
+                 store: str, group: str, c: int, z: int, token: str = "",
+                 derived: Sequence[Callable[[np.ndarray, int], Any]] = ()) -> list[np.ndarray]:
+    """Write one slice and its per-slice extras, the slice last (so that a slice on disk
+    always has what goes with it); return its statistics (min, max, mean) and derived
+    quantities."""
     img = np.asarray(block)[0, 0]
     for (name, with_channel), extra in zip(extra_specs, extra_blocks):
         if extra is None:
             continue
         index = (c, z) if with_channel else (z,)
         _array(store, f"{group}/{name}", token)[index] = np.asarray(extra)[(0,) * len(index)]
-    _array(store, f"{group}/_stats", token)[c, z, :] = slice_stats(img)
     _array(store, f"{group}/stack", token)[c, z] = img
-    return 1
+    return _derive(img, c, derived)
+
+
+def _read_stats(store: str, group: str, c: int, z: int, token: str = "",
+                derived: Sequence[Callable[[np.ndarray, int], Any]] = ()) -> list[np.ndarray]:
+    """Statistics and derived quantities of a slice already on disk (resumed writes)."""
+    return _derive(_array(store, f"{group}/stack", token)[c, z], c, derived)
 
 
 def _split_extras(extras: dict[str, xr.DataArray]) -> tuple[dict, dict]:
@@ -265,7 +279,7 @@ class Store:
 
     def _create(self, group: str, stack: xr.DataArray, attrs: dict[str, Any],
                 extras: dict[str, xr.DataArray]) -> None:
-        nc, nz, ny, nx = stack.shape
+        ny, nx = stack.shape[2:]
         chunks = (1, 1, ny, nx)
         sliced, whole = _split_extras(extras)
         variables = {"stack": stack.copy(data=da.zeros(stack.shape, chunks=chunks, dtype=stack.dtype))}
@@ -281,16 +295,14 @@ class Store:
                 var.attrs.pop(key, None)
         template.to_zarr(str(self.path), group=group, mode="w", compute=False, zarr_format=3,
                          consolidated=False, encoding=encoding)
-        zarr.create_array(str(self.path), name=f"{group}/_stats", shape=(nc, nz, 3),
-                          chunks=(1, 1, 3), dtype="float64", fill_value=np.nan,
-                          dimension_names=("channel", "z", "stat"))
         # attributes last: a group without a fingerprint is recreated, never resumed
         self.update_attrs(group, **attrs, complete=False)
 
     def write(self, group: str, stack: xr.DataArray, fingerprint: str,
               attrs: dict[str, Any] | None = None,
               compute: Callable[[list[Any]], Sequence[Any]] | None = None,
-              extras: dict[str, xr.DataArray] | None = None) -> WriteReport:
+              extras: dict[str, xr.DataArray] | None = None,
+              derived: dict[str, Any] | None = None) -> WriteReport:
         """Write a lazy stack as a checkpoint, resuming a partial write of the same
         fingerprint, and mark it complete.
 
@@ -311,6 +323,9 @@ class Store:
             Arrays stored beside the stack: lazy ones along z (dims ``(channel, z, ...)``
             or ``(z, ...)``) are written slice by slice with the stack; in-memory ones
             are written whole when the group is created.
+        derived
+            ``name -> Derived``: per-slice quantities computed from each output slice
+            by the task that writes it, stored as (channel, z, *dims) at the end.
 
         Returns
         -------
@@ -338,52 +353,63 @@ class Store:
             data = da.from_array(np.asarray(data), chunks=(1, 1, *stack.shape[2:]))
         data = data.rechunk((1, 1, *stack.shape[2:]))
         missing = self.missing_chunks(group, stack.shape)
-        if missing:
-            blocks = data.to_delayed()
-            sliced, _ = _split_extras(extras)
-            specs = [(name, value.dims[0] == "channel") for name, value in sliced.items()]
-            extra_blocks = [value.data.rechunk(_slice_chunks(value)).to_delayed()
-                            for value in sliced.values()]
+        done = sorted(set(np.ndindex(*stack.shape[:2])) - set(missing))
+        # unoptimised, so that the stack and its extras share their task keys: each
+        # slice is computed once, and dask.compute optimises the whole graph
+        blocks = data.to_delayed(optimize_graph=False)
+        sliced, _ = _split_extras(extras)
+        specs = [(name, value.dims[0] == "channel") for name, value in sliced.items()]
+        extra_blocks = [value.data.rechunk(_slice_chunks(value)).to_delayed(optimize_graph=False)
+                        for value in sliced.values()]
 
-            def pick(c: int, z: int) -> list[Any]:
-                out = []
-                for (_, with_channel), delayed_blocks in zip(specs, extra_blocks):
-                    if with_channel:
-                        out.append(delayed_blocks[(c, z) + (0,) * (delayed_blocks.ndim - 2)])
-                    else:
-                        out.append(delayed_blocks[(z,) + (0,) * (delayed_blocks.ndim - 1)]
-                                   if c == 0 else None)
-                return out
+        def pick(c: int, z: int) -> list[Any]:
+            out = []
+            for (_, with_channel), delayed_blocks in zip(specs, extra_blocks):
+                if with_channel:
+                    out.append(delayed_blocks[(c, z) + (0,) * (delayed_blocks.ndim - 2)])
+                else:
+                    out.append(delayed_blocks[(z,) + (0,) * (delayed_blocks.ndim - 1)]
+                               if c == 0 else None)
+            return out
 
-            write = dask.delayed(_write_chunk, pure=False)
-            tasks = [write(blocks[c, z, 0, 0], pick(c, z), specs, str(self.path), group, c, z,
-                           fingerprint) for c, z in missing]
-            (compute or (lambda t: dask.compute(*t)))(tasks)
+        write = dask.delayed(_write_chunk, pure=False)
+        read = dask.delayed(_read_stats, pure=False)
+        derived = dict(derived or {})
+        funcs = [d.func for d in derived.values()]
+        tasks = [write(blocks[c, z, 0, 0], pick(c, z), specs, str(self.path), group, c, z,
+                       fingerprint, funcs) for c, z in missing]
+        tasks += [read(str(self.path), group, c, z, fingerprint, funcs) for c, z in done]
+        results = (compute or (lambda t: dask.compute(*t)))(tasks)
         still = self.missing_chunks(group, stack.shape)
         if still:
             raise StoreError(f"{group}: {len(still)} slices were not written (first: channel "
                              f"{still[0][0]}, z index {still[0][1]})")
-        self._finish(group)
+        per_slice = {}
+        for (c, z), values in zip(missing + done, results):
+            for name, value in zip(["_stats", *derived], values):
+                if name not in per_slice:
+                    per_slice[name] = np.empty((*stack.shape[:2], *np.shape(value)),
+                                               dtype=np.asarray(value).dtype)
+                per_slice[name][c, z] = value
+        self._finish(group, per_slice, {n: d.dims for n, d in derived.items()})
         seconds = time.perf_counter() - start
         self.update_attrs(group, complete=True, finished=time.time(), seconds=seconds,
                           chunks_computed=len(missing))
         status = "resumed" if resumed and len(missing) < int(np.prod(stack.shape[:2])) else "computed"
         return WriteReport(group, status, int(np.prod(stack.shape[:2])), len(missing), seconds)
 
-    def _finish(self, group: str) -> None:
-        """Move the per-slice statistics into data variables ``min``, ``max``, ``mean``."""
-        scratch = self.group_dir(group) / "_stats"
-        if not scratch.exists():
-            if all((self.group_dir(group) / name).exists() for name in STAT_NAMES):
-                return  # a previous run stopped after this, before marking complete
-            raise StoreError(f"{group}: per-slice statistics are missing")
-        stats = zarr.open_array(str(self.path), path=f"{group}/_stats", mode="r")[...]
+    def _finish(self, group: str, per_slice: dict[str, np.ndarray],
+                dims: dict[str, tuple[str, ...]]) -> None:
+        """Write the per-slice statistics (``min``, ``max``, ``mean``) and derived
+        quantities as data variables of dims (channel, z, ...)."""
+        stats = per_slice.pop("_stats")
+        arrays = {name: (stats[..., i], ()) for i, name in enumerate(STAT_NAMES)}
+        arrays.update({name: (values, dims[name]) for name, values in per_slice.items()})
         # zarr directly rather than xarray: xarray's append would replace the group's
         # attributes (the fingerprint among them)
-        for i, name in enumerate(STAT_NAMES):
-            zarr.create_array(str(self.path), name=f"{group}/{name}", data=stats[..., i],
-                              dimension_names=("channel", "z"), overwrite=True)
-        shutil.rmtree(scratch)
+        for name, (values, extra_dims) in arrays.items():
+            zarr.create_array(str(self.path), name=f"{group}/{name}", data=values,
+                              dimension_names=("channel", "z", *extra_dims), overwrite=True)
 
 
 def to_json(value: Any) -> Any:

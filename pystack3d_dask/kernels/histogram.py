@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-__all__ = ["area_mean", "histogram", "match_histogram", "reference_histograms"]
+__all__ = [
+    "area_mean",
+    "bin_counts",
+    "histogram",
+    "match_histogram",
+    "reference_histograms",
+]
+
+
+def bin_counts(counts: np.ndarray, nbins: int, value_range: tuple[float, float]) -> np.ndarray:
+    """Histogram over ``value_range`` of integer grey levels given by their counts
+    (``counts[v]`` pixels of level v): the same bins as :func:`numpy.histogram` of the
+    pixels, at the cost of one pass over the levels instead of the pixels."""
+    levels = np.arange(len(counts))
+    hist = np.histogram(levels, bins=nbins, range=value_range, weights=counts)[0]
+    return np.rint(hist).astype(np.int64)
 
 
 def histogram(img: np.ndarray, nbins: int, value_range: tuple[float, float]) -> np.ndarray:
-    """Counts of ``img`` in ``nbins`` equal bins over ``value_range``."""
+    """Counts of ``img`` in ``nbins`` equal bins over ``value_range``.
+
+    Integer images are counted per grey level first (``numpy.bincount``), which is
+    several times faster than binning every pixel and gives the same counts.
+    """
+    img = np.asarray(img)
+    if img.dtype.kind == "u" and img.dtype.itemsize <= 2:
+        return bin_counts(np.bincount(img.ravel(), minlength=1 << (8 * img.dtype.itemsize)),
+                          nbins, value_range)
     return np.histogram(img, bins=nbins, range=value_range)[0]
 
 
@@ -28,18 +53,26 @@ def reference_histograms(histograms: np.ndarray, filter_size: int) -> np.ndarray
 
 
 def match_histogram(img: np.ndarray, reference: np.ndarray,
-                    value_range: tuple[float, float]) -> np.ndarray:
+                    value_range: tuple[float, float],
+                    cast: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Map each grey level of ``img`` so that its cumulative histogram follows the
     reference's, by linear interpolation of the inverse reference CDF.
 
     Every pixel of a bin maps to one value, as in PyStack3D; empty bins count as one
     pixel so that the CDF is strictly increasing.
 
+    Parameters
+    ----------
+    cast
+        Applied to the new grey levels (e.g. back to the input dtype): on a lookup table
+        of the levels for integer images, on the image otherwise.
+
     Returns
     -------
     numpy.ndarray
-        float64 image.
+        The matched image (float64 unless ``cast`` says otherwise).
     """
+    cast = cast or (lambda values: values)
     nbins = len(reference)
     vmin, vmax = value_range
     hist = histogram(img, nbins, value_range).astype(np.float64)
@@ -52,8 +85,14 @@ def match_histogram(img: np.ndarray, reference: np.ndarray,
     centres = (edges[1:] + edges[:-1]) / 2
     levels = np.interp(cdf, target, centres)
     span = vmax - vmin if vmax > vmin else 1.0
-    index = np.floor((np.asarray(img, dtype=np.float64) - vmin) / span * nbins).astype(np.int64)
-    return levels[np.clip(index, 0, nbins - 1)]
+    img = np.asarray(img)
+    if img.dtype.kind == "u" and img.dtype.itemsize <= 2:
+        # one lookup table over the possible grey levels, then a gather per pixel
+        values = np.arange(1 << (8 * img.dtype.itemsize), dtype=np.float64)
+        index = np.floor((values - vmin) / span * nbins).astype(np.int64)
+        return cast(levels[np.clip(index, 0, nbins - 1)])[img]
+    index = np.floor((img.astype(np.float64) - vmin) / span * nbins).astype(np.int64)
+    return cast(levels[np.clip(index, 0, nbins - 1)])
 
 
 def area_mean(img: np.ndarray, rows: slice, cols: slice, threshold_min: float | None,

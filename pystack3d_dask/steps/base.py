@@ -23,12 +23,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dask
+import numpy as np
 import xarray as xr
 
 from ..errors import ConfigError, NotAvailableError
 from ..schema import PYSTACK3D_STEPS, suggest
 
-__all__ = ["REGISTRY", "Step", "StepOutput", "available_steps", "get_step", "register"]
+__all__ = ["REGISTRY", "Derived", "Step", "StepOutput", "available_steps", "get_step", "register"]
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A per-slice quantity computed from each output slice as it is written (and from
+    the slices already on disk when a write resumes), stored as (channel, z, *dims).
+    ``func(slice, channel_index) -> array``."""
+
+    func: Callable[[np.ndarray, int], np.ndarray]
+    dims: tuple[str, ...] = ()
 
 
 @dataclass
@@ -37,6 +48,7 @@ class StepOutput:
 
     stack: xr.DataArray
     extras: dict[str, xr.DataArray] = field(default_factory=dict)
+    derived: dict[str, Derived] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -14,8 +15,14 @@ import xarray as xr
 from ..errors import ConfigError, InputError
 from ..kernels.cropping import area_to_slices
 from ..kernels.dtype import cast_to
-from ..kernels.histogram import area_mean, histogram, match_histogram, reference_histograms
-from .base import StepOutput
+from ..kernels.histogram import (
+    area_mean,
+    bin_counts,
+    histogram,
+    match_histogram,
+    reference_histograms,
+)
+from .base import Derived, StepOutput
 
 __all__ = [
     "area_apply",
@@ -46,6 +53,10 @@ def _hist_block(block: np.ndarray, ranges: np.ndarray, nbins: int,
     return histogram(block[0, 0], nbins, tuple(ranges[c]))[None, None]
 
 
+def _count_block(block: np.ndarray) -> np.ndarray:
+    return np.bincount(block.ravel(), minlength=256)[None, None]
+
+
 def _histograms(data: da.Array, ranges: np.ndarray, nbins: int) -> da.Array:
     nc, nz = data.shape[:2]
     return da.map_blocks(_hist_block, data, ranges=ranges, nbins=nbins, drop_axis=3,
@@ -63,9 +74,22 @@ def rescaling_prepare(stack: xr.DataArray, compute: Compute, nbins: int = 256,
     histogram over it; from them, the reference histogram of every slice."""
     _check_rescaling(stack, nbins, filter_size)
     data = stack.data
-    lows, highs = compute([data.min(axis=(1, 2, 3)), data.max(axis=(1, 2, 3))])
-    ranges = np.stack([lows, highs], axis=1).astype(np.float64)
-    (hists,) = compute([_histograms(data, ranges, nbins)])
+    if data.dtype == np.uint8:
+        # one pass: the 256 grey-level counts of every slice give both the range and
+        # the histograms
+        nc, nz = data.shape[:2]
+        (counts,) = compute([da.map_blocks(_count_block, data, drop_axis=3,
+                                           chunks=((1,) * nc, (1,) * nz, (256,)),
+                                           dtype=np.int64)])
+        present = counts.sum(axis=1) > 0
+        ranges = np.array([[np.flatnonzero(p)[0], np.flatnonzero(p)[-1]] for p in present],
+                          dtype=np.float64)
+        hists = np.stack([[bin_counts(h, nbins, tuple(ranges[c])) for h in counts[c]]
+                          for c in range(nc)])
+    else:
+        lows, highs = compute([data.min(axis=(1, 2, 3)), data.max(axis=(1, 2, 3))])
+        ranges = np.stack([lows, highs], axis=1).astype(np.float64)
+        (hists,) = compute([_histograms(data, ranges, nbins)])
     refs = np.stack([reference_histograms(h, filter_size) for h in hists])
     coords = {"channel": stack["channel"].values, "z": stack["z"].values}
     dims = ("channel", "z", "bin")
@@ -78,9 +102,14 @@ def rescaling_prepare(stack: xr.DataArray, compute: Compute, nbins: int = 256,
     }
 
 
+def _final_histogram(img: np.ndarray, c: int, ranges: np.ndarray, nbins: int) -> np.ndarray:
+    return histogram(img, nbins, tuple(ranges[c]))
+
+
 def _match_block(block: np.ndarray, ref: np.ndarray, ranges: np.ndarray) -> np.ndarray:
-    out = match_histogram(block[0, 0], ref[0, 0], tuple(ranges[0]))
-    return cast_to(out, block.dtype)[None, None]
+    out = match_histogram(block[0, 0], ref[0, 0], tuple(ranges[0]),
+                          cast=lambda levels: cast_to(levels, block.dtype))
+    return out[None, None]
 
 
 def rescaling_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], nbins: int = 256,
@@ -90,11 +119,9 @@ def rescaling_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], nbin
     ranges = da.from_array(np.asarray(prepared["value_range"].values), chunks=(1, 2))
     out = da.blockwise(_match_block, "czyx", stack.data, "czyx", refs, "czb", ranges, "cr",
                        dtype=stack.dtype, concatenate=True)
-    final = _histograms(out, np.asarray(prepared["value_range"].values), nbins)
-    extras = {"histos_final": xr.DataArray(final, dims=("channel", "z", "bin"),
-                                           coords={"channel": stack["channel"].values,
-                                                   "z": stack["z"].values})}
-    return StepOutput(stack.copy(data=out), extras)
+    ranges = np.asarray(prepared["value_range"].values)
+    final = Derived(functools.partial(_final_histogram, ranges=ranges, nbins=nbins), ("bin",))
+    return StepOutput(stack.copy(data=out), derived={"histos_final": final})
 
 
 # -- intensity_rescaling_area -----------------------------------------------------------
