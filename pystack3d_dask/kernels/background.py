@@ -7,6 +7,8 @@ out of the fit and unchanged in the output; the fitted constant is not subtracte
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .polynomial import Powers, evaluate_slice, vandermonde
@@ -14,6 +16,7 @@ from .robust import robust_lstsq
 
 __all__ = [
     "constant_index",
+    "design_rows",
     "fit_mask",
     "fit_samples",
     "fit_slice",
@@ -90,8 +93,21 @@ def fit_samples(values: np.ndarray, coords: list[np.ndarray], powers: Powers,
     n_used = int(ok.sum())
     if n_used == 0 or np.nanmin(values) == np.nanmax(values):
         return np.zeros(len(powers)), n_used
-    design = vandermonde([c[ok] for c in coords], powers)
-    return robust_lstsq(design, values[ok], weight_func), n_used
+    kept = [c[ok] for c in coords]
+    return robust_lstsq(design_rows(kept, powers), values[ok], weight_func), n_used
+
+
+#: Largest design matrix formed whole (bytes); beyond, the fit forms it a chunk at a
+#: time at each iteration, trading time for memory that does not grow with the sample.
+DESIGN_BUDGET = 32 * 2**20
+
+
+def design_rows(coords: list[np.ndarray], powers: Powers) -> np.ndarray | Callable:
+    """The design matrix of the basis at the points: whole when it fits in
+    ``DESIGN_BUDGET``, else a function of a slice of rows."""
+    if len(coords[0]) * len(powers) * 8 <= DESIGN_BUDGET:
+        return vandermonde(coords, powers)
+    return lambda rows: vandermonde([c[rows] for c in coords], powers)
 
 
 def fit_slice(img: np.ndarray, powers: Powers, skip: tuple[int, int],
@@ -121,8 +137,7 @@ def remove_background(img: np.ndarray, coefs: np.ndarray, powers: Powers, zpos: 
     removed background has zero mean).
     """
     img64 = np.asarray(img, dtype=np.float64)
-    bkg = evaluate_slice(coefs, powers, img.shape, zpos, skip_constant=not keep_constant)
-    out = img64 - bkg
-    mask = fit_mask(img64, threshold_min, threshold_max)
-    out[~mask] = img64[~mask]
-    return out
+    out = img64 - evaluate_slice(coefs, powers, img.shape, zpos, skip_constant=not keep_constant)
+    if threshold_min is None and threshold_max is None:
+        return out
+    return np.where(fit_mask(img, threshold_min, threshold_max), out, img64)

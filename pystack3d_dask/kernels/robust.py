@@ -4,7 +4,8 @@ M-estimators with the usual definitions (as in statsmodels' RLM, which PyStack3D
 Huber's t = 1.345 and Hampel's a, b, c = 2, 4, 8, the scale re-estimated at every
 iteration as the median absolute residual / 0.6745, starting from ordinary least
 squares, and stopping when the summed criterion changes by less than ``tol`` or after
-``maxiter`` iterations. Memory is O(samples x terms).
+``maxiter`` iterations. The weighted least squares go through the normal equations,
+accumulated over chunks of rows: memory is O(samples + chunk x terms).
 
 References
 ----------
@@ -15,11 +16,13 @@ Wiley, 1986. doi:10.1002/9781118186435
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["WEIGHT_FUNCS", "robust_lstsq"]
+__all__ = ["CHUNK", "WEIGHT_FUNCS", "predict", "robust_lstsq"]
 
 _MAD_NORMAL = 0.6744897501960817  # Phi^-1(3/4): the MAD of a unit normal
 
@@ -48,21 +51,46 @@ def _hampel(z: np.ndarray, a: float = 2.0, b: float = 4.0, c: float = 8.0
 WEIGHT_FUNCS = {"HuberT": _huber, "Hampel": _hampel}
 
 
-def _wls(design: np.ndarray, values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-    if weights is None:
-        return np.linalg.lstsq(design, values, rcond=None)[0]
-    root = np.sqrt(weights)
-    return np.linalg.lstsq(design * root[:, None], values * root, rcond=None)[0]
+Design = np.ndarray | Callable[[slice], np.ndarray]
+
+#: Rows of the design matrix formed at a time: the fit never holds more than this many
+#: rows of it, so its memory does not grow with the number of samples.
+CHUNK = 1 << 16
 
 
-def robust_lstsq(design: np.ndarray, values: np.ndarray, weight_func: str | None = "HuberT",
+def _rows(design: Design, n: int) -> Iterator[tuple[slice, np.ndarray]]:
+    for start in range(0, n, CHUNK):
+        rows = slice(start, min(start + CHUNK, n))
+        yield rows, design[rows] if isinstance(design, np.ndarray) else design(rows)
+
+
+def _wls(design: Design, values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """Weighted least squares through the normal equations, accumulated by chunks."""
+    gram, rhs = None, None
+    for rows, block in _rows(design, len(values)):
+        weighted = block if weights is None else block * weights[rows, None]
+        g, r = weighted.T @ block, weighted.T @ values[rows]
+        gram, rhs = (g, r) if gram is None else (gram + g, rhs + r)
+    return np.linalg.lstsq(gram, rhs, rcond=None)[0]
+
+
+def predict(design: Design, coefs: np.ndarray, n: int) -> np.ndarray:
+    """``design @ coefs``, chunk by chunk."""
+    out = np.empty(n)
+    for rows, block in _rows(design, n):
+        out[rows] = block @ coefs
+    return out
+
+
+def robust_lstsq(design: Design, values: np.ndarray, weight_func: str | None = "HuberT",
                  maxiter: int = 50, tol: float = 1e-8) -> np.ndarray:
     """Coefficients ``x`` minimising a robust criterion of ``values - design @ x``.
 
     Parameters
     ----------
     design
-        (n, q) matrix.
+        (n, q) matrix, or a function returning its rows for a slice of row indices (so
+        that the whole matrix is never formed).
     values
         (n,) observations, finite.
     weight_func
@@ -75,21 +103,23 @@ def robust_lstsq(design: np.ndarray, values: np.ndarray, weight_func: str | None
     numpy.ndarray
         (q,) coefficients.
     """
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    coefs = _wls(design, values, None)
     if weight_func in (None, "None"):
-        return _wls(design, values, None)
+        return coefs
     if weight_func not in WEIGHT_FUNCS:
         raise ConfigError(f"weight_func = {weight_func!r}: expected 'HuberT', 'Hampel' or 'None'")
     norm = WEIGHT_FUNCS[weight_func]
-    coefs = _wls(design, values, None)
     criterion = np.inf
+    resid = values - predict(design, coefs, n)
     for _ in range(maxiter):
-        resid = values - design @ coefs
         scale = np.median(np.abs(resid)) / _MAD_NORMAL
         if scale == 0.0:  # a perfect fit of at least half the points
             break
         weights, _ = norm(resid / scale)
         coefs = _wls(design, values, weights)
-        resid = values - design @ coefs
+        resid = values - predict(design, coefs, n)
         scale = np.median(np.abs(resid)) / _MAD_NORMAL
         if scale == 0.0:
             break

@@ -14,6 +14,7 @@ import xarray as xr
 from ..errors import ConfigError
 from ..kernels.background import (
     constant_index,
+    design_rows,
     fit_samples,
     fit_slice,
     grid_positions,
@@ -26,8 +27,8 @@ from ..kernels.polynomial import (
     parse_poly_basis,
     powers_from_orders,
     term_names,
-    vandermonde,
 )
+from ..kernels.robust import predict
 from .base import StepOutput
 
 __all__ = ["DEFAULT_MAX_SAMPLES", "apply", "basis", "check", "prepare", "prepared_names"]
@@ -101,7 +102,8 @@ def _fit_3d(samples: np.ndarray, zpos: np.ndarray, rows: np.ndarray, cols: np.nd
         # the constant that gives the removed background a zero mean over the sample
         ok = np.isfinite(values)
         i0 = constant_index(powers)
-        trend = vandermonde([c[ok] for c in coords], powers) @ coefs - coefs[i0]
+        kept = [c[ok] for c in coords]
+        trend = predict(design_rows(kept, powers), coefs, n_used) - coefs[i0]
         coefs[i0] = -trend.mean()
     return coefs
 
