@@ -4,6 +4,11 @@ from pathlib import Path
 
 import pytest
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 from pystack3d_dask.config import load_workflow
 from pystack3d_dask.errors import ConfigError
 
@@ -168,3 +173,14 @@ def test_shipped_example_workflow_is_valid():
     wf = load_workflow(example)
     assert wf.process_steps == ["cropping", "cropping_final"]
     assert wf.store_path() == example.parent / "example.zarr"
+
+
+def test_readme_workflow_example_is_valid():
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", readme, re.S).group(1)
+    wf = load_workflow(tomllib.loads(block), base_dir="/data")
+    assert wf.process_steps == ["cropping", "bkg_removal", "cropping_final"]
+    assert wf.steps["bkg_removal"]["checkpoint"] is False
+    assert wf.steps["bkg_removal"]["max_samples"] == 1_000_000
