@@ -97,16 +97,10 @@ def fit_samples(values: np.ndarray, coords: list[np.ndarray], powers: Powers,
     return robust_lstsq(design_rows(kept, powers), values[ok], weight_func), n_used
 
 
-#: Largest design matrix formed whole (bytes); beyond, the fit forms it a chunk at a
-#: time at each iteration, trading time for memory that does not grow with the sample.
-DESIGN_BUDGET = 32 * 2**20
-
-
-def design_rows(coords: list[np.ndarray], powers: Powers) -> np.ndarray | Callable:
-    """The design matrix of the basis at the points: whole when it fits in
-    ``DESIGN_BUDGET``, else a function of a slice of rows."""
-    if len(coords[0]) * len(powers) * 8 <= DESIGN_BUDGET:
-        return vandermonde(coords, powers)
+def design_rows(coords: list[np.ndarray], powers: Powers) -> Callable[[slice], np.ndarray]:
+    """The design matrix of the basis at the points, as a function of a slice of rows:
+    the fit forms it a chunk at a time, so that its memory does not grow with the
+    sample (forming a chunk costs about a millisecond)."""
     return lambda rows: vandermonde([c[rows] for c in coords], powers)
 
 

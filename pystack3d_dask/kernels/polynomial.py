@@ -144,14 +144,26 @@ def vandermonde(coords: Sequence[np.ndarray], powers: Powers) -> np.ndarray:
     ``coords`` holds one 1D array per axis (x, y[, z]) of the same length n.
     """
     n = len(coords[0])
-    out = np.empty((n, len(powers)), dtype=np.float64)
+    # powers of each axis by repeated products (cheaper than float ** int), then one
+    # product per term
+    axis_powers = []
+    for axis, values in enumerate(coords):
+        top = max(term[axis] for term in powers)
+        cols = [np.ones(n), np.asarray(values, dtype=np.float64)]
+        for _ in range(2, top + 1):
+            cols.append(cols[-1] * cols[1])
+        axis_powers.append(cols)
+    # one contiguous row per term, returned transposed: (n, terms) in Fortran order
+    out = np.empty((len(powers), n), dtype=np.float64)
     for j, term in enumerate(powers):
-        col = np.ones(n, dtype=np.float64)
-        for axis, p in enumerate(term):
-            if p:
-                col *= coords[axis] ** p
-        out[:, j] = col
-    return out
+        factors = [axis_powers[axis][p] for axis, p in enumerate(term) if p]
+        if not factors:
+            out[j] = 1.0
+            continue
+        np.copyto(out[j], factors[0])
+        for factor in factors[1:]:
+            out[j] *= factor
+    return out.T
 
 
 def evaluate_slice(coefs: np.ndarray, powers: Powers, shape: tuple[int, int],
