@@ -90,8 +90,19 @@ def _ours(slices: Path, params: dict, step: str, store: Path, workers: int) -> t
     return m.result[step], m.peak_rss_bytes
 
 
+def idle_memory() -> tuple[int, int]:
+    """Peak RSS of an interpreter that only imports each package (PyStack3D, ours)."""
+    from harness import measure_python
+
+    ref = measure_python("import pystack3d.stack3d, pystack3d.bkg_removal, "
+                         "pystack3d.intensity_rescaling")
+    own = measure_python("import pystack3d_dask, pystack3d_dask.steps, dask.array, distributed")
+    return ref.check().peak_rss_bytes, own.check().peak_rss_bytes
+
+
 def speed_and_memory(sizes: list[tuple[int, int, int]], workers: int, scratch: Path) -> None:
     params = {"bkg_removal": BKG, "intensity_rescaling": RESCALING}
+    idle_ref, idle_own = idle_memory()
     rows = []
     for nz, ny, nx in sizes:
         slices = scratch / f"in-{nz}" / "slices"
@@ -103,13 +114,16 @@ def speed_and_memory(sizes: list[tuple[int, int, int]], workers: int, scratch: P
                          "PyStack3D s": t_ref, "ours s": t_own,
                          "time ratio": ratio(t_own, t_ref),
                          "PyStack3D peak": format_bytes(m_ref), "ours peak": format_bytes(m_own),
-                         "memory ratio": ratio(m_own, m_ref), "_m": m_own})
+                         "memory ratio": ratio(m_own, m_ref),
+                         "work ratio": ratio(m_own - idle_own, m_ref - idle_ref), "_m": m_own})
         shutil.rmtree(slices.parent)
     print(f"\nbkg_removal (3D) and intensity_rescaling, {workers} workers each "
           "(ratio = ours / PyStack3D)")
     cols = ["stack", "step", "PyStack3D s", "ours s", "time ratio", "PyStack3D peak",
-            "ours peak", "memory ratio"]
+            "ours peak", "memory ratio", "work ratio"]
     print(format_table(rows, cols))
+    print(f"idle interpreter with the package imported: PyStack3D {format_bytes(idle_ref)}, "
+          f"ours {format_bytes(idle_own)}; work ratio = (peak - idle) ours / PyStack3D")
     if len(sizes) == 2:
         for step in ("bkg_removal", "intensity_rescaling"):
             small, large = (r["_m"] for r in rows if r["step"] == step)
