@@ -165,3 +165,21 @@ def test_bad_background_parameters(tmp_path, stack_dir, table, piece):
           "store": {"path": str(tmp_path / "s.zarr")}}
     with pytest.raises(ConfigError, match=piece):
         p3d.run(wf, progress=False)
+
+
+def test_2d_slice_without_fit_pixels_left_unchanged_with_warning(tmp_path):
+    import tifffile
+    from helpers import write_stack
+
+    folder = tmp_path / "slices"
+    data = write_stack(folder, n=4, shape=(30, 40), dtype="uint8")
+    dark = np.full((30, 40), 3, np.uint8)
+    tifffile.imwrite(folder / "slice_0002_z=0.0200um.tif", dark)
+    wf = {"project_dir": str(folder), "process_steps": ["bkg_removal"],
+          "bkg_removal": {"orders": [1, 1], "threshold_min": 10, "skip_factors": [3, 3]},
+          "store": {"path": str(tmp_path / "s.zarr")}}
+    with pytest.warns(UserWarning, match=r"slice z = 0.0200 um \(index 2.*left unchanged"):
+        p3d.run(wf, progress=False)
+    out = p3d.open_result(tmp_path / "s.zarr").values[0]
+    np.testing.assert_array_equal(out[2], dark)
+    assert not np.array_equal(out[1], data[1])
