@@ -7,6 +7,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
+from .background import fit_mask
+
 __all__ = [
     "area_mean",
     "bin_counts",
@@ -99,9 +101,5 @@ def area_mean(img: np.ndarray, rows: slice, cols: slice, threshold_min: float | 
               threshold_max: float | None) -> float:
     """Mean of the area's pixels inside the thresholds (NaN when there is none)."""
     roi = np.asarray(img[rows, cols], dtype=np.float64)
-    mask = np.ones(roi.shape, dtype=bool)
-    if threshold_min is not None:
-        mask &= roi >= threshold_min
-    if threshold_max is not None:
-        mask &= roi <= threshold_max
+    mask = fit_mask(roi, threshold_min, threshold_max)
     return float(roi[mask].mean()) if mask.any() else float("nan")

@@ -94,6 +94,15 @@ def _compute(objects: list[Any]) -> list[Any]:
     return list(dask.compute(*objects))
 
 
+def check_thresholds(table: str, threshold_min: float | None,
+                     threshold_max: float | None) -> None:
+    """Refuse ``threshold_min > threshold_max`` (no pixel could be inside)."""
+    if threshold_min is not None and threshold_max is not None and threshold_min > threshold_max:
+        raise ConfigError(f"[{table}] threshold_min = {threshold_min} is larger than "
+                          f"threshold_max = {threshold_max}: expected threshold_min <= "
+                          "threshold_max")
+
+
 def as_output(result: xr.DataArray | StepOutput) -> StepOutput:
     """Wrap a bare DataArray as a StepOutput."""
     return result if isinstance(result, StepOutput) else StepOutput(result)

@@ -29,7 +29,7 @@ from ..kernels.polynomial import (
     term_names,
 )
 from ..kernels.robust import predict
-from .base import StepOutput
+from .base import StepOutput, check_thresholds
 
 __all__ = ["DEFAULT_MAX_SAMPLES", "apply", "basis", "check", "prepare", "prepared_names"]
 
@@ -58,10 +58,7 @@ def basis(params: dict[str, Any]) -> tuple[Powers, int]:
 
 def _checked(params: dict[str, Any]) -> tuple[Powers, int, list[int]]:
     powers, dim = basis(params)
-    tmin, tmax = params.get("threshold_min"), params.get("threshold_max")
-    if tmin is not None and tmax is not None and tmin > tmax:
-        raise ConfigError(f"[bkg_removal] threshold_min = {tmin} is larger than threshold_max = "
-                          f"{tmax}: expected threshold_min <= threshold_max")
+    check_thresholds("bkg_removal", params.get("threshold_min"), params.get("threshold_max"))
     skip = params.get("skip_factors") or [10] * dim
     if len(skip) != dim:
         raise ConfigError(f"[bkg_removal] skip_factors = {skip}: expected {dim} values for a "

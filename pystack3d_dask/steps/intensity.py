@@ -22,7 +22,7 @@ from ..kernels.histogram import (
     match_histogram,
     reference_histograms,
 )
-from .base import Derived, StepOutput
+from .base import Derived, StepOutput, check_thresholds
 
 __all__ = [
     "area_apply",
@@ -127,10 +127,8 @@ def rescaling_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], nbin
 # -- intensity_rescaling_area -----------------------------------------------------------
 
 def _check_area(params: dict[str, Any]) -> None:
-    tmin, tmax = params.get("threshold_min"), params.get("threshold_max")
-    if tmin is not None and tmax is not None and tmin > tmax:
-        raise ConfigError(f"[intensity_rescaling_area] threshold_min = {tmin} is larger than "
-                          f"threshold_max = {tmax}: expected threshold_min <= threshold_max")
+    check_thresholds("intensity_rescaling_area", params.get("threshold_min"),
+                     params.get("threshold_max"))
     low, high = params.get("factors_range") or (0.8, 1.2)
     if low > high:
         raise ConfigError(f"[intensity_rescaling_area] factors_range = {[low, high]} is reversed: "
