@@ -123,10 +123,17 @@ def test_checkpoint_false_is_fused_into_next_step(tmp_path, stack_dir, counters)
 
 
 def test_local_cluster_and_processes_give_same_bytes(tmp_path, stack_dir):
-    ref = p3d.run(_workflow(tmp_path), progress=False)
+    steps = ["cropping", "bkg_removal", "intensity_rescaling", "cropping_final"]
+    tables = {"bkg_removal": {"orders": [1, 1, 1], "skip_factors": [4, 4, 2],
+                              "weight_func": "HuberT"},
+              "intensity_rescaling": {"nbins": 64, "filter_size": 3}}
+    wf = _workflow(tmp_path, **tables)
+    wf["process_steps"] = steps
+    ref = p3d.run(wf, progress=False)
     expected = p3d.open_result(ref.store).values
     for name in ("processes", "local"):
-        wf = _workflow(tmp_path)
+        wf = _workflow(tmp_path, **tables)
+        wf["process_steps"] = steps
         wf["store"] = {"path": str(tmp_path / f"{name}.zarr")}
         wf["scheduler"] = {"name": name, "workers": 2}
         res = p3d.run(wf, progress=False)
