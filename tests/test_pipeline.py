@@ -260,3 +260,14 @@ def test_killed_run_resumes_without_recomputing_written_chunks(tmp_path, counter
     ref = p3d.run(toml, store=tmp_path / "ref.zarr", progress=False)
     np.testing.assert_array_equal(p3d.open_result(result.store).values,
                                   p3d.open_result(ref.store).values)
+
+
+def test_blosc_store_goes_through_zarr_and_gives_same_values(tmp_path, stack_dir):
+    ref = p3d.run(_workflow(tmp_path), progress=False)
+    wf = _workflow(tmp_path)
+    wf["store"] = {"path": str(tmp_path / "blosc.zarr"), "compressor": "blosc-lz4"}
+    res = p3d.run(wf, progress=False)
+    arr = zarr.open_array(str(res.store), path="steps/02_cropping_final/stack")
+    assert type(arr.compressors[0]).__name__ == "BloscCodec"
+    np.testing.assert_array_equal(p3d.open_result(res.store).values,
+                                  p3d.open_result(ref.store).values)

@@ -40,6 +40,7 @@ import zarr.codecs
 from .._version import __version__
 from ..errors import StoreError
 from ..kernels.stats import slice_stats
+from .chunks import fast_chunks
 
 __all__ = ["LAYOUT_VERSION", "Store", "WriteReport", "make_compressors"]
 
@@ -85,14 +86,26 @@ def _write_chunk(block: np.ndarray, extra_blocks: Sequence[Any], extra_specs: Se
             continue
         index = (c, z) if with_channel else (z,)
         _array(store, f"{group}/{name}", token)[index] = np.asarray(extra)[(0,) * len(index)]
-    _array(store, f"{group}/stack", token)[c, z] = img
+    fast = fast_chunks(store, f"{group}/stack", token)
+    if fast is not None:
+        fast.write((c, z, 0, 0), img[None, None])
+    else:
+        _array(store, f"{group}/stack", token)[c, z] = img
     return _derive(img, c, derived)
 
 
 def _read_stats(store: str, group: str, c: int, z: int, token: str = "",
                 derived: Sequence[Callable[[np.ndarray, int], Any]] = ()) -> list[np.ndarray]:
     """Statistics and derived quantities of a slice already on disk (resumed writes)."""
-    return _derive(_array(store, f"{group}/stack", token)[c, z], c, derived)
+    fast = fast_chunks(store, f"{group}/stack", token)
+    img = fast.read((c, z, 0, 0))[0, 0] if fast is not None else _array(
+        store, f"{group}/stack", token)[c, z]
+    return _derive(img, c, derived)
+
+
+def _read_block(store: str, path: str, token: str, block_info: dict | None = None) -> np.ndarray:
+    c, z = block_info[None]["chunk-location"][:2]
+    return fast_chunks(store, path, token).read((c, z, 0, 0))
 
 
 def _split_extras(extras: dict[str, xr.DataArray]) -> tuple[dict, dict]:
@@ -226,6 +239,7 @@ class Store:
         if folder.exists():
             shutil.rmtree(folder)
         _array.cache_clear()
+        fast_chunks.cache_clear()
 
     def clear(self) -> None:
         """Remove every group (input and steps), keeping the store itself."""
@@ -251,6 +265,15 @@ class Store:
         """A group's stack as a lazy DataArray (channel, z, y, x), one slice per chunk."""
         ds = self.open_dataset(group)
         stack = ds["stack"]
+        token = ds.attrs.get("fingerprint") or ""
+        fast = fast_chunks(str(self.path), f"{group}/stack", token)
+        if fast is not None and fast.chunk_shape == (1, 1, *stack.shape[2:]):
+            reader = functools.partial(_read_block, str(self.path), f"{group}/stack", token)
+            data = da.map_blocks(reader, chunks=((1,) * stack.shape[0], (1,) * stack.shape[1],
+                                                 (stack.shape[2],), (stack.shape[3],)),
+                                 dtype=stack.dtype, meta=np.empty((0,) * 4, stack.dtype),
+                                 name=f"read-{group.replace('/', '-')}-{token[:16]}")
+            stack = stack.copy(data=data)
         stack.attrs.update({"group": group, "fingerprint": ds.attrs.get("fingerprint")})
         return stack
 
