@@ -56,7 +56,8 @@ def reference_histograms(histograms: np.ndarray, filter_size: int) -> np.ndarray
 
 def match_histogram(img: np.ndarray, reference: np.ndarray,
                     value_range: tuple[float, float],
-                    cast: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+                    cast: Callable[[np.ndarray], np.ndarray] | None = None,
+                    hist: np.ndarray | None = None) -> np.ndarray:
     """Map each grey level of ``img`` so that its cumulative histogram follows the
     reference's, by linear interpolation of the inverse reference CDF.
 
@@ -68,6 +69,8 @@ def match_histogram(img: np.ndarray, reference: np.ndarray,
     cast
         Applied to the new grey levels (e.g. back to the input dtype): on a lookup table
         of the levels for integer images, on the image otherwise.
+    hist
+        The image's own histogram over ``value_range``, when already known.
 
     Returns
     -------
@@ -77,7 +80,8 @@ def match_histogram(img: np.ndarray, reference: np.ndarray,
     cast = cast or (lambda values: values)
     nbins = len(reference)
     vmin, vmax = value_range
-    hist = histogram(img, nbins, value_range).astype(np.float64)
+    hist = np.array(histogram(img, nbins, value_range) if hist is None else hist,
+                    dtype=np.float64)
     hist[hist == 0] = 1
     cdf = np.cumsum(hist)
     cdf /= cdf[-1]

@@ -106,9 +106,10 @@ def _final_histogram(img: np.ndarray, c: int, ranges: np.ndarray, nbins: int) ->
     return histogram(img, nbins, tuple(ranges[c]))
 
 
-def _match_block(block: np.ndarray, ref: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+def _match_block(block: np.ndarray, ref: np.ndarray, orig: np.ndarray, ranges: np.ndarray
+                 ) -> np.ndarray:
     out = match_histogram(block[0, 0], ref[0, 0], tuple(ranges[0]),
-                          cast=lambda levels: cast_to(levels, block.dtype))
+                          cast=lambda levels: cast_to(levels, block.dtype), hist=orig[0, 0])
     return out[None, None]
 
 
@@ -116,9 +117,11 @@ def rescaling_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], nbin
                     filter_size: int = 10) -> StepOutput:
     """Match every slice's histogram to its reference, in its own task."""
     refs = da.from_array(np.asarray(prepared["histos_ref"].values), chunks=(1, 1, nbins))
+    origs = da.from_array(np.asarray(prepared["histos_orig"].values), chunks=(1, 1, nbins))
     ranges = da.from_array(np.asarray(prepared["value_range"].values), chunks=(1, 2))
-    out = da.blockwise(_match_block, "czyx", stack.data, "czyx", refs, "czb", ranges, "cr",
-                       dtype=stack.dtype, concatenate=True)
+    # each slice's own histogram was counted by prepare: not counted again here
+    out = da.blockwise(_match_block, "czyx", stack.data, "czyx", refs, "czb", origs, "czb",
+                       ranges, "cr", dtype=stack.dtype, concatenate=True)
     ranges = np.asarray(prepared["value_range"].values)
     final = Derived(functools.partial(_final_histogram, ranges=ranges, nbins=nbins), ("bin",))
     return StepOutput(stack.copy(data=out), derived={"histos_final": final})
