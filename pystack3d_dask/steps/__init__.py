@@ -6,6 +6,7 @@ from __future__ import annotations
 from . import bkg_removal as _bkg
 from . import cropping as _cropping
 from . import intensity as _intensity
+from . import resampling as _resampling
 from .base import REGISTRY, Step, StepOutput, available_steps, get_step, register
 from .cropping import cropping, cropping_final
 
@@ -32,3 +33,5 @@ register(Step("intensity_rescaling", _intensity.rescaling_apply, "cross-slice",
 register(Step("intensity_rescaling_area", _intensity.area_apply, "cross-slice",
               "scale every slice so that the mean of an area follows the median",
               prepare=_intensity.area_prepare, prepared_names=_intensity.area_prepared_names))
+register(Step("resampling", _resampling.apply, "cross-slice",
+              "uniform slice spacing: linear interpolation between the two z neighbours"))
