@@ -132,18 +132,20 @@ def _n_chunks(store: Store, group: str) -> int:
 
 
 def _build(name: str, stack: xr.DataArray, params: dict[str, Any], ex: Executor,
-           store: Store | None = None, group: str | None = None,
-           fp: str | None = None) -> StepOutput:
+           outputs: dict[str, xr.Dataset], store: Store | None = None,
+           group: str | None = None, fp: str | None = None) -> StepOutput:
     """A step's lazy output, its prepared values computed first (or reloaded from a
-    partial checkpoint of the same fingerprint, when resuming)."""
+    partial checkpoint of the same fingerprint, when resuming). ``outputs`` holds the
+    outputs of the steps before it, for the steps that need them."""
     step = get_step(name)
     prepared: dict[str, xr.DataArray] = {}
     if step.prepare is not None:
         loaded = None
         if store is not None and (store.attrs(group) or {}).get("fingerprint") == fp:
             loaded = store.load_extras(group, step.prepared_names(**params))
-        prepared = loaded if loaded is not None else step.prepare(stack, ex.compute_values,
-                                                                   **params)
+        extra = {"upstream": {n: outputs[n] for n in step.needs if n in outputs}}
+        prepared = loaded if loaded is not None else step.prepare(
+            stack, ex.compute_values, **(extra if step.needs else {}), **params)
     out = as_output(step.apply(stack, prepared, **params))
     return StepOutput(out.stack, {**prepared, **out.extras}, out.derived)
 
@@ -222,6 +224,7 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
             plan.append((index, name, params, upstream))
 
         pending: list[tuple[str, dict[str, Any]]] = []
+        outputs: dict[str, xr.Dataset] = {}
         for index, name, params, fp in plan:
             if not wf.steps[name]["checkpoint"] and index != len(plan):
                 pending.append((name, params))
@@ -235,8 +238,10 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
                 start = time.perf_counter()
                 lazy = stack
                 for fused_name, fused_params in pending:
-                    lazy = _build(fused_name, lazy, fused_params, ex).stack
-                out = _build(name, lazy, params, ex, st, group, fp)
+                    fused_out = _build(fused_name, lazy, fused_params, ex, outputs)
+                    outputs[fused_name] = xr.Dataset(fused_out.extras)
+                    lazy = fused_out.stack
+                out = _build(name, lazy, params, ex, outputs, st, group, fp)
                 attrs = {"step": name, "index": index, "params": to_json(params),
                          "fused": fused,
                          "fused_params": {n: to_json(p) for n, p in pending},
@@ -252,6 +257,7 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
             groups.append(group)
             pending = []
             stack = st.open_stack(group)
+            outputs[name] = st.open_dataset(group)
         st.update_info(workflow=groups, workflow_finished=time.time())
     if progress:
         print(RunResult(st.path, reports).summary(), file=sys.stderr)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from . import bkg_removal as _bkg
 from . import cropping as _cropping
 from . import intensity as _intensity
+from . import registration as _registration
 from . import resampling as _resampling
 from .base import REGISTRY, Step, StepOutput, available_steps, get_step, register
 from .cropping import cropping, cropping_final
@@ -35,3 +36,12 @@ register(Step("intensity_rescaling_area", _intensity.area_apply, "cross-slice",
               prepare=_intensity.area_prepare, prepared_names=_intensity.area_prepared_names))
 register(Step("resampling", _resampling.apply, "cross-slice",
               "uniform slice spacing: linear interpolation between the two z neighbours"))
+register(Step("registration_calculation", _registration.calc_apply, "cross-slice",
+              "register every slice on the previous one (pystackreg), pairs in parallel",
+              prepare=_registration.calc_prepare,
+              prepared_names=_registration.calc_prepared_names))
+register(Step("registration_transformation", _registration.transform_apply, "cross-slice",
+              "apply the cumulative matrices of registration_calculation, slice by slice",
+              prepare=_registration.transform_prepare,
+              prepared_names=_registration.transform_prepared_names,
+              needs=("registration_calculation",)))

@@ -72,6 +72,10 @@ class Step:
     check
         ``check(dataset) -> list of warnings``, run on the written checkpoint (e.g. slices
         left unchanged because no pixel was inside the thresholds).
+    needs
+        Earlier steps whose outputs ``prepare`` reads, given to it as
+        ``upstream = {step name: Dataset}`` (e.g. the matrices of
+        ``registration_calculation`` for ``registration_transformation``).
     """
 
     name: str
@@ -81,12 +85,15 @@ class Step:
     prepare: Callable[..., dict[str, xr.DataArray]] | None = None
     prepared_names: Callable[..., list[str]] | None = None
     check: Callable[[xr.Dataset], list[str]] | None = None
+    needs: tuple[str, ...] = ()
 
     def __call__(self, stack: xr.DataArray, **params: Any) -> xr.DataArray:
         """Run ``prepare`` (small reductions, computed now) and return the lazy output.
 
         This is the Python API's way to apply a step to a stack by hand."""
-        prepared = self.prepare(stack, _compute, **params) if self.prepare else {}
+        upstream = params.pop("upstream", None)
+        extra = {"upstream": upstream} if self.needs else {}
+        prepared = self.prepare(stack, _compute, **extra, **params) if self.prepare else {}
         return as_output(self.apply(stack, prepared, **params)).stack
 
 

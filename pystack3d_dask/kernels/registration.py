@@ -1,0 +1,147 @@
+"""Registration of a slice on the previous one (pystackreg), and the warps that apply it.
+
+Matrices are pystackreg's 3 x 3 homogeneous matrices, one per block when the slices are
+cut into ``nb_blocks = [p, q]`` blocks; the cumulative matrix of slice k is the product
+of the pairwise ones up to k (PyStack3D's convention, applied by scikit-image's warp).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import uniform_filter1d
+
+from ..errors import ConfigError
+
+__all__ = [
+    "TRANSFORMATIONS",
+    "cumulative",
+    "inner_rectangle",
+    "pair_matrices",
+    "remove_drift",
+    "remove_running_mean",
+    "warp_slice",
+]
+
+TRANSFORMATIONS = ("TRANSLATION", "RIGID_BODY", "SCALED_ROTATION", "AFFINE")
+
+
+def pair_matrices(ref: np.ndarray, img: np.ndarray, transformation: str = "TRANSLATION",
+                  nb_blocks: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """Matrices registering ``img`` on ``ref``, one per block: (p * q, 3, 3).
+
+    Blocks are the ``p x q`` equal tiles of the image (rows first); a remainder at the
+    bottom or right edge is left out, as in PyStack3D.
+    """
+    from pystackreg import StackReg
+
+    if transformation not in TRANSFORMATIONS:
+        if transformation == "BILINEAR":
+            raise ConfigError("transformation = 'BILINEAR' is refused, as in PyStack3D: a "
+                              "bilinear warp is not an affine matrix, which the cumulative "
+                              f"products need; use one of {list(TRANSFORMATIONS)}")
+        raise ConfigError(f"transformation = {transformation!r}: expected one of "
+                          f"{list(TRANSFORMATIONS)}")
+    reg = StackReg(getattr(StackReg, transformation))
+    p, q = nb_blocks
+    h, w = img.shape[0] // p, img.shape[1] // q
+    out = []
+    for i in range(p):
+        for j in range(q):
+            rows, cols = slice(i * h, (i + 1) * h), slice(j * w, (j + 1) * w)
+            out.append(reg.register(ref[rows, cols], img[rows, cols]))
+    return np.asarray(out)
+
+
+def cumulative(tmats: np.ndarray) -> np.ndarray:
+    """Prefix products along z: ``cum[k] = cum[k - 1] @ tmats[k]`` (per block)."""
+    out = np.empty_like(tmats, dtype=np.float64)
+    out[0] = tmats[0]
+    for k in range(1, len(tmats)):
+        out[k] = out[k - 1] @ tmats[k]
+    return out
+
+
+def remove_drift(cumul: np.ndarray, drift: tuple[float, float]) -> np.ndarray:
+    """Subtract ``k * [dx, dy]`` from the translation of slice k."""
+    out = cumul.copy()
+    k = np.arange(len(out))[:, None]
+    out[:, :, 0, 2] -= k * drift[0]
+    out[:, :, 1, 2] -= k * drift[1]
+    return out
+
+
+def remove_running_mean(cumul: np.ndarray, box_size: int) -> np.ndarray:
+    """``T + I - running_mean(T)`` over ``box_size`` slices: keeps slow drift out of the
+    correction."""
+    if box_size in (0, 1):
+        return cumul
+    return cumul + np.identity(3) - uniform_filter1d(cumul, box_size, axis=0)
+
+
+def _transform(tmats: np.ndarray, shape: tuple[int, int], nb_blocks: tuple[int, int]):
+    from skimage.transform import AffineTransform, PiecewiseAffineTransform
+
+    if tuple(nb_blocks) == (1, 1):
+        return AffineTransform(matrix=tmats[0])
+    # piecewise affine through the block centres, extended past the edges so that the
+    # triangulation covers every pixel
+    p, q = nb_blocks
+    h, w = shape[0] // p, shape[1] // q
+    src, dst = [], []
+    for i in range(p):
+        for j in range(q):
+            tmat = tmats[i * q + j]
+            x, y = w * (0.5 + j), h * (0.5 + i)
+            points = [(x, y)]
+            if j == 0:
+                points.append((x - w, y))
+            if j == q - 1:
+                points.append((x + w, y))
+            if i == 0:
+                points.append((x, y - h))
+            if i == p - 1:
+                points.append((x, y + h))
+            for px, py in points:
+                src.append([px, py])
+                dst.append(list((tmat @ np.array([px, py, 1.0]))[:2]))
+    tform = PiecewiseAffineTransform()
+    tform.estimate(np.asarray(src), np.asarray(dst))
+    return tform
+
+
+def warp_slice(img: np.ndarray, tmats: np.ndarray, nb_blocks: tuple[int, int] = (1, 1),
+               mode: str = "constant") -> np.ndarray:
+    """Apply a slice's cumulative matrices (bilinear); outside the image: NaN with
+    ``mode = "constant"``, else ``numpy.pad``'s rule of that name."""
+    from skimage.transform import warp
+
+    tform = _transform(tmats, img.shape, nb_blocks)
+    return warp(np.asarray(img, dtype=np.float64), tform, mode=mode, cval=np.nan,
+                preserve_range=True)
+
+
+def inner_rectangle(valid: np.ndarray) -> tuple[int, int, int, int]:
+    """Rows and columns ``(imin, imax, jmin, jmax)`` of the largest all-True rectangle.
+
+    Row by row, the heights of the True runs above each pixel form a histogram whose
+    largest rectangle is found with a stack; the first largest one wins.
+    """
+    best = (0, 0, 0, 0)  # height, width, first column, last row
+    heights = np.zeros(valid.shape[1], dtype=np.int64)
+    for row, line in enumerate(valid):
+        heights = np.where(line, heights + 1, 0)
+        stack: list[tuple[int, int]] = []  # (start column, height)
+        for col, height in enumerate(heights.tolist()):
+            start = col
+            while stack and height < stack[-1][1]:
+                start, top = stack.pop()
+                if top * (col - start) > best[0] * best[1]:
+                    best = (top, col - start, start, row)
+            if not stack or height > stack[-1][1]:
+                stack.append((start, height))
+        end = valid.shape[1]
+        for start, top in stack:  # what is left, from the bottom of the stack up
+            if top * (end - start) > best[0] * best[1]:
+                best = (top, end - start, start, row)
+    height, width, col, row = best
+    return row + 1 - height, row + 1, col, col + width

@@ -1,0 +1,182 @@
+"""``registration_calculation`` (pairwise pystackreg matrices, every pair its own task)
+and ``registration_transformation`` (cumulative matrices applied slice by slice)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from ..errors import ConfigError
+from ..kernels.cropping import area_to_slices
+from ..kernels.dtype import cast_to
+from ..kernels.registration import (
+    TRANSFORMATIONS,
+    cumulative,
+    inner_rectangle,
+    pair_matrices,
+    remove_drift,
+    remove_running_mean,
+    warp_slice,
+)
+
+__all__ = ["calc_apply", "calc_prepare", "transform_apply", "transform_prepare"]
+
+Compute = Callable[[list[Any]], list[Any]]
+MATRIX_DIMS = ("z", "block", "row", "col")
+
+
+# -- registration_calculation -----------------------------------------------------------
+
+def _pair(ref: np.ndarray, img: np.ndarray, rows: slice, cols: slice, threshold: float | None,
+          transformation: str, nb_blocks: tuple[int, int], where: str = "") -> np.ndarray:
+    ref, img = ref[0, 0][rows, cols], img[0, 0][rows, cols]
+    if threshold is not None:
+        ref, img = ref <= threshold, img <= threshold
+        if not img.any() or img.all():
+            raise ConfigError(f"[registration_calculation] threshold = {threshold} leaves "
+                              f"slice {where} uniform (every pixel on one side of it): "
+                              "nothing to register")
+    return pair_matrices(ref.astype(np.float64), img.astype(np.float64), transformation,
+                         nb_blocks)
+
+
+def calc_prepared_names(**params: Any) -> list[str]:
+    """What :func:`calc_prepare` returns."""
+    return ["tmats"]
+
+
+def calc_prepare(stack: xr.DataArray, compute: Compute, area: list[int] | None = None,
+                 threshold: float | None = None, nb_blocks: list[int] | None = None,
+                 transformation: str = "TRANSLATION") -> dict[str, xr.DataArray]:
+    """Register every slice of the first channel on the previous one: one task per pair,
+    reading the two neighbouring slices. The first slice gets the identity."""
+    if transformation not in TRANSFORMATIONS:
+        pair_matrices(np.zeros((2, 2)), np.zeros((2, 2)), transformation)  # the error
+    blocks = tuple(nb_blocks or (1, 1))
+    rows, cols = slice(None), slice(None)
+    if area is not None:
+        rows, cols, _ = area_to_slices(area, (stack.sizes["y"], stack.sizes["x"]))
+    nz = stack.sizes["z"]
+    slices = stack.data[:1].rechunk((1, 1, *stack.shape[2:])).to_delayed(optimize_graph=False)
+    pair = dask.delayed(_pair, pure=True)
+    zs = stack["z"].values
+    tasks = [pair(slices[0, k - 1, 0, 0], slices[0, k, 0, 0], rows, cols, threshold,
+                  transformation, blocks, f"z = {float(zs[k]):.4f} um (index {k})")
+             for k in range(1, nz)]
+    pairs = compute(tasks) if tasks else []
+    tmats = np.empty((nz, blocks[0] * blocks[1], 3, 3))
+    tmats[0] = np.identity(3)
+    for k, matrices in enumerate(pairs, start=1):
+        tmats[k] = matrices
+    return {"tmats": xr.DataArray(tmats, dims=MATRIX_DIMS,
+                                  coords={"z": stack["z"].values},
+                                  attrs={"transformation": transformation,
+                                         "nb_blocks": list(blocks)})}
+
+
+def calc_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], **params: Any
+               ) -> xr.DataArray:
+    """The stack is unchanged by the calculation; its matrices are stored beside it."""
+    return stack
+
+
+# -- registration_transformation --------------------------------------------------------
+
+def transform_prepared_names(**params: Any) -> list[str]:
+    """What :func:`transform_prepare` returns."""
+    return ["tmats_cumul", "crop"]
+
+
+def transform_prepare(stack: xr.DataArray, compute: Compute,
+                      upstream: dict[str, xr.Dataset] | None = None,
+                      nb_blocks: list[int] | None = None,
+                      pre_calculated_tmats: str | None = None,
+                      constant_drift: list[float] | None = None,
+                      box_size_averaging: int | None = None, subpixel: bool = True,
+                      mode: str = "constant", cropping: bool = False
+                      ) -> dict[str, xr.DataArray]:
+    """Cumulative matrices (with the drift options), and the largest rectangle valid
+    under every warp when ``cropping`` (a reduction: one mask per slice, AND-ed)."""
+    source = (upstream or {}).get("registration_calculation")
+    if pre_calculated_tmats is not None:
+        tmats = np.load(pre_calculated_tmats)
+        blocks = tuple(nb_blocks or (1, 1))
+    elif source is not None and "tmats" in source:
+        tmats = np.asarray(source["tmats"].values)
+        blocks = tuple(nb_blocks or source["tmats"].attrs.get("nb_blocks", (1, 1)))
+    else:
+        raise ConfigError("registration_transformation needs the matrices of "
+                          "registration_calculation: run that step before it (or give "
+                          "pre_calculated_tmats)")
+    tmats = np.array(tmats, dtype=np.float64).reshape(len(tmats), -1, 3, 3)
+    if len(tmats) != stack.sizes["z"]:
+        raise ConfigError(f"registration_transformation: {len(tmats)} matrices for "
+                          f"{stack.sizes['z']} slices; the stack changed length since "
+                          "registration_calculation")
+    if tmats.shape[1] != blocks[0] * blocks[1]:
+        raise ConfigError(f"registration_transformation: nb_blocks = {list(blocks)} but the "
+                          f"matrices have {tmats.shape[1]} block(s)")
+    if not subpixel:
+        translations = tmats[:, :, :, 2]
+        translations[np.abs(translations) < 1] = 0
+    cumul = cumulative(tmats)
+    if constant_drift is not None:
+        cumul = remove_drift(cumul, constant_drift)
+    if box_size_averaging is not None:
+        cumul = remove_running_mean(cumul, max(box_size_averaging, 0))
+    ny, nx = stack.shape[2:]
+    crop = np.array([0, ny, 0, nx])
+    if cropping:
+        masks = _valid_masks(cumul, (ny, nx), blocks)
+        (valid,) = compute([masks.all(axis=0)])
+        crop = np.array(inner_rectangle(valid))
+        if crop[1] <= crop[0] or crop[3] <= crop[2]:
+            raise ConfigError("registration_transformation: cropping = true leaves no pixel "
+                              "valid under every warp (drift larger than the image)")
+    return {
+        "tmats_cumul": xr.DataArray(cumul, dims=MATRIX_DIMS, coords={"z": stack["z"].values},
+                                    attrs={"nb_blocks": list(blocks)}),
+        "crop": xr.DataArray(crop, dims=("bound",),
+                             coords={"bound": np.array(["imin", "imax", "jmin", "jmax"],
+                                                       dtype=object)}),
+    }
+
+
+def _mask_block(index: np.ndarray, cumul: np.ndarray, shape: tuple[int, int],
+                blocks: tuple[int, int]) -> np.ndarray:
+    k = int(index[0])
+    return np.isfinite(warp_slice(np.ones(shape), cumul[k], blocks))[None]
+
+
+def _valid_masks(cumul: np.ndarray, shape: tuple[int, int], blocks: tuple[int, int]) -> da.Array:
+    index = da.arange(len(cumul), chunks=1)
+    return da.map_blocks(_mask_block, index, cumul=cumul, shape=shape, blocks=blocks,
+                         new_axis=[1, 2], chunks=((1,) * len(cumul), (shape[0],), (shape[1],)),
+                         dtype=bool)
+
+
+def _warp_block(block: np.ndarray, cumul: np.ndarray, blocks: tuple[int, int], mode: str
+                ) -> np.ndarray:
+    out = warp_slice(block[0, 0], cumul[0], blocks, mode)
+    return cast_to(out, block.dtype)[None, None]
+
+
+def transform_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], mode: str = "constant",
+                    cropping: bool = False, **params: Any) -> xr.DataArray:
+    """Warp every slice (every channel) with its cumulative matrices, in its own task;
+    then keep the rectangle valid under every warp when ``cropping``."""
+    cumul = np.asarray(prepared["tmats_cumul"].values)
+    blocks = tuple(prepared["tmats_cumul"].attrs.get("nb_blocks", (1, 1)))
+    matrices = da.from_array(cumul, chunks=(1, *cumul.shape[1:]))
+    out = da.blockwise(_warp_block, "czyx", stack.data, "czyx", matrices, "zbrk",
+                       blocks=blocks, mode=mode, dtype=stack.dtype, concatenate=True)
+    result = stack.copy(data=out)
+    if cropping:
+        imin, imax, jmin, jmax = (int(v) for v in prepared["crop"].values)
+        result = result.isel(y=slice(imin, imax), x=slice(jmin, jmax))
+    return result

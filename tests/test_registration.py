@@ -1,0 +1,140 @@
+"""Registration: pairwise matrices, cumulative transforms, warps, parity with PyStack3D."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import tifffile
+import xarray as xr
+from pystack3d_runner import requires_pystack3d, run_pystack3d_subprocess
+from scipy import ndimage
+
+import pystack3d_dask as p3d
+from pystack3d_dask.errors import ConfigError
+from pystack3d_dask.kernels.registration import (
+    cumulative,
+    pair_matrices,
+    remove_drift,
+    remove_running_mean,
+)
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+
+def _structured(shape=(96, 112), seed=0):
+    rng = np.random.default_rng(seed)
+    return ndimage.gaussian_filter(rng.random(shape), 4) * 2000
+
+
+def _shift_stack(tmp_path, shifts):
+    """Slices of one image shifted by (dy, dx), written as uint16 TIFFs."""
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    base = _structured()
+    for k, (dy, dx) in enumerate(shifts):
+        img = ndimage.shift(base, (dy, dx), order=3, mode="nearest")
+        tifffile.imwrite(folder / f"slice_{k:04d}_z={k * 0.01:.4f}um.tif",
+                         np.clip(img * 20, 0, 65535).astype(np.uint16))
+    return folder
+
+
+def test_pair_matrix_recovers_a_known_shift():
+    ref = _structured()
+    moved = ndimage.shift(ref, (2.5, -1.25), order=3, mode="nearest")
+    tmat = pair_matrices(ref, moved)[0]
+    np.testing.assert_allclose(tmat[:2, 2], [-1.25, 2.5], atol=0.05)  # (x, y) translation
+    with pytest.raises(ConfigError, match="BILINEAR.*refused"):
+        pair_matrices(ref, moved, "BILINEAR")
+    with pytest.raises(ConfigError, match="'SHEAR'"):
+        pair_matrices(ref, moved, "SHEAR")
+
+
+def test_cumulative_and_drift_options():
+    t = np.tile(np.identity(3), (4, 1, 1, 1))
+    t[1:, 0, 0, 2] = 1.0  # one pixel along x per slice
+    cum = cumulative(t)
+    np.testing.assert_allclose(cum[:, 0, 0, 2], [0, 1, 2, 3])
+    np.testing.assert_allclose(remove_drift(cum, (1.0, 0.0))[:, 0, 0, 2], 0)
+    flat = remove_running_mean(cum, 1)
+    assert flat is cum
+    smooth = remove_running_mean(cum, 3)
+    np.testing.assert_allclose(smooth[1:3, 0, 0, 2], 0, atol=1e-12)  # linear drift removed
+
+
+def test_registration_through_pipeline_aligns_slices(tmp_path):
+    shifts = [(0, 0), (1.5, -2.0), (3.0, -1.0), (2.0, 1.5)]
+    folder = _shift_stack(tmp_path, shifts)
+    wf = {"project_dir": str(folder),
+          "process_steps": ["registration_calculation", "registration_transformation"],
+          "registration_transformation": {"mode": "edge", "cropping": True},
+          "store": {"path": str(tmp_path / "s.zarr")}}
+    p3d.run(wf, progress=False)
+    calc = xr.open_zarr(tmp_path / "s.zarr", group="steps/01_registration_calculation",
+                        consolidated=False)
+    assert calc["tmats"].dims == ("z", "block", "row", "col")
+    cum = cumulative(calc["tmats"].values)
+    np.testing.assert_allclose(cum[:, 0, 1, 2], [s[0] for s in shifts], atol=0.1)
+    np.testing.assert_allclose(cum[:, 0, 0, 2], [s[1] for s in shifts], atol=0.1)
+    out = p3d.open_result(tmp_path / "s.zarr").values[0].astype(float)
+    assert out.shape[1] < 96 and out.shape[2] < 112  # cropped to the valid rectangle
+    spread = np.abs(out - out[0]).mean(axis=(1, 2))
+    raw = p3d.open_result(tmp_path / "s.zarr", "input").values[0].astype(float)
+    assert spread.max() < 0.1 * np.abs(raw - raw[0]).mean(axis=(1, 2)).max()
+
+
+def test_transformation_without_calculation_and_bad_threshold(tmp_path):
+    folder = _shift_stack(tmp_path, [(0, 0), (1, 1)])
+    wf = {"project_dir": str(folder), "process_steps": ["registration_transformation"],
+          "store": {"path": str(tmp_path / "s.zarr")}}
+    with pytest.raises(ConfigError, match="needs the matrices of registration_calculation"):
+        p3d.run(wf, progress=False)
+    wf["process_steps"] = ["registration_calculation"]
+    wf["registration_calculation"] = {"threshold": -5}
+    with pytest.raises(ConfigError, match=r"leaves slice z = 0.0100 um \(index 1\) uniform"):
+        p3d.run(wf, progress=False)
+    wf["registration_calculation"] = {"area": [500, 600, 0, 10]}
+    with pytest.raises(ConfigError, match="outside the image"):
+        p3d.run(wf, progress=False)
+
+
+@requires_pystack3d
+@pytest.mark.slow
+@pytest.mark.parametrize(("transformation", "mode", "cropping", "blocks"), [
+    ("TRANSLATION", "edge", True, [1, 1]),
+    ("RIGID_BODY", "constant", False, [1, 1]),
+    ("TRANSLATION", "reflect", False, [2, 2]),
+])
+def test_parity_with_pystack3d(tmp_path, transformation, mode, cropping, blocks):
+    from pystack3d_dask.synthetic import write_synthetic
+
+    files = write_synthetic(tmp_path / "syn", shape=(24, 96, 110), seed=3)
+    params = tomllib.loads(files.workflow.read_text())
+    params["registration_calculation"].update(transformation=transformation, nb_blocks=blocks)
+    # PyStack3D applies nb_blocks only when the transformation table names it too, and a
+    # list [1, 1] there makes it use a piecewise warp through one point (docs/migration.md)
+    params["registration_transformation"] = {"mode": mode, "cropping": cropping}
+    if blocks != [1, 1]:
+        params["registration_transformation"]["nb_blocks"] = blocks
+    steps = ["cropping", "registration_calculation", "registration_transformation"]
+    ref = run_pystack3d_subprocess(files.slices_dir, params, steps, tmp_path / "ps3d",
+                                   nproc=1, plots=False, timeout=600).raise_on_error()
+    wf = copy.deepcopy(params)
+    wf.update({"project_dir": str(files.slices_dir), "process_steps": steps,
+               "store": {"path": str(tmp_path / "ours.zarr")}})
+    result = p3d.run(wf, progress=False)
+    calc = xr.open_zarr(result.store, group="steps/02_registration_calculation",
+                        consolidated=False)
+    theirs = ref["registration_calculation"].output("tmats.npy")
+    ours = calc["tmats"].values.reshape(np.shape(theirs))
+    np.testing.assert_allclose(ours[..., :2, 2], theirs[..., :2, 2], atol=0.01)  # pixels
+    np.testing.assert_allclose(ours[..., :2, :2], theirs[..., :2, :2], atol=2e-4)  # ~0.01 deg
+    out = p3d.open_result(result.store).values[0].astype(np.int64)
+    expected = ref["registration_transformation"].stack.astype(np.int64)
+    assert out.shape == expected.shape
+    inner = (slice(None), slice(3, -3), slice(3, -3))
+    assert (np.abs(out[inner] - expected[inner]) <= 1).mean() >= 0.995
