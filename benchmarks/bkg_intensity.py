@@ -26,7 +26,6 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import tifffile
@@ -61,13 +60,6 @@ def write_slices(folder: Path, nz: int, ny: int, nx: int, seed: int = 0) -> None
                          np.clip(img, 0, 255).astype(np.uint8))
 
 
-def ours(workflow: dict[str, Any]) -> dict[str, float]:
-    """Run a workflow in this process; seconds per group (called in a measured child)."""
-    import pystack3d_dask
-
-    result = pystack3d_dask.run(workflow, progress=False)
-    return {r.name: r.seconds for r in result.reports}
-
 
 def _pystack3d(slices: Path, params: dict, step: str, work: Path, workers: int) -> tuple:
     from pystack3d_runner import run_pystack3d_subprocess
@@ -83,9 +75,9 @@ def _ours(slices: Path, params: dict, step: str, store: Path, workers: int) -> t
     wf.update({"project_dir": str(slices), "process_steps": [],
                "store": {"path": str(store)},
                "scheduler": {"name": "threads", "workers": workers}})
-    measure_function("bkg_intensity:ours", wf, sys_path=[HERE]).check()  # ingest only
+    measure_function("harness:run_workflow", wf, sys_path=[HERE]).check()  # ingest only
     wf["process_steps"] = [step]
-    m = measure_function("bkg_intensity:ours", wf, sys_path=[HERE])
+    m = measure_function("harness:run_workflow", wf, sys_path=[HERE])
     m.check()
     return m.result[step], m.peak_rss_bytes
 

@@ -22,7 +22,6 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -35,13 +34,6 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-
-def ours(workflow: dict[str, Any]) -> dict[str, float]:
-    """Run the workflow in this process; seconds per group (called in a measured child)."""
-    import pystack3d_dask
-
-    result = pystack3d_dask.run(workflow, progress=False)
-    return {r.name: r.seconds for r in result.reports}
 
 
 def main() -> None:
@@ -76,7 +68,7 @@ def main() -> None:
         wf.update({"project_dir": str(files.slices_dir), "process_steps": steps,
                    "store": {"path": str(scratch / "ours.zarr")},
                    "scheduler": {"name": args.scheduler, "workers": args.workers}})
-        mine = measure_function("compare_pystack3d:ours", wf, sys_path=[HERE])
+        mine = measure_function("harness:run_workflow", wf, sys_path=[HERE])
         mine.check()
 
         rows = [{"step": "ingest (TIFF -> Zarr)", "PyStack3D s": None,

@@ -466,3 +466,12 @@ def format_table(rows: Iterable[Mapping[str, Any] | Sequence[Any]], columns: Seq
     out += [line([str(c) for c in columns]), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in cells]
     return "\n".join(out)
+
+
+def run_workflow(workflow: dict[str, Any]) -> dict[str, float]:
+    """Run a pystack3d-dask workflow in this process and return the seconds of each group
+    (for :func:`measure_function`: ``measure_function("harness:run_workflow", wf)``)."""
+    import pystack3d_dask
+
+    result = pystack3d_dask.run(workflow, progress=False)
+    return {r.name: r.seconds for r in result.reports}

@@ -28,3 +28,15 @@ def tree_hashes(folder: Path) -> dict[str, str]:
     """SHA-256 of every file below a folder."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run_ours(slices_dir: Path, params: dict, steps: list[str], store: Path):
+    """Run a PyStack3D parameter dictionary with this project on ``slices_dir``."""
+    import copy
+
+    import pystack3d_dask as p3d
+
+    workflow = copy.deepcopy(params)
+    workflow.update({"project_dir": str(slices_dir), "process_steps": list(steps),
+                     "store": {"path": str(store)}})
+    return p3d.run(workflow, progress=False)

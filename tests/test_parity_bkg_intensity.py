@@ -11,6 +11,7 @@ import copy
 
 import numpy as np
 import pytest
+from helpers import run_ours
 from pystack3d_runner import requires_pystack3d, run_pystack3d_subprocess
 
 import pystack3d_dask as p3d
@@ -60,10 +61,7 @@ def test_same_workflow_same_output(synthetic, tmp_path, bkg, tol):
     ref = run_pystack3d_subprocess(files.slices_dir, params, STEPS, tmp_path / "ps3d",
                                    nproc=1, plots=False, timeout=600).raise_on_error()
 
-    ours_wf = copy.deepcopy(params)
-    ours_wf.update({"project_dir": str(files.slices_dir), "process_steps": STEPS,
-                    "store": {"path": str(tmp_path / "ours.zarr")}})
-    result = p3d.run(ours_wf, progress=False)
+    result = run_ours(files.slices_dir, params, STEPS, tmp_path / "ours.zarr")
     for step in STEPS:
         ours = p3d.open_result(result.store, step).values[0]
         need = 0.999 if step.startswith("intensity") else 1.0

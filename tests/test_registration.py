@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 import tifffile
 import xarray as xr
+from helpers import run_ours
 from pystack3d_runner import requires_pystack3d, run_pystack3d_subprocess
 from scipy import ndimage
 
@@ -123,10 +122,7 @@ def test_parity_with_pystack3d(tmp_path, transformation, mode, cropping, blocks)
     steps = ["cropping", "registration_calculation", "registration_transformation"]
     ref = run_pystack3d_subprocess(files.slices_dir, params, steps, tmp_path / "ps3d",
                                    nproc=1, plots=False, timeout=600).raise_on_error()
-    wf = copy.deepcopy(params)
-    wf.update({"project_dir": str(files.slices_dir), "process_steps": steps,
-               "store": {"path": str(tmp_path / "ours.zarr")}})
-    result = p3d.run(wf, progress=False)
+    result = run_ours(files.slices_dir, params, steps, tmp_path / "ours.zarr")
     calc = xr.open_zarr(result.store, group="steps/02_registration_calculation",
                         consolidated=False)
     theirs = ref["registration_calculation"].output("tmats.npy")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import copy
-
 import dask.array as da
 import numpy as np
 import pytest
 import tifffile
 import xarray as xr
+from helpers import run_ours
 from pystack3d_runner import requires_pystack3d, run_pystack3d_subprocess
 
 import pystack3d_dask as p3d
@@ -97,10 +96,8 @@ def test_parity_with_pystack3d(tmp_path):
     params = tomllib.loads(files.workflow.read_text())
     ref = run_pystack3d_subprocess(files.slices_dir, params, ["resampling"], tmp_path / "ps3d",
                                    nproc=1, plots=False, timeout=600).raise_on_error()
-    wf = copy.deepcopy(params)
-    wf.update({"project_dir": str(files.slices_dir), "process_steps": ["resampling"],
-               "store": {"path": str(tmp_path / "ours.zarr")}})
-    out = p3d.open_result(p3d.run(wf, progress=False).store)
+    out = p3d.open_result(run_ours(files.slices_dir, params, ["resampling"],
+                                   tmp_path / "ours.zarr").store)
     expected_z = [float(name.split("z=")[1][:-6]) for name in ref["resampling"].files]
     np.testing.assert_allclose(out["z"].values, expected_z, atol=5e-5)
     np.testing.assert_array_equal(out.values[0], ref["resampling"].stack)
