@@ -7,10 +7,23 @@ Python API::
     stack = p3d.open_result(result.store)      # lazy xarray DataArray (channel, z, y, x)
 """
 
+from typing import Any
+
 from ._version import __version__
-from .config import Workflow, load_workflow
 from .errors import ConfigError, InputError, NotAvailableError, Pystack3dDaskError, StoreError
-from .pipeline import RunResult, open_result, run
+
+_LAZY = {"Workflow": "config", "load_workflow": "config", "RunResult": "pipeline",
+         "open_result": "pipeline", "run": "pipeline"}
+
+
+def __getattr__(name: str) -> Any:
+    # imported on first use: a process that only needs a kernel (the registration pool's
+    # workers) does not load dask, xarray and zarr
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ConfigError",

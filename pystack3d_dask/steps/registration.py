@@ -3,7 +3,12 @@ and ``registration_transformation`` (cumulative matrices applied slice by slice)
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import dask
@@ -41,8 +46,33 @@ def _pair(ref: np.ndarray, img: np.ndarray, rows: slice, cols: slice, threshold:
             raise ConfigError(f"[registration_calculation] threshold = {threshold} leaves "
                               f"slice {where} uniform (every pixel on one side of it): "
                               "nothing to register")
-    return pair_matrices(ref.astype(np.float64), img.astype(np.float64), transformation,
-                         nb_blocks)
+    ref, img = ref.astype(np.float64), img.astype(np.float64)
+    pool = _gil_free_pool()
+    if pool is None:
+        return pair_matrices(ref, img, transformation, nb_blocks)
+    return pool.submit(pair_matrices, ref, img, transformation, nb_blocks).result()
+
+
+_POOL: ProcessPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _gil_free_pool() -> ProcessPoolExecutor | None:
+    """A process pool for pystackreg, which holds the GIL for the whole registration: on
+    the threaded scheduler, threads would register one pair at a time. Used only from
+    the threads of the main process (a worker of the multiprocessing or distributed
+    scheduler is already a process of its own, and may not have children)."""
+    global _POOL
+    if multiprocessing.parent_process() is not None:
+        return None
+    if threading.current_thread() is threading.main_thread():
+        return None
+    with _POOL_LOCK:
+        if _POOL is None:
+            context = multiprocessing.get_context("forkserver")
+            _POOL = ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=context)
+            atexit.register(_POOL.shutdown, cancel_futures=True)
+        return _POOL
 
 
 def calc_prepared_names(**params: Any) -> list[str]:
