@@ -46,7 +46,10 @@ def _pair(ref: np.ndarray, img: np.ndarray, rows: slice, cols: slice, threshold:
             raise ConfigError(f"[registration_calculation] threshold = {threshold} leaves "
                               f"slice {where} uniform (every pixel on one side of it): "
                               "nothing to register")
-    ref, img = ref.astype(np.float64), img.astype(np.float64)
+    if threshold is not None:  # pystackreg takes numbers, not booleans
+        ref, img = ref.astype(np.uint8), img.astype(np.uint8)
+    # the slices go to the pool in their own dtype (8x smaller than float64 for uint8);
+    # pystackreg converts them to float64 itself
     pool = _gil_free_pool()
     if pool is None:
         return pair_matrices(ref, img, transformation, nb_blocks)
