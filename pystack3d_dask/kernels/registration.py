@@ -14,6 +14,7 @@ from ..errors import ConfigError
 
 __all__ = [
     "TRANSFORMATIONS",
+    "check_transformation",
     "cumulative",
     "inner_rectangle",
     "pair_matrices",
@@ -25,6 +26,17 @@ __all__ = [
 TRANSFORMATIONS = ("TRANSLATION", "RIGID_BODY", "SCALED_ROTATION", "AFFINE")
 
 
+def check_transformation(transformation: str) -> None:
+    """Refuse a transformation the cumulative matrices cannot use, with the reason."""
+    if transformation == "BILINEAR":
+        raise ConfigError("transformation = 'BILINEAR' is refused, as in PyStack3D: a "
+                          "bilinear warp is not an affine matrix, which the cumulative "
+                          f"products need; use one of {list(TRANSFORMATIONS)}")
+    if transformation not in TRANSFORMATIONS:
+        raise ConfigError(f"transformation = {transformation!r}: expected one of "
+                          f"{list(TRANSFORMATIONS)}")
+
+
 def pair_matrices(ref: np.ndarray, img: np.ndarray, transformation: str = "TRANSLATION",
                   nb_blocks: tuple[int, int] = (1, 1)) -> np.ndarray:
     """Matrices registering ``img`` on ``ref``, one per block: (p * q, 3, 3).
@@ -34,13 +46,7 @@ def pair_matrices(ref: np.ndarray, img: np.ndarray, transformation: str = "TRANS
     """
     from pystackreg import StackReg
 
-    if transformation not in TRANSFORMATIONS:
-        if transformation == "BILINEAR":
-            raise ConfigError("transformation = 'BILINEAR' is refused, as in PyStack3D: a "
-                              "bilinear warp is not an affine matrix, which the cumulative "
-                              f"products need; use one of {list(TRANSFORMATIONS)}")
-        raise ConfigError(f"transformation = {transformation!r}: expected one of "
-                          f"{list(TRANSFORMATIONS)}")
+    check_transformation(transformation)
     reg = StackReg(getattr(StackReg, transformation))
     p, q = nb_blocks
     h, w = img.shape[0] // p, img.shape[1] // q

@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..kernels.cropping import area_to_slices
 from ..kernels.dtype import cast_to
 from ..kernels.registration import (
-    TRANSFORMATIONS,
+    check_transformation,
     cumulative,
     inner_rectangle,
     pair_matrices,
@@ -46,8 +46,7 @@ def _pair(ref: np.ndarray, img: np.ndarray, rows: slice, cols: slice, threshold:
             raise ConfigError(f"[registration_calculation] threshold = {threshold} leaves "
                               f"slice {where} uniform (every pixel on one side of it): "
                               "nothing to register")
-    if threshold is not None:  # pystackreg takes numbers, not booleans
-        ref, img = ref.astype(np.uint8), img.astype(np.uint8)
+        ref, img = ref.astype(np.uint8), img.astype(np.uint8)  # pystackreg takes numbers
     # the slices go to the pool in their own dtype (8x smaller than float64 for uint8);
     # pystackreg converts them to float64 itself
     pool = _gil_free_pool()
@@ -88,8 +87,7 @@ def calc_prepare(stack: xr.DataArray, compute: Compute, area: list[int] | None =
                  transformation: str = "TRANSLATION") -> dict[str, xr.DataArray]:
     """Register every slice of the first channel on the previous one: one task per pair,
     reading the two neighbouring slices. The first slice gets the identity."""
-    if transformation not in TRANSFORMATIONS:
-        pair_matrices(np.zeros((2, 2)), np.zeros((2, 2)), transformation)  # the error
+    check_transformation(transformation)  # before any slice is read
     blocks = tuple(nb_blocks or (1, 1))
     rows, cols = slice(None), slice(None)
     if area is not None:
