@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 from ._version import __version__
@@ -126,11 +127,6 @@ def _report(name: str, rep: WriteReport, fused: list[str] | None = None) -> Step
                       rep.seconds, fused or [])
 
 
-def _n_chunks(store: Store, group: str) -> int:
-    shape = store.open_dataset(group)["stack"].shape
-    return int(shape[0] * shape[1])
-
-
 def _build(name: str, stack: xr.DataArray, params: dict[str, Any], ex: Executor,
            outputs: dict[str, xr.Dataset], store: Store | None = None,
            group: str | None = None, fp: str | None = None) -> StepOutput:
@@ -214,8 +210,8 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
                        workflow_raw=to_json(wf.raw))
         reports.append(_ingest(st, wf, source, ex))
         stack = st.open_stack(INPUT_GROUP)
-        upstream = st.attrs(INPUT_GROUP)["fingerprint"]
-        manifest_id = st.attrs(INPUT_GROUP)["manifest_fingerprint"]
+        input_attrs = st.attrs(INPUT_GROUP)
+        upstream, manifest_id = input_attrs["fingerprint"], input_attrs["manifest_fingerprint"]
         plan = []
         for index, name in enumerate(wf.process_steps, start=1):
             params = wf.step_params(name)
@@ -231,10 +227,8 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
                 continue
             group = f"steps/{index:02d}_{name}"
             fused = [p for p, _ in pending]
-            if st.is_complete(group, fp):
-                reports.append(StepReport(name, group, "reused", _n_chunks(st, group), 0, 0.0,
-                                          fused))
-            else:
+            rep = None
+            if not st.is_complete(group, fp):
                 start = time.perf_counter()
                 lazy = stack
                 for fused_name, fused_params in pending:
@@ -250,14 +244,19 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
                                out.derived)
                 rep.seconds = time.perf_counter() - start  # prepare included
                 st.update_attrs(group, seconds=rep.seconds)
+            ds = st.open_dataset(group)  # once: report, check, next input, later steps
+            if rep is None:
+                n_slices = int(np.prod(ds["stack"].shape[:2]))
+                reports.append(StepReport(name, group, "reused", n_slices, 0, 0.0, fused))
+            else:
                 reports.append(_report(name, rep, fused))
                 check = get_step(name).check
-                for note in (check(st.open_dataset(group)) if check else []):
+                for note in (check(ds) if check else []):
                     warnings.warn(f"{name}: {note}", UserWarning, stacklevel=2)
             groups.append(group)
             pending = []
-            stack = st.open_stack(group)
-            outputs[name] = st.open_dataset(group)
+            stack = st.open_stack(group, ds)
+            outputs[name] = ds
         st.update_info(workflow=groups, workflow_finished=time.time())
     if progress:
         print(RunResult(st.path, reports).summary(), file=sys.stderr)

@@ -261,9 +261,10 @@ class Store:
         ds = self.open_dataset(group)
         return {name: ds[name].load() for name in names}
 
-    def open_stack(self, group: str) -> xr.DataArray:
-        """A group's stack as a lazy DataArray (channel, z, y, x), one slice per chunk."""
-        ds = self.open_dataset(group)
+    def open_stack(self, group: str, ds: xr.Dataset | None = None) -> xr.DataArray:
+        """A group's stack as a lazy DataArray (channel, z, y, x), one slice per chunk
+        (``ds``: the group's Dataset, when the caller has already opened it)."""
+        ds = self.open_dataset(group) if ds is None else ds
         stack = ds["stack"]
         token = ds.attrs.get("fingerprint") or ""
         fast = fast_chunks(str(self.path), f"{group}/stack", token)
