@@ -24,7 +24,7 @@ import xarray as xr
 from ._version import __version__
 from .cluster import Executor, executor
 from .config import Workflow, load_workflow
-from .errors import StoreError
+from .errors import Pystack3dDaskError, StoreError
 from .io.store import LAYOUT_VERSION, Store, WriteReport, make_compressors, to_json
 from .io.tiff import SliceSource, discover, lazy_stack
 from .steps import StepOutput, get_step
@@ -151,6 +151,22 @@ def _check_steps(wf: Workflow) -> None:
         get_step(name)  # raises NotAvailableError / ConfigError before any work
 
 
+def _refuse_main_reimport() -> None:
+    """Stop a run started by a child process of a pool while it re-imports the user's
+    script (multiprocessing does that with forkserver and spawn): without this, an
+    unguarded ``run(...)`` at the top of a script runs the whole workflow again in
+    every child, against the same store."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name.startswith("_fixup_main_from") and "multiprocessing" in code.co_filename:
+            raise Pystack3dDaskError(
+                "pystack3d_dask.run() was called while a child process re-imported your "
+                "script: put the call under `if __name__ == \"__main__\":` (the processes "
+                "that run pystackreg, like any multiprocessing pool, import the main script)")
+        frame = frame.f_back
+
+
 def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path | None = None,
         scheduler: str | None = None, workers: int | None = None, overwrite: bool | None = None,
         progress: bool = True) -> RunResult:
@@ -177,6 +193,7 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
     RunResult
         Per group: reused, computed or resumed, and how many slices were computed.
     """
+    _refuse_main_reimport()
     wf = load_workflow(workflow)
     if store is not None:
         wf.store["path"] = str(Path(store).resolve())

@@ -250,6 +250,9 @@ STEP_SCHEMAS: dict[str, dict[str, Param]] = {
         "area": Param(area, None, "area used for the calculation"),
         "threshold": Param(number(), None, "binarise (img <= threshold) before registering"),
         "nb_blocks": Param(numbers(2, integers=True, minimum=1), [1, 1], "[p, q] blocks"),
+        "gaussian_sigma": Param(number(0.0), 0.0,
+                                "Gaussian smoothing (pixels) of both slices before registering "
+                                "them; 0 = off (PyStack3D). Not in PyStack3D"),
         "transformation": Param(
             string(("TRANSLATION", "RIGID_BODY", "SCALED_ROTATION", "AFFINE", "BILINEAR")),
             "TRANSLATION", "pystackreg transformation"),

@@ -152,3 +152,46 @@ def test_pairs_from_threads_run_in_a_process_pool_with_same_result():
                                None, "TRANSLATION", (1, 1)).result()
     assert pool is not None and pool is reg._POOL
     np.testing.assert_allclose(found, direct)
+
+
+def test_gaussian_sigma_reduces_the_error_that_noise_brings():
+    from pystack3d_dask.steps import registration as reg
+
+    rng = np.random.default_rng(3)
+    base = _structured((128, 128), seed=1)
+    errors = {0.0: [], 1.0: []}
+    for _ in range(12):
+        truth = rng.uniform(-1.5, 1.5, 2)
+        moved = ndimage.shift(base, truth, order=3, mode="nearest")
+        noisy = [(a + rng.normal(0, 0.25 * base.std(), a.shape))[None, None]
+                 for a in (base, moved)]
+        for sigma in errors:
+            tmat = reg._pair(*noisy, slice(None), slice(None), None, "TRANSLATION", (1, 1),
+                             gaussian_sigma=sigma)[0]
+            errors[sigma].append(np.hypot(tmat[1, 2] - truth[0], tmat[0, 2] - truth[1]))
+    rms = {s: float(np.sqrt(np.mean(np.square(e)))) for s, e in errors.items()}
+    assert rms[1.0] < 0.8 * rms[0.0]  # 0.021 against 0.032 px
+
+
+def test_unguarded_script_gets_a_clear_error_and_no_second_run(tmp_path):
+    """The pystackreg pool's processes import the main script (as any forkserver or spawn
+    pool does): an unguarded run() at its top must stop in the child, not run again."""
+    import subprocess
+    import sys
+
+    _shift_stack(tmp_path, [(0, 0), (1, 1), (2, 0)])
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import pystack3d_dask as p3d\n"
+        f"p3d.run({{'project_dir': {str(tmp_path / 'slices')!r}, "
+        "'process_steps': ['registration_calculation'], "
+        f"'store': {{'path': {str(tmp_path / 's.zarr')!r}}}}}, progress=False)\n"
+        "print('finished')\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode != 0 and "finished" not in done.stdout
+    assert 'if __name__ == "__main__"' in done.stderr
+    from pystack3d_dask.status import store_status
+
+    complete = {g["step"]: g["complete"] for g in store_status(tmp_path / "s.zarr")}
+    assert complete.get("registration_calculation") is not True  # never recorded as done

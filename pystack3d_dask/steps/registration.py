@@ -9,14 +9,16 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+from scipy import ndimage
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Pystack3dDaskError
 from ..kernels.cropping import area_to_slices
 from ..kernels.dtype import cast_to
 from ..kernels.registration import (
@@ -38,8 +40,15 @@ MATRIX_DIMS = ("z", "block", "row", "col")
 # -- registration_calculation -----------------------------------------------------------
 
 def _pair(ref: np.ndarray, img: np.ndarray, rows: slice, cols: slice, threshold: float | None,
-          transformation: str, nb_blocks: tuple[int, int], where: str = "") -> np.ndarray:
+          transformation: str, nb_blocks: tuple[int, int], where: str = "",
+          gaussian_sigma: float = 0.0) -> np.ndarray:
     ref, img = ref[0, 0][rows, cols], img[0, 0][rows, cols]
+    if gaussian_sigma > 0:
+        # pixel noise is independent from slice to slice, so its registration error adds
+        # up along the chain of pairs; smoothing on the scale of the noise removes most of
+        # it (docs/migration.md has the figures)
+        ref, img = (ndimage.gaussian_filter(a.astype(np.float32), gaussian_sigma)
+                    for a in (ref, img))
     if threshold is not None:
         ref, img = ref <= threshold, img <= threshold
         if not img.any() or img.all():
@@ -52,7 +61,14 @@ def _pair(ref: np.ndarray, img: np.ndarray, rows: slice, cols: slice, threshold:
     pool = _gil_free_pool()
     if pool is None:
         return pair_matrices(ref, img, transformation, nb_blocks)
-    return pool.submit(pair_matrices, ref, img, transformation, nb_blocks).result()
+    try:
+        return pool.submit(pair_matrices, ref, img, transformation, nb_blocks).result()
+    except BrokenProcessPool as exc:
+        _drop_pool(pool)
+        raise Pystack3dDaskError(
+            "a process of the pool that runs pystackreg stopped abruptly (killed, out of "
+            "memory, or it failed to import the main script). From a Python script, call "
+            "pystack3d_dask under `if __name__ == \"__main__\":`") from exc
 
 
 _POOL: ProcessPoolExecutor | None = None
@@ -77,6 +93,14 @@ def _gil_free_pool() -> ProcessPoolExecutor | None:
         return _POOL
 
 
+def _drop_pool(pool: ProcessPoolExecutor) -> None:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is pool:
+            _POOL = None
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def calc_prepared_names(**params: Any) -> list[str]:
     """What :func:`calc_prepare` returns."""
     return ["tmats"]
@@ -84,9 +108,11 @@ def calc_prepared_names(**params: Any) -> list[str]:
 
 def calc_prepare(stack: xr.DataArray, compute: Compute, area: list[int] | None = None,
                  threshold: float | None = None, nb_blocks: list[int] | None = None,
-                 transformation: str = "TRANSLATION") -> dict[str, xr.DataArray]:
+                 transformation: str = "TRANSLATION", gaussian_sigma: float = 0.0
+                 ) -> dict[str, xr.DataArray]:
     """Register every slice of the first channel on the previous one: one task per pair,
-    reading the two neighbouring slices. The first slice gets the identity."""
+    reading the two neighbouring slices. The first slice gets the identity. With
+    ``gaussian_sigma`` > 0 both slices of a pair are smoothed first (registration only)."""
     check_transformation(transformation)  # before any slice is read
     blocks = tuple(nb_blocks or (1, 1))
     rows, cols = slice(None), slice(None)
@@ -97,7 +123,8 @@ def calc_prepare(stack: xr.DataArray, compute: Compute, area: list[int] | None =
     pair = dask.delayed(_pair, pure=True)
     zs = stack["z"].values
     tasks = [pair(slices[0, k - 1, 0, 0], slices[0, k, 0, 0], rows, cols, threshold,
-                  transformation, blocks, f"z = {float(zs[k]):.4f} um (index {k})")
+                  transformation, blocks, f"z = {float(zs[k]):.4f} um (index {k})",
+                  float(gaussian_sigma))
              for k in range(1, nz)]
     pairs = compute(tasks) if tasks else []
     tmats = np.empty((nz, blocks[0] * blocks[1], 3, 3))
