@@ -147,8 +147,10 @@ def _build(name: str, stack: xr.DataArray, params: dict[str, Any], ex: Executor,
 
 
 def _check_steps(wf: Workflow) -> None:
-    for name in wf.process_steps:
-        get_step(name)  # raises NotAvailableError / ConfigError before any work
+    steps = [get_step(name) for name in wf.process_steps]  # unknown names first
+    for step in steps:
+        if step.validate is not None:
+            step.validate(**wf.step_params(step.name))
 
 
 def _refuse_main_reimport() -> None:

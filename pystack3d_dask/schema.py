@@ -193,6 +193,14 @@ def _wavelet(table: str, key: str, value: Any) -> dict:
     return validate_table(f"{table}.{key}", value, _WAVELET)
 
 
+def _stripe_threshold(table: str, key: str, value: Any) -> str | float:
+    if value == "auto":
+        return value
+    if _is_number(value) and value > 0:
+        return float(value)
+    raise _fail(table, key, value, '"auto" or a score above 0 (1 means no stripes)')
+
+
 _REQUIRED = object()
 
 _GABOR = {
@@ -272,6 +280,20 @@ STEP_SCHEMAS: dict[str, dict[str, Param]] = {
         "cvg_threshold": Param(number(0.0), 0.0, "VSNR convergence threshold"),
         "filters": Param(_filters, None, "VSNR filters"),
         "wavelet_decomposition": Param(_wavelet, None, "{ wavelet, level, sigma } (Münch 2009)"),
+        "method": Param(string(("vsnr", "wavelet")), None,
+                        "vsnr or wavelet; needed only when both filters and "
+                        "wavelet_decomposition are given. Not in PyStack3D"),
+        "only_striped": Param(boolean, False,
+                              "destripe only the slices whose stripe score passes "
+                              "stripe_threshold (PyStack3D: every slice). Not in PyStack3D"),
+        "stripe_threshold": Param(_stripe_threshold, "auto",
+                                  'score above which a slice is destriped: "auto" or a number. '
+                                  "Not in PyStack3D"),
+        "angle": Param(number(), 0.0, "stripes' angle from the vertical (degrees), for the "
+                       "wavelet method and the score. Not in PyStack3D"),
+        "device": Param(string(("cpu", "gpu")), "cpu", "cpu, or gpu (CuPy). Not in PyStack3D"),
+        "batch_size": Param(integer(1), None, "slices per GPU task (default: from the free GPU "
+                            "memory). Not in PyStack3D"),
     },
     "resampling": {
         "policy": Param(string(), _POLICY, "file-name pattern carrying the z position"),

@@ -73,7 +73,7 @@ def test_errors_are_one_line_without_traceback(tmp_path, stack_dir):
     assert res.returncode == 2
     assert "listed twice" in res.stderr and "Traceback" not in res.stderr
     res = cli("run", str(_toml(tmp_path, '"destriping"')), cwd=tmp_path)
-    assert res.returncode == 2 and "not available yet" in res.stderr
+    assert res.returncode == 2 and "[destriping] needs filters" in res.stderr
     res = cli("run", str(_toml(tmp_path, extra="[cropping_final]\naera = 1\n")), cwd=tmp_path)
     assert res.returncode == 2 and "did you mean 'area'" in res.stderr
     res = cli("status", str(tmp_path / "nothing.zarr"), cwd=tmp_path)

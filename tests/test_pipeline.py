@@ -17,7 +17,7 @@ from helpers import tree_hashes, write_stack
 import pystack3d_dask as p3d
 import pystack3d_dask.io.store as store_mod
 import pystack3d_dask.io.tiff as tiff_mod
-from pystack3d_dask.errors import NotAvailableError, StoreError
+from pystack3d_dask.errors import ConfigError, StoreError
 
 
 def _workflow(tmp_path: Path, **tables) -> dict:
@@ -140,10 +140,10 @@ def test_local_cluster_and_processes_give_same_bytes(tmp_path, stack_dir):
         np.testing.assert_array_equal(p3d.open_result(res.store).values, expected)
 
 
-def test_unavailable_step_refused_before_any_work(tmp_path, stack_dir):
+def test_bad_late_step_refused_before_any_work(tmp_path, stack_dir):
     wf = _workflow(tmp_path)
-    wf["process_steps"] = ["cropping", "destriping"]
-    with pytest.raises(NotAvailableError, match=r"'destriping' is not available yet.*cropping"):
+    wf["process_steps"] = ["cropping", "destriping"]  # destriping without filters
+    with pytest.raises(ConfigError, match=r"\[destriping\] needs filters"):
         p3d.run(wf, progress=False)
     assert not (tmp_path / "out.zarr").exists()
 

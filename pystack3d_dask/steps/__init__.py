@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from . import bkg_removal as _bkg
 from . import cropping as _cropping
+from . import destriping as _destriping
 from . import intensity as _intensity
 from . import registration as _registration
 from . import resampling as _resampling
@@ -45,3 +46,7 @@ register(Step("registration_transformation", _registration.transform_apply, "cro
               prepare=_registration.transform_prepare,
               prepared_names=_registration.transform_prepared_names,
               needs=("registration_calculation",)))
+register(Step("destriping", _destriping.apply, "cross-slice",
+              "remove curtains: VSNR or wavelet-Fourier, on every slice or only where striped",
+              prepare=_destriping.prepare, prepared_names=_destriping.prepared_names,
+              validate=_destriping.validate))

@@ -76,6 +76,9 @@ class Step:
         Earlier steps whose outputs ``prepare`` reads, given to it as
         ``upstream = {step name: Dataset}`` (e.g. the matrices of
         ``registration_calculation`` for ``registration_transformation``).
+    validate
+        ``validate(**params)``: checks that need no data, run on every step of a
+        workflow before any work, so that a bad table late in the workflow fails first.
     """
 
     name: str
@@ -86,6 +89,7 @@ class Step:
     prepared_names: Callable[..., list[str]] | None = None
     check: Callable[[xr.Dataset], list[str]] | None = None
     needs: tuple[str, ...] = ()
+    validate: Callable[..., None] | None = None
 
     def __call__(self, stack: xr.DataArray, **params: Any) -> xr.DataArray:
         """Run ``prepare`` (small reductions, computed now) and return the lazy output.

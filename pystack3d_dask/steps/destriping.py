@@ -1,0 +1,194 @@
+"""``destriping``: VSNR (pyvsnr) or wavelet-Fourier filtering, on every slice as
+PyStack3D does, or only on the slices whose stripe score says they are striped."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from ..errors import ConfigError, NotAvailableError
+from ..kernels.destriping import (
+    auto_threshold,
+    check_wavelet,
+    stripe_score,
+    vsnr,
+    wavelet_fourier,
+)
+from ..kernels.dtype import cast_to
+from .base import Derived, StepOutput
+
+__all__ = ["apply", "prepare", "prepared_names", "resolve", "validate"]
+
+Compute = Callable[[list[Any]], list[Any]]
+WAVELET_DEFAULTS = {"wavelet": "coif3", "level": 4, "sigma": 4.0}
+#: Float32 arrays of a slice's size that pyvsnr's ADMM holds at once (images, duals,
+#: Fourier transforms), with a margin: sets how many slices go to the GPU together.
+VSNR_GPU_COPIES = 24
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one slice's task needs, resolved from the step's parameters."""
+
+    method: str
+    filters: tuple[dict[str, Any], ...] = ()
+    maxit: int = 100
+    cvg_threshold: float = 0.0
+    wavelet: str = "coif3"
+    level: int = 4
+    sigma: float = 4.0
+    angle: float = 0.0
+
+    def destripe(self, img: Any) -> Any:
+        """One slice (or, for VSNR, a batch), back in its own dtype."""
+        if self.method == "vsnr":
+            return vsnr(img, list(self.filters), self.maxit, self.cvg_threshold)
+        return wavelet_fourier(img, self.wavelet, self.level, self.sigma, self.angle)
+
+
+def resolve(shape: tuple[int, int] | None, filters: list[dict] | None = None,
+            wavelet_decomposition: dict | None = None, method: str | None = None,
+            maxit: int = 100, cvg_threshold: float = 0.0, angle: float = 0.0,
+            device: str = "cpu", **_: Any) -> Settings:
+    """Check the parameters (against the slice shape, when given) and pick the method.
+
+    PyStack3D silently prefers the wavelet method when both ``filters`` and
+    ``wavelet_decomposition`` are given; here that needs ``method`` to say which.
+    """
+    if method is None:
+        if filters is not None and wavelet_decomposition is not None:
+            raise ConfigError("[destriping] both filters (VSNR) and wavelet_decomposition are "
+                              'given: add method = "vsnr" or method = "wavelet" to say which '
+                              "to use (PyStack3D silently used the wavelets)")
+        if filters is None and wavelet_decomposition is None:
+            raise ConfigError("[destriping] needs filters (VSNR), such as filters = "
+                              '[{ name = "Gabor", noise_level = 20, sigma = [0.5, 200], '
+                              "theta = 0 }], or wavelet_decomposition = { wavelet = "
+                              '"coif3", level = 4, sigma = 4 }')
+        method = "vsnr" if filters is not None else "wavelet"
+    if device == "gpu":
+        _require_gpu()
+    if method == "vsnr":
+        if not filters:
+            raise ConfigError('[destriping] method = "vsnr" needs filters, such as filters = '
+                              '[{ name = "Gabor", noise_level = 20, sigma = [0.5, 200], '
+                              "theta = 0 }]")
+        return Settings("vsnr", tuple(filters), int(maxit), float(cvg_threshold), angle=angle)
+    wdec = {**WAVELET_DEFAULTS, **(wavelet_decomposition or {})}
+    check_wavelet(wdec["wavelet"], int(wdec["level"]), shape)
+    return Settings("wavelet", wavelet=wdec["wavelet"], level=int(wdec["level"]),
+                    sigma=float(wdec["sigma"]), angle=float(angle))
+
+
+def validate(**params: Any) -> None:
+    """What can be checked before any slice is read (the run checks it first)."""
+    resolve(None, **params)
+
+
+def _require_gpu() -> None:
+    try:
+        import cupy
+
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # ImportError, or CUDA's own errors without a driver
+        raise NotAvailableError(f'[destriping] device = "gpu" needs CuPy and a CUDA GPU '
+                                f"(pip install 'pystack3d-dask[gpu]'): {exc}") from exc
+    if count < 1:
+        raise NotAvailableError('[destriping] device = "gpu": CuPy sees no CUDA GPU')
+
+
+def prepared_names(**params: Any) -> list[str]:
+    """What :func:`prepare` returns."""
+    return ["stripe_score", "treated"]
+
+
+def _score_block(block: np.ndarray, angle: float) -> np.ndarray:
+    return np.array([[stripe_score(block[0, 0], angle)]])
+
+
+def prepare(stack: xr.DataArray, compute: Compute, only_striped: bool = False,
+            stripe_threshold: str | float = "auto", angle: float = 0.0, **params: Any
+            ) -> dict[str, xr.DataArray]:
+    """Stripe score of every slice (a reduction to one number per slice), the threshold,
+    and which slices are treated: those above it with ``only_striped``, else all."""
+    resolve(tuple(stack.shape[2:]), angle=angle, **params)  # bad parameters before any read
+    nc, nz = stack.shape[:2]
+    lazy = da.map_blocks(_score_block, stack.data, angle=angle, drop_axis=(2, 3),
+                         chunks=((1,) * nc, (1,) * nz), dtype=np.float64)
+    (scores,) = compute([lazy])
+    if only_striped:
+        threshold = auto_threshold(scores) if stripe_threshold == "auto" else float(stripe_threshold)
+        treated = scores > threshold
+    else:
+        threshold = None
+        treated = np.ones_like(scores, dtype=bool)
+    coords = {"channel": stack["channel"].values, "z": stack["z"].values}
+    attrs = {"threshold": threshold, "threshold_rule": str(stripe_threshold),
+             "only_striped": bool(only_striped)}
+    return {"stripe_score": xr.DataArray(scores, dims=("channel", "z"), coords=coords,
+                                         attrs=attrs),
+            "treated": xr.DataArray(treated, dims=("channel", "z"), coords=coords)}
+
+
+def _cpu_block(block: np.ndarray, treated: np.ndarray, settings: Settings) -> np.ndarray:
+    if not treated[0, 0]:
+        return block
+    return cast_to(settings.destripe(block[0, 0]), block.dtype)[None, None]
+
+
+def _gpu_block(block: np.ndarray, treated: np.ndarray, settings: Settings) -> np.ndarray:
+    import cupy
+
+    chosen = np.flatnonzero(treated[0])
+    if not chosen.size:
+        return block
+    out = block.copy()
+    batch = cupy.asarray(block[0, chosen])
+    if settings.method == "vsnr":
+        done = settings.destripe(batch)
+    else:
+        done = cupy.stack([settings.destripe(img) for img in batch])
+    out[0, chosen] = cast_to(cupy.asnumpy(done), block.dtype)
+    return out
+
+
+def gpu_batch_size(shape: tuple[int, int], workers: int = 1) -> int:
+    """Slices per GPU task that fit in a share of the free GPU memory (1 to 64)."""
+    import cupy
+
+    free, _ = cupy.cuda.runtime.memGetInfo()
+    per_slice = shape[0] * shape[1] * 4 * VSNR_GPU_COPIES
+    return int(np.clip(0.8 * free / max(workers, 1) // per_slice, 1, 64))
+
+
+def _score_out(img: np.ndarray, c: int, angle: float) -> float:
+    return stripe_score(img, angle)
+
+
+def apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], device: str = "cpu",
+          batch_size: int | None = None, angle: float = 0.0, **params: Any
+          ) -> StepOutput:
+    """Destripe the treated slices, each in its own task (on the CPU) or in batches of
+    ``batch_size`` slices (on the GPU); the others pass through unchanged. The stripe
+    score of every output slice is stored beside the input's."""
+    settings = resolve(tuple(stack.shape[2:]), angle=angle, device=device, **params)
+    treated = np.asarray(prepared["treated"].values, dtype=bool)
+    if device == "gpu":
+        batch = batch_size or gpu_batch_size(tuple(stack.shape[2:]))
+        data = stack.data.rechunk({1: batch})
+        flags = da.from_array(treated, chunks=(1, batch))
+        out = da.blockwise(_gpu_block, "czyx", data, "czyx", flags, "cz", dtype=stack.dtype,
+                           concatenate=True, settings=settings).rechunk({1: 1})
+    else:
+        flags = da.from_array(treated, chunks=(1, 1))
+        out = da.blockwise(_cpu_block, "czyx", stack.data, "czyx", flags, "cz",
+                           dtype=stack.dtype, concatenate=True, settings=settings)
+    return StepOutput(stack.copy(data=out),
+                      derived={"stripe_score_out": Derived(
+                          functools.partial(_score_out, angle=angle))})
