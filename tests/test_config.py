@@ -171,7 +171,8 @@ def test_dictionary_workflow_needs_project_dir_and_store():
 def test_shipped_example_workflow_is_valid():
     example = Path(__file__).resolve().parents[1] / "configs" / "example.toml"
     wf = load_workflow(example)
-    assert wf.process_steps == ["cropping", "cropping_final"]
+    assert wf.process_steps == ["cropping", "destriping", "cropping_final"]
+    assert wf.steps["destriping"]["only_striped"] is True
     assert wf.store_path() == example.parent / "example.zarr"
 
 

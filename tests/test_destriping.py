@@ -173,7 +173,7 @@ def test_worker_processes_keep_numpy_fft():
     ({"filters": [{"name": "Dirac", "noise_level": -1}]}, "noise_level = -1"),
     ({"filters": GABOR, "maxit": 0}, "maxit = 0"),
     ({"wavelet_decomposition": {"wavelet": "coif99"}}, "'coif99' is not a discrete wavelet"),
-    ({"wavelet_decomposition": {"wavelet": "db4", "level": 9}}, "largest valid level is 3"),
+    ({"wavelet_decomposition": {"wavelet": "db4", "level": 7}}, "largest valid level is 6"),
     ({"filters": GABOR, "wavelet_decomposition": {"level": 2}}, 'method = "vsnr"'),
     ({}, "needs filters"),
     ({"filters": GABOR, "stripe_threshold": -1}, "stripe_threshold = -1"),
@@ -261,3 +261,16 @@ def test_parity_with_pystack3d(synthetic, tmp_path, table, need):
     assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
     share = float((np.abs(ours.astype(int) - theirs.astype(int)) <= 1).mean())
     assert share >= need, f"{share:.5f} of pixels within 1 grey level"
+
+
+def test_deep_wavelet_level_runs_with_one_warning(tmp_path):
+    from helpers import write_stack
+
+    write_stack(tmp_path / "slices", n=3, shape=(64, 80), dtype="uint8")
+    wf = {"project_dir": str(tmp_path / "slices"), "process_steps": ["destriping"],
+          "destriping": {"wavelet_decomposition": {"wavelet": "coif3", "level": 4}},
+          "store": {"path": str(tmp_path / "s.zarr")}}
+    with pytest.warns(UserWarning, match="beyond level 1 every coefficient") as record:
+        p3d.run(wf, progress=False)
+    assert sum("coefficient" in str(w.message) for w in record) == 1
+    assert p3d.open_result(tmp_path / "s.zarr").shape == (1, 3, 64, 80)

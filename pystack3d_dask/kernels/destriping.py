@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import types
+import warnings
 from typing import Any
 
 import numpy as np
@@ -99,9 +100,11 @@ def vsnr(img: Any, filters: list[dict[str, Any]], maxit: int = 100, cvg_threshol
     return xp.asarray(out) if xp is not np else out
 
 
-def check_wavelet(wavelet: str, level: int, shape: tuple[int, int] | None = None) -> None:
-    """Refuse a wavelet PyWavelets does not know, or a level too deep for ``shape``
-    (deeper than ``pywt.dwtn_max_level``, where every coefficient feels the border)."""
+def check_wavelet(wavelet: str, level: int, shape: tuple[int, int] | None = None) -> list[str]:
+    """Refuse a wavelet PyWavelets does not know, or a level deeper than the slice can
+    be halved (``floor(log2(min(shape)))``); return a warning for a level deeper than
+    ``pywt.dwtn_max_level``, where every coefficient feels the border (PyWavelets warns
+    and goes on, as PyStack3D does with its default level 4 on small slices)."""
     import pywt
 
     if wavelet not in pywt.wavelist(kind="discrete"):
@@ -109,12 +112,18 @@ def check_wavelet(wavelet: str, level: int, shape: tuple[int, int] | None = None
                           "discrete wavelet of PyWavelets; expected one of pywt.wavelist("
                           "kind='discrete'), such as 'coif3', 'db4', 'sym8', 'haar'")
     if shape is None:
-        return
-    deepest = pywt.dwtn_max_level(shape, wavelet)
+        return []
+    deepest = math.floor(math.log2(max(min(shape), 1)))
     if level > deepest:
         raise ConfigError(f"[destriping] wavelet_decomposition.level = {level} is too deep for "
-                          f"slices of {shape[0]} x {shape[1]} with {wavelet!r}: the largest "
-                          f"valid level is {deepest}")
+                          f"slices of {shape[0]} x {shape[1]}: the largest valid level is "
+                          f"{deepest} (each level halves the slice)")
+    clean = pywt.dwtn_max_level(shape, wavelet)
+    if level > clean:
+        return [f"[destriping] wavelet_decomposition.level = {level} with {wavelet!r} on slices "
+                f"of {shape[0]} x {shape[1]}: beyond level {clean} every coefficient feels the "
+                "slice border"]
+    return []
 
 
 def _damp_vertical(band: Any, sigma: float, xp: types.ModuleType) -> Any:
@@ -140,7 +149,9 @@ def _fft_module(xp: types.ModuleType) -> types.ModuleType:
 def _wavelet_vertical(img: np.ndarray, wavelet: str, level: int, sigma: float) -> np.ndarray:
     import pywt
 
-    coeffs = pywt.wavedec2(img, wavelet, level=level)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # said once, by check_wavelet
+        coeffs = pywt.wavedec2(img, wavelet, level=level)
     damped = [coeffs[0]]
     for horizontal, vertical, diagonal in coeffs[1:]:
         damped.append((horizontal, _damp_vertical(vertical, sigma, np), diagonal))

@@ -4,6 +4,7 @@ PyStack3D does, or only on the slices whose stripe score says they are striped."
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +56,7 @@ class Settings:
 def resolve(shape: tuple[int, int] | None, filters: list[dict] | None = None,
             wavelet_decomposition: dict | None = None, method: str | None = None,
             maxit: int = 100, cvg_threshold: float = 0.0, angle: float = 0.0,
-            device: str = "cpu", **_: Any) -> Settings:
+            device: str = "cpu", warn: bool = False, **_: Any) -> Settings:
     """Check the parameters (against the slice shape, when given) and pick the method.
 
     PyStack3D silently prefers the wavelet method when both ``filters`` and
@@ -81,7 +82,9 @@ def resolve(shape: tuple[int, int] | None, filters: list[dict] | None = None,
                               "theta = 0 }]")
         return Settings("vsnr", tuple(filters), int(maxit), float(cvg_threshold), angle=angle)
     wdec = {**WAVELET_DEFAULTS, **(wavelet_decomposition or {})}
-    check_wavelet(wdec["wavelet"], int(wdec["level"]), shape)
+    for note in check_wavelet(wdec["wavelet"], int(wdec["level"]), shape):
+        if warn:
+            warnings.warn(note, UserWarning, stacklevel=3)
     return Settings("wavelet", wavelet=wdec["wavelet"], level=int(wdec["level"]),
                     sigma=float(wdec["sigma"]), angle=float(angle))
 
@@ -117,7 +120,7 @@ def prepare(stack: xr.DataArray, compute: Compute, only_striped: bool = False,
             ) -> dict[str, xr.DataArray]:
     """Stripe score of every slice (a reduction to one number per slice), the threshold,
     and which slices are treated: those above it with ``only_striped``, else all."""
-    resolve(tuple(stack.shape[2:]), angle=angle, **params)  # bad parameters before any read
+    resolve(tuple(stack.shape[2:]), angle=angle, warn=True, **params)  # before any read
     nc, nz = stack.shape[:2]
     lazy = da.map_blocks(_score_block, stack.data, angle=angle, drop_axis=(2, 3),
                          chunks=((1,) * nc, (1,) * nz), dtype=np.float64)
