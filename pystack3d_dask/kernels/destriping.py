@@ -209,14 +209,36 @@ def wavelet_fourier(img: Any, wavelet: str = "coif3", level: int = 4, sigma: flo
     return work - _centre_crop(_rotated(stripes, angle), work.shape)
 
 
-def stripe_score(img: Any, angle: float = 0.0, width: int = 5) -> float:
+def _median5(a: np.ndarray, axis: int) -> np.ndarray:
+    """Running median of 5 along ``axis`` (edges reflected as ``scipy.ndimage`` does),
+    with a min/max network: several times faster than ``median_filter``."""
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (2, 2)
+    p = np.pad(a, pad, mode="symmetric")
+    n = a.shape[axis]
+    v = [p[(slice(None),) * axis + (slice(i, i + n),)] for i in range(5)]
+    low = np.maximum(np.minimum(v[0], v[1]), np.minimum(v[2], v[3]))
+    high = np.minimum(np.maximum(v[0], v[1]), np.maximum(v[2], v[3]))
+    return np.maximum(np.minimum(low, high), np.minimum(np.maximum(low, high), v[4]))
+
+
+def _block_mean(a: np.ndarray, k: int, axis: int) -> np.ndarray:
+    n = a.shape[axis] // k * k
+    cut = a[:n] if axis == 0 else a[:, :n]
+    shape = list(a.shape)
+    shape[axis: axis + 1] = [n // k, k]
+    return cut.reshape(shape).mean(axis=axis + 1, dtype=np.float32)
+
+
+def stripe_score(img: Any, angle: float = 0.0, block: int = 4) -> float:
     """How much a slice is striped along ``angle`` (0: vertical stripes).
 
-    Thin structures are isolated by a median high-pass of ``width`` pixels across the
+    Thin structures are isolated by a running median high-pass of 5 pixels across the
     stripes, then averaged along them: a stripe adds up coherently, texture and noise
     do not. The same is done in the other direction, and the score is the ratio of the
     two profiles' standard deviations: about 1 for a slice without stripes (whatever
-    its noise and contrast), above 1 with stripes.
+    its noise and contrast), above 1 with stripes. Blocks of ``block`` pixels along each
+    direction are averaged first, which keeps the stripes and costs a quarter.
     """
     xp = array_module(img)
     if xp is not np:
@@ -224,10 +246,12 @@ def stripe_score(img: Any, angle: float = 0.0, width: int = 5) -> float:
     a = np.asarray(img, dtype=np.float32)
     if angle % 180.0:
         a = _rotated(a, -angle)
-    across = a - ndimage.median_filter(a, size=(1, width))
-    along = a - ndimage.median_filter(a, size=(width, 1))
-    columns = across.mean(axis=0).std()
-    rows = along.mean(axis=1).std()
+    ky = max(1, min(block, a.shape[0] // 8))
+    kx = max(1, min(block, a.shape[1] // 8))
+    vertical = _block_mean(a, ky, 0)  # rows averaged: vertical stripes kept
+    horizontal = _block_mean(a, kx, 1)
+    columns = (vertical - _median5(vertical, 1)).mean(axis=0).std()
+    rows = (horizontal - _median5(horizontal, 0)).mean(axis=1).std()
     if rows == 0:
         return math.inf if columns > 0 else ISOTROPIC
     return float(columns / rows)
