@@ -139,18 +139,19 @@ def test_parity_with_pystack3d(tmp_path, transformation, mode, cropping, blocks)
 def test_pairs_from_threads_run_in_a_process_pool_with_same_result():
     from concurrent.futures import ThreadPoolExecutor
 
+    from pystack3d_dask import pool as pools
     from pystack3d_dask.steps import registration as reg
 
     ref = _structured()
     moved = ndimage.shift(ref, (1.0, 2.0), order=3, mode="nearest")
     direct = pair_matrices(ref, moved)
-    assert reg._gil_free_pool() is None  # the main thread registers in place
+    assert pools.gil_free_pool() is None  # the main thread registers in place
     block = lambda a: a[None, None]  # noqa: E731 - the (1, 1, Y, X) chunk of a slice
     with ThreadPoolExecutor(2) as threads:
-        pool = threads.submit(reg._gil_free_pool).result()
+        pool = threads.submit(pools.gil_free_pool).result()
         found = threads.submit(reg._pair, block(ref), block(moved), slice(None), slice(None),
                                None, "TRANSLATION", (1, 1)).result()
-    assert pool is not None and pool is reg._POOL
+    assert pool is not None and pool is pools._POOL
     np.testing.assert_allclose(found, direct)
 
 

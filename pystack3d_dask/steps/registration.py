@@ -3,13 +3,7 @@ and ``registration_transformation`` (cumulative matrices applied slice by slice)
 
 from __future__ import annotations
 
-import atexit
-import multiprocessing
-import os
-import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import dask
@@ -18,7 +12,7 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
-from ..errors import ConfigError, Pystack3dDaskError
+from ..errors import ConfigError
 from ..kernels.cropping import area_to_slices
 from ..kernels.dtype import cast_to
 from ..kernels.registration import (
@@ -30,6 +24,7 @@ from ..kernels.registration import (
     remove_running_mean,
     warp_slice,
 )
+from ..pool import run_gil_free
 
 __all__ = ["calc_apply", "calc_prepare", "transform_apply", "transform_prepare"]
 
@@ -58,47 +53,7 @@ def _pair(ref: np.ndarray, img: np.ndarray, rows: slice, cols: slice, threshold:
         ref, img = ref.astype(np.uint8), img.astype(np.uint8)  # pystackreg takes numbers
     # the slices go to the pool in their own dtype (8x smaller than float64 for uint8);
     # pystackreg converts them to float64 itself
-    pool = _gil_free_pool()
-    if pool is None:
-        return pair_matrices(ref, img, transformation, nb_blocks)
-    try:
-        return pool.submit(pair_matrices, ref, img, transformation, nb_blocks).result()
-    except BrokenProcessPool as exc:
-        _drop_pool(pool)
-        raise Pystack3dDaskError(
-            "a process of the pool that runs pystackreg stopped abruptly (killed, out of "
-            "memory, or it failed to import the main script). From a Python script, call "
-            "pystack3d_dask under `if __name__ == \"__main__\":`") from exc
-
-
-_POOL: ProcessPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _gil_free_pool() -> ProcessPoolExecutor | None:
-    """A process pool for pystackreg, which holds the GIL for the whole registration: on
-    the threaded scheduler, threads would register one pair at a time. Used only from
-    the threads of the main process (a worker of the multiprocessing or distributed
-    scheduler is already a process of its own, and may not have children)."""
-    global _POOL
-    if multiprocessing.parent_process() is not None:
-        return None
-    if threading.current_thread() is threading.main_thread():
-        return None
-    with _POOL_LOCK:
-        if _POOL is None:
-            context = multiprocessing.get_context("forkserver")
-            _POOL = ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=context)
-            atexit.register(_POOL.shutdown, cancel_futures=True)
-        return _POOL
-
-
-def _drop_pool(pool: ProcessPoolExecutor) -> None:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is pool:
-            _POOL = None
-    pool.shutdown(wait=False, cancel_futures=True)
+    return run_gil_free(pair_matrices, ref, img, transformation, nb_blocks, what="pystackreg")
 
 
 def calc_prepared_names(**params: Any) -> list[str]:
