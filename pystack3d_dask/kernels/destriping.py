@@ -198,12 +198,10 @@ def wavelet_fourier(img: Any, wavelet: str = "coif3", level: int = 4, sigma: flo
     xp = array_module(img)
     if xp is not np:
         return xp.asarray(wavelet_fourier(xp.asnumpy(img), wavelet, level, sigma, angle))
-    if img.dtype.kind == "f":
-        work = img
-    else:
-        # 8- and 16-bit values are exact in float32, which halves the memory traffic of
-        # the transforms (30 % faster than PyStack3D's float64 at 1024^2)
-        work = img.astype(np.float32 if img.dtype.itemsize <= 2 else np.float64)
+    # 8- and 16-bit values are exact in float32, which halves the memory traffic of the
+    # transforms (30 % faster than PyStack3D's float64 at 1024^2)
+    exact = np.float32 if img.dtype.itemsize <= 2 else np.float64
+    work = img if img.dtype.kind == "f" else img.astype(exact)
     turn = angle % 180.0
     if turn == 0:
         return _wavelet_vertical(work, wavelet, level, sigma)
@@ -229,10 +227,12 @@ def _median5(a: np.ndarray, axis: int) -> np.ndarray:
 
 def _block_mean(a: np.ndarray, k: int, axis: int) -> np.ndarray:
     n = a.shape[axis] // k * k
-    cut = a[:n] if axis == 0 else a[:, :n]
-    shape = list(a.shape)
-    shape[axis: axis + 1] = [n // k, k]
-    return cut.reshape(shape).mean(axis=axis + 1, dtype=np.float32)
+    # k strided slices added: much faster than a reshape and a mean over a short axis
+    parts = [a[i:n:k] if axis == 0 else a[:, i:n:k] for i in range(k)]
+    total = parts[0].copy()
+    for part in parts[1:]:
+        total += part
+    return total / np.float32(k)
 
 
 def stripe_score(img: Any, angle: float = 0.0, block: int = 4) -> float:
