@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--store", type=Path, help="Zarr store (default: WORKFLOW with .zarr)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a store that was made from another input")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not write the figures of every step after the run")
+    p.add_argument("--report-dir", type=Path,
+                   help="folder of the figures (default: STORE-report beside the store)")
     _add_run_options(p)
 
     p = sub.add_parser("demo", help="make a synthetic stack, run the workflow, score it")
@@ -44,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="folder for the stack, store and results (default: %(default)s)")
     p.add_argument("--shape", type=int, nargs=3, metavar=("NZ", "NY", "NX"),
                    help="synthetic stack size (default: the synthetic default)")
+    p.add_argument("--no-report", action="store_true", help="do not write the figures")
     _add_run_options(p)
 
     p = sub.add_parser("synth", help="write a synthetic stack with its ground truth")
@@ -51,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", type=int, nargs=3, metavar=("NZ", "NY", "NX"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
+
+    p = sub.add_parser("report", help="write every step's figures (PNG) from a store")
+    p.add_argument("store", type=Path)
+    p.add_argument("out", nargs="?", type=Path,
+                   help="output folder (default: STORE-report beside the store)")
+    p.add_argument("--no-sections", action="store_true", help="no cut planes")
+    p.add_argument("--no-cube", action="store_true", help="no 3D view")
 
     p = sub.add_parser("status", help="show the steps of a store")
     p.add_argument("store", type=Path)
@@ -68,8 +80,25 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import run
 
-    run(args.workflow, store=args.store, scheduler=args.scheduler, workers=args.workers,
-        overwrite=args.overwrite or None, progress=not args.quiet)
+    result = run(args.workflow, store=args.store, scheduler=args.scheduler,
+                 workers=args.workers, overwrite=args.overwrite or None, progress=not args.quiet)
+    if not args.no_report:
+        _report(result.store, args.report_dir)
+    return 0
+
+
+def _report(store: Path, out: Path | None, **kwargs: bool) -> None:
+    from .report import default_report_dir, write_report
+
+    start = time.perf_counter()
+    files = write_report(store, out, **kwargs)
+    where = out if out is not None else default_report_dir(store)
+    print(f"report: {len(files)} figures in {where} ({time.perf_counter() - start:.1f} s)",
+          file=sys.stderr)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    _report(args.store, args.out, sections=not args.no_sections, cube=not args.no_cube)
     return 0
 
 
@@ -77,7 +106,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
     demo(args.dir, shape=tuple(args.shape) if args.shape else None, scheduler=args.scheduler,
-         workers=args.workers, progress=not args.quiet)
+         workers=args.workers, progress=not args.quiet, report=not args.no_report)
     return 0
 
 
@@ -125,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         warnings.showwarning = _show_warning
     commands = {"run": _cmd_run, "demo": _cmd_demo, "synth": _cmd_synth,
-                "status": _cmd_status, "export": _cmd_export}
+                "status": _cmd_status, "export": _cmd_export, "report": _cmd_report}
     try:
         return commands[args.command](args)
     except Pystack3dDaskError as exc:

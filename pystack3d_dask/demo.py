@@ -15,11 +15,12 @@ __all__ = ["demo"]
 
 def demo(folder: str | Path = "pystack3d-dask-demo", shape: tuple[int, int, int] | None = None,
          scheduler: str | None = None, workers: int | None = None,
-         progress: bool = True) -> tuple[RunResult, dict[str, dict]]:
+         progress: bool = True, report: bool = True) -> tuple[RunResult, dict[str, dict]]:
     """Make (or reuse) a synthetic stack in ``folder``, run its workflow, score the result.
 
     The synthetic workflow names every PyStack3D step; the steps this version does not
-    have yet are left out, and said so.
+    have yet are left out, and said so. With ``report``, every step's figures are written
+    to ``folder/demo-report`` (see :func:`pystack3d_dask.report.write_report`).
 
     Returns
     -------
@@ -59,4 +60,9 @@ def demo(folder: str | Path = "pystack3d-dask-demo", shape: tuple[int, int, int]
     print(f"\nquality against the ground truth ({data / 'truth.zarr'}):")
     print(quality_table(scores))
     print(f"\nstore: {result.store}   (see: pystack3d-dask status {result.store})")
+    if report:
+        from .report import default_report_dir, write_report
+
+        files = write_report(result.store)
+        print(f"figures: {len(files)} PNG files in {default_report_dir(result.store)}")
     return result, scores

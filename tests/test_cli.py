@@ -34,6 +34,9 @@ def test_run_status_export_roundtrip(tmp_path, stack_dir):
     assert res.returncode == 0, res.stderr
     assert "steps/01_cropping" in res.stderr and "computed" in res.stderr
     store = tmp_path / "wf.zarr"  # default: the workflow's name with .zarr
+    # a run writes every step's figures beside the store, unless told not to
+    assert (tmp_path / "wf-report" / "01_cropping" / "sections.png").is_file()
+    assert "report:" in res.stderr
 
     res = cli("status", str(store), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
@@ -63,7 +66,9 @@ def test_run_status_export_roundtrip(tmp_path, stack_dir):
 def test_rerun_reports_reuse(tmp_path, stack_dir):
     toml = _toml(tmp_path)
     assert cli("run", str(toml), cwd=tmp_path).returncode == 0
-    res = cli("run", str(toml), "--scheduler", "processes", cwd=tmp_path)
+    res = cli("run", str(toml), "--scheduler", "processes", "--no-report",
+              "--report-dir", str(tmp_path / "not-written"), cwd=tmp_path)
+    assert not (tmp_path / "not-written").exists()
     assert res.returncode == 0, res.stderr
     assert "steps/01_cropping" in res.stderr and "reused" in res.stderr
 
@@ -109,6 +114,8 @@ def test_synth_then_demo_scores_against_truth(tmp_path):
              if line.startswith("input") or line[:3].rstrip("_").isdigit()]
     assert table[0][0] == "input" and table[1][0] == "01_cropping"
     assert table[-1][0].endswith("_cropping_final")
+    assert any(row[0].endswith("_destriping") for row in table)  # every step runs now
+    assert (tmp_path / "demo" / "demo-report" / "input" / "statistics.png").is_file()
     psnr = [float(row[1]) for row in table]
     assert all(5 < v < 60 for v in psnr)
     store = tmp_path / "demo" / "demo.zarr"

@@ -1,0 +1,103 @@
+"""Per-step figures, cut planes and the 3D view, from a real run's store."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from helpers import run_ours
+
+import pystack3d_dask as p3d
+from pystack3d_dask.errors import StoreError
+from pystack3d_dask.plots import decompose
+from pystack3d_dask.report import default_report_dir, write_report
+from pystack3d_dask.sections import cut_planes
+from pystack3d_dask.synthetic import write_synthetic
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+STEPS = ["cropping", "bkg_removal", "intensity_rescaling", "registration_calculation",
+         "registration_transformation", "destriping", "resampling"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    files = write_synthetic(root / "syn", shape=(24, 110, 130), seed=5)
+    params = tomllib.loads(files.workflow.read_text())
+    params["destriping"].update(maxit=5, only_striped=True)
+    return run_ours(files.slices_dir, copy.deepcopy(params), STEPS, root / "s.zarr").store
+
+
+def _not_blank(path) -> bool:
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(path)
+    return img.ndim == 3 and float(img[..., :3].std()) > 0.02
+
+
+def test_report_writes_every_steps_figures(store, tmp_path):
+    files = write_report(store, tmp_path / "rep")
+    names = {(p.parent.name, p.name) for p in files}
+    expected = {
+        ("input", "statistics.png"), ("01_cropping", "statistics.png"),
+        ("02_bkg_removal", "coefficients.png"), ("02_bkg_removal", "background.png"),
+        ("03_intensity_rescaling", "histograms.png"),
+        ("04_registration_calculation", "matrices.png"),
+        ("05_registration_transformation", "matrices.png"),
+        ("06_destriping", "stripe_score.png"), ("07_resampling", "z.png"),
+    }
+    assert expected <= names
+    groups = {p.parent.name for p in files}
+    assert len(groups) == len(STEPS) + 1
+    for group in groups:
+        assert {(group, "sections.png"), (group, "cube.png")} <= names
+    assert all(p.is_file() and _not_blank(p) for p in files)
+    assert default_report_dir(store) == store.with_name("s-report")
+
+
+def test_cut_planes_are_the_stack_sections(store):
+    stack = p3d.open_result(store, "registration_transformation")
+    full = stack.values[0]
+    z = float(stack["z"].values[5])
+    y = float(stack["y"].values[7])
+    x = float(stack["x"].values[-3])
+    cuts = cut_planes(stack, z=z, y=y, x=x)
+    np.testing.assert_array_equal(cuts["xy"].values, full[5])
+    np.testing.assert_array_equal(cuts["xz"].values, full[:, 7, :])
+    np.testing.assert_array_equal(cuts["yz"].values, full[:, :, -1 - 2])
+    assert cuts["xz"].dims == ("z", "x") and cuts["yz"].attrs["at"] == x
+    middle = cut_planes(stack)
+    assert middle["xy"].attrs["index"] == stack.sizes["z"] // 2
+
+
+def test_decompose_recovers_a_known_affine_matrix():
+    theta = np.radians(10.0)
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    upper = np.array([[1.1, 0.2 * 0.9], [0.0, 0.9]])
+    m = np.identity(3)
+    m[:2, :2] = rot @ upper
+    m[:2, 2] = [3.0, -2.0]
+    parts = decompose(m[None])
+    assert parts["rotation"][0] == pytest.approx(10.0)
+    assert parts["scale x"][0] == pytest.approx(1.1)
+    assert parts["scale y"][0] == pytest.approx(0.9)
+    assert parts["shear"][0] == pytest.approx(0.2)
+    assert (parts["tx"][0], parts["ty"][0]) == (3.0, -2.0)
+
+
+def test_report_of_an_empty_store_is_an_error(tmp_path):
+    with pytest.raises(StoreError, match="no store|no complete step"):
+        write_report(tmp_path / "missing.zarr")
+
+
+def test_cli_run_writes_the_report_unless_asked_not_to(store, tmp_path):
+    from pystack3d_dask.cli import main
+
+    assert main(["report", str(store), str(tmp_path / "r"), "--no-cube"]) == 0
+    assert (tmp_path / "r" / "06_destriping" / "stripe_score.png").is_file()
+    assert not (tmp_path / "r" / "06_destriping" / "cube.png").exists()
