@@ -88,12 +88,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _report(store: Path, out: Path | None, **kwargs: bool) -> None:
+    from .html_report import write_html_report
     from .report import default_report_dir, write_report
 
     start = time.perf_counter()
-    files = write_report(store, out, **kwargs)
     where = out if out is not None else default_report_dir(store)
-    print(f"report: {len(files)} figures in {where} ({time.perf_counter() - start:.1f} s)",
+    files = write_report(store, where, **kwargs)
+    page = write_html_report(store, where / "report.html", figures_dir=where)
+    print(f"report: {len(files)} figures and {page} ({time.perf_counter() - start:.1f} s)",
           file=sys.stderr)
 
 

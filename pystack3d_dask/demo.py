@@ -61,8 +61,11 @@ def demo(folder: str | Path = "pystack3d-dask-demo", shape: tuple[int, int, int]
     print(quality_table(scores))
     print(f"\nstore: {result.store}   (see: pystack3d-dask status {result.store})")
     if report:
+        from .html_report import write_html_report
         from .report import default_report_dir, write_report
 
-        files = write_report(result.store)
-        print(f"figures: {len(files)} PNG files in {default_report_dir(result.store)}")
+        where = default_report_dir(result.store)
+        files = write_report(result.store, where)
+        page = write_html_report(result.store, where / "report.html", figures_dir=where)
+        print(f"figures: {len(files)} PNG files in {where}; open {page} in a browser")
     return result, scores

@@ -101,3 +101,59 @@ def test_cli_run_writes_the_report_unless_asked_not_to(store, tmp_path):
     assert main(["report", str(store), str(tmp_path / "r"), "--no-cube"]) == 0
     assert (tmp_path / "r" / "06_destriping" / "stripe_score.png").is_file()
     assert not (tmp_path / "r" / "06_destriping" / "cube.png").exists()
+
+
+def test_html_report_is_one_self_contained_file(store, tmp_path):
+    from pystack3d_dask.html_report import write_html_report
+
+    figures = tmp_path / "rep"
+    write_report(store, figures, cube=False)
+    page = write_html_report(store, figures / "report.html", figures_dir=figures)
+    text = page.read_text()
+    import re
+
+    assert re.search(r"<script[^>]*\bsrc=", text) is None  # bokeh's JavaScript inline
+    assert re.search(r"<link[^>]*\bhref=", text) is None
+    for group in ["input", *(f"{i:02d}_{s}" for i, s in enumerate(STEPS, start=1))]:
+        assert f'id="step-{group}"' in text
+    assert text.count("<img alt=") == len(list(figures.rglob("*.png")))
+    assert "Quality against the ground truth" in text  # the synthetic truth beside the slices
+    assert '&quot;maxit&quot;: 5' in text  # each step's parameters
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="headless Chromium (Debian 'chromium') is "
+                    "not installed; .ci/run installs it")
+def test_html_report_opens_in_chromium(store, tmp_path):
+    import subprocess
+
+    import matplotlib.image as mpimg
+
+    from pystack3d_dask.html_report import write_html_report
+
+    figures = tmp_path / "rep"
+    write_report(store, figures, sections=False, cube=False)
+    page = write_html_report(store, figures / "report.html", figures_dir=figures)
+    flags = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--enable-logging=stderr", "--v=0",
+             "--virtual-time-budget=5000"]
+    dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True,
+                         text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
+    assert not [line for line in console if "Uncaught" in line or "Error" in line], console
+    assert "document idle" in dom.stderr  # bokeh rendered the document
+    for group in ["input", *(f"{i:02d}_{s}" for i, s in enumerate(STEPS, start=1))]:
+        assert f'id="step-{group}"' in dom.stdout
+    assert dom.stdout.count('class="bk-Figure') == len(STEPS) + 1  # one profile per group
+    shot = tmp_path / "shot.png"
+    subprocess.run([*flags, "--window-size=1200,1600", f"--screenshot={shot}", page.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    img = mpimg.imread(shot)
+    assert img.shape[:2] == (1600, 1200) and float(img[..., :3].std()) > 0.05
