@@ -72,7 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("store", type=Path)
     p.add_argument("out", type=Path, help="output folder")
     p.add_argument("--step", help="step name, group name or 'input' (default: the last step)")
-    p.add_argument("--format", choices=["tiff"], default="tiff")
+    p.add_argument("--format", choices=["tiff", "ome-zarr"], default="tiff",
+                   help="tiff: PyStack3D-named slices; ome-zarr: an OME-NGFF multiscale "
+                        "image (napari, neuroglancer)")
+    p.add_argument("--levels", type=int, help="ome-zarr pyramid levels (default: down to "
+                                              "about 64 pixels)")
     p.add_argument("--overwrite", action="store_true", help="write into non-empty folders")
     return parser
 
@@ -140,6 +144,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     stack = open_result(args.store, args.step)
     with executor("threads", 2) as ex:
+        if args.format == "ome-zarr":
+            from .io.ome import export_ome_zarr
+
+            shapes = export_ome_zarr(stack, args.out, levels=args.levels,
+                                     overwrite=args.overwrite, compute=ex.as_compute("export"))
+            print(f"OME-Zarr with {len(shapes)} levels written to {args.out} "
+                  f"({stack.attrs.get('group')}): " + ", ".join("x".join(map(str, s))
+                                                             for s in shapes))
+            return 0
         files = export_tiff(stack, args.out, overwrite=args.overwrite,
                             compute=ex.as_compute("export"))
     print(f"{len(files)} slices written to {args.out} ({stack.attrs.get('group')})")

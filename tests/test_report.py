@@ -157,3 +157,36 @@ def test_html_report_opens_in_chromium(store, tmp_path):
                    capture_output=True, timeout=120, check=True)
     img = mpimg.imread(shot)
     assert img.shape[:2] == (1600, 1200) and float(img[..., :3].std()) > 0.05
+
+
+def test_ome_zarr_export_reads_back_with_ome_zarr_py(store, tmp_path):
+    pytest.importorskip("ome_zarr")
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    from pystack3d_dask.cli import main
+
+    out = tmp_path / "out.ome.zarr"
+    assert main(["export", str(store), str(out), "--format", "ome-zarr", "--levels", "3",
+                 "--step", "registration_transformation"]) == 0
+    stack = p3d.open_result(store, "registration_transformation")
+    nodes = list(Reader(parse_url(str(out)))())
+    image = nodes[0]
+    levels = [np.asarray(level) for level in image.data]
+    assert len(levels) == 3
+    np.testing.assert_array_equal(levels[0], stack.values)
+    full = stack.values.astype(np.float64)
+    ny, nx = full.shape[2] // 2 * 2, full.shape[3] // 2 * 2
+    half = full[:, :, :ny, :nx].reshape(*full.shape[:2], ny // 2, 2, nx // 2, 2).mean((3, 5))
+    np.testing.assert_array_equal(levels[1], np.rint(half).astype(stack.dtype))
+    assert levels[2].shape[2:] == (ny // 4, nx // 4)
+    meta = image.metadata
+    assert [a["name"] for a in meta["axes"]] == ["c", "z", "y", "x"]
+    assert meta["axes"][1]["unit"] == "micrometer"
+    scales = [t[0]["scale"] for t in meta["coordinateTransformations"]]
+    dz = float(np.median(np.diff(stack["z"].values)))
+    assert scales[0] == pytest.approx([1.0, dz, 1.0, 1.0])
+    assert scales[2] == pytest.approx([1.0, dz, 4.0, 4.0])
+    assert meta["channel_names"] == ["."]
+    # an existing output is refused without --overwrite
+    assert main(["export", str(store), str(out), "--format", "ome-zarr"]) == 2
