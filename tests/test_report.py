@@ -190,3 +190,57 @@ def test_ome_zarr_export_reads_back_with_ome_zarr_py(store, tmp_path):
     assert meta["channel_names"] == ["."]
     # an existing output is refused without --overwrite
     assert main(["export", str(store), str(out), "--format", "ome-zarr"]) == 2
+
+
+_NAPARI_SCRIPT = """
+import sys
+
+import numpy as np
+import napari
+from ome_zarr.io import parse_url
+from ome_zarr.reader import Reader
+
+node = list(Reader(parse_url(sys.argv[1]))())[0]
+scale = node.metadata["coordinateTransformations"][0][0]["scale"]
+viewer = napari.Viewer(show=True)  # under Xvfb: a hidden viewer renders nothing
+layers = viewer.add_image(node.data, multiscale=True, channel_axis=0, scale=scale[1:],
+                          name=node.metadata["channel_names"])
+viewer.dims.set_point(0, float(viewer.dims.range[0][1]) / 2)
+viewer.reset_view()
+shot = viewer.screenshot(canvas_only=True)
+np.save(sys.argv[2], shot)
+print("levels", len(node.data), layers[0].data[0].shape)
+viewer.close()
+"""
+
+
+@pytest.mark.slow
+def test_ome_zarr_opens_in_napari(store, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    pytest.importorskip("ome_zarr")
+    if shutil.which("xvfb-run") is None:
+        pytest.skip("xvfb-run (Debian 'xvfb') is not installed; .ci/run installs it")
+    try:
+        import importlib.util
+
+        if importlib.util.find_spec("napari") is None:
+            pytest.skip("napari is not installed; .ci/run installs it")
+    except ValueError:
+        pytest.skip("napari is not importable")
+    from pystack3d_dask.cli import main
+
+    out = tmp_path / "view.ome.zarr"
+    assert main(["export", str(store), str(out), "--format", "ome-zarr", "--levels", "2"]) == 0
+    script = tmp_path / "view.py"
+    script.write_text(_NAPARI_SCRIPT)
+    shot = tmp_path / "shot.npy"
+    done = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", sys.executable,
+                           str(script), str(out), str(shot)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "levels 2 " in done.stdout  # both levels seen
+    img = np.load(shot)
+    assert img.ndim == 3 and img.shape[0] > 100 and float(img[..., :3].std()) > 5
