@@ -17,7 +17,8 @@ __all__ = ["main"]
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scheduler", choices=["threads", "processes", "local", "synchronous"],
+    parser.add_argument("--scheduler", choices=["threads", "processes", "local", "synchronous",
+                                                "address", "slurm"],
                         help="dask scheduler (default: [scheduler] name, else threads)")
     parser.add_argument("--workers", type=int, help="number of workers (default: nproc)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

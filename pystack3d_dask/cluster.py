@@ -1,4 +1,5 @@
-"""Schedulers: the threaded or multiprocessing scheduler, or a distributed LocalCluster."""
+"""Schedulers: the threaded or multiprocessing scheduler, a distributed LocalCluster, a
+running dask scheduler (``address``), or SLURM jobs through dask-jobqueue (``slurm``)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,18 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dask
 from dask.callbacks import Callback
 from tqdm.auto import tqdm
 
-from .errors import ConfigError
+from .errors import ConfigError, NotAvailableError
 
 __all__ = ["Executor", "executor"]
 
-SCHEDULERS = ("threads", "processes", "local", "synchronous")
+SCHEDULERS = ("threads", "processes", "local", "synchronous", "address", "slurm")
 
 
 @dataclass
@@ -86,38 +88,156 @@ class _TaskCounter(Callback):
 @contextlib.contextmanager
 def executor(name: str = "threads", workers: int = 1, threads_per_worker: int = 1,
              memory_limit: str = "auto", dashboard_address: str = "127.0.0.1:0",
-             progress: bool = True) -> Iterator[Executor]:
+             progress: bool = True, address: str | None = None,
+             slurm: dict[str, Any] | None = None, worker_timeout: float = 300.0
+             ) -> Iterator[Executor]:
     """Start the scheduler a workflow asks for, and stop it afterwards.
 
     Parameters
     ----------
     name
         ``threads`` (dask's threaded scheduler), ``processes`` (multiprocessing),
-        ``local`` (a ``distributed.LocalCluster`` bound to 127.0.0.1) or
-        ``synchronous`` (one thread, for debugging).
+        ``local`` (a ``distributed.LocalCluster`` bound to 127.0.0.1), ``synchronous``
+        (one thread, for debugging), ``address`` (a running dask scheduler) or ``slurm``
+        (a ``dask_jobqueue.SLURMCluster``: one worker per job).
     workers
-        Threads, processes or cluster workers.
+        Threads, processes or cluster workers (for ``slurm``: the jobs, unless
+        ``slurm["jobs"]`` or adaptive limits say otherwise).
     threads_per_worker, memory_limit, dashboard_address
         LocalCluster settings.
     progress
         Show a progress bar per step.
+    address
+        The scheduler to connect to (``name = "address"``).
+    slurm
+        SLURMCluster settings (see ``[scheduler.slurm]`` in the README).
+    worker_timeout
+        Seconds to wait for the first worker of a cluster before giving up.
     """
     if name not in SCHEDULERS:
         raise ConfigError(f"scheduler {name!r}: expected one of {list(SCHEDULERS)}")
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers = {workers!r}: expected an integer >= 1")
-    if name != "local":
+    if name in ("threads", "processes", "synchronous"):
         yield Executor(name, workers, progress=progress)
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
-                           processes=True, memory_limit=memory_limit, host="127.0.0.1",
-                           dashboard_address=dashboard_address)
+    if name == "address":
+        if not address:
+            raise ConfigError('[scheduler] name = "address" needs address = "tcp://host:port"')
+        try:
+            client = Client(address, timeout=f"{worker_timeout}s")
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(f"[scheduler] address = {address!r}: no dask scheduler reached "
+                              f"({exc})") from exc
+        with client:
+            _say_dashboard(client, progress)
+            yield Executor(name, workers, client=client, progress=progress)
+        return
+    if name == "local":
+        from distributed import LocalCluster
+
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
+                               processes=True, memory_limit=memory_limit, host="127.0.0.1",
+                               dashboard_address=dashboard_address)
+    else:
+        cluster = _slurm_cluster(dict(slurm or {}), workers, dashboard_address)
     try:
         with Client(cluster) as client:
-            if progress:
-                print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
+            _say_dashboard(client, progress)
+            if name == "slurm":
+                _wait_for_workers(client, cluster, worker_timeout)
             yield Executor(name, workers, client=client, progress=progress)
     finally:
         cluster.close()
+
+
+def _say_dashboard(client: Any, progress: bool) -> None:
+    if progress:
+        print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
+
+
+def _slurm_cluster(opts: dict[str, Any], workers: int, dashboard_address: str) -> Any:
+    import shutil
+
+    if shutil.which("sbatch") is None:
+        raise NotAvailableError('[scheduler] name = "slurm": sbatch is not on the PATH; run '
+                                "on a SLURM login node, or choose another scheduler")
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError as exc:
+        raise NotAvailableError('[scheduler] name = "slurm" needs dask-jobqueue: pip install '
+                                "'pystack3d-dask[hpc]'") from exc
+    extra_args = []
+    if opts.get("worker_lifetime"):
+        # leave before the walltime kills the job; the cluster starts a replacement
+        extra_args = ["--lifetime", opts["worker_lifetime"], "--lifetime-stagger",
+                      opts.get("lifetime_stagger") or "4m", "--lifetime-restart"]
+    kwargs = {key: opts[key] for key in ("queue", "account", "memory", "walltime",
+                                         "job_extra_directives", "local_directory",
+                                         "log_directory", "interface") if opts.get(key)}
+    cluster = SLURMCluster(cores=opts.get("cores") or 1, processes=1, python=sys.executable,
+                           worker_extra_args=extra_args,
+                           scheduler_options={"dashboard_address": dashboard_address},
+                           **kwargs)
+    _test_submission(cluster)
+    if opts.get("maximum_jobs"):
+        cluster.adapt(minimum_jobs=opts.get("minimum_jobs") or 0,
+                      maximum_jobs=opts["maximum_jobs"])
+    else:
+        cluster.scale(jobs=opts["jobs"] if opts.get("jobs") is not None else workers)
+    return cluster
+
+
+def _test_submission(cluster: Any) -> None:
+    """``sbatch --test-only`` of the workers' job script: resources SLURM cannot give
+    (more memory than a node has, an unknown partition) fail here, with SLURM's words,
+    instead of leaving the run waiting for workers that never come."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as fid:
+        fid.write(cluster.job_script())
+    try:
+        done = subprocess.run(["sbatch", "--test-only", fid.name], capture_output=True,
+                              text=True, timeout=60)
+    finally:
+        Path(fid.name).unlink()
+    if done.returncode != 0:
+        cluster.close()
+        said = (done.stderr or done.stdout).strip()
+        raise ConfigError(f"[scheduler] slurm: SLURM refuses the workers' job: {said}\n"
+                          f"job script:\n{cluster.job_script()}")
+
+
+def _wait_for_workers(client: Any, cluster: Any, timeout: float) -> None:
+    """Wait for one worker; a job SLURM refuses (impossible resources) or leaves pending
+    must end in an error that says why, not in a run that waits forever."""
+    import logging
+
+    class _Errors(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.ERROR)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    errors = _Errors()
+    loggers = [logging.getLogger(n) for n in ("distributed.deploy.spec", "dask_jobqueue",
+                                              "distributed.deploy.adaptive")]
+    for log in loggers:
+        log.addHandler(errors)
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except (TimeoutError, OSError) as exc:
+        detail = "; ".join(m.strip()[-600:] for m in errors.messages[-3:])
+        raise ConfigError(
+            f"[scheduler] slurm: no worker joined within worker_timeout = {timeout:g} s"
+            + (f". SLURM said: {detail}" if detail else ". Check the jobs with squeue and "
+               "their output in log_directory") + f"\njob script:\n{cluster.job_script()}"
+        ) from exc
+    finally:
+        for log in loggers:
+            log.removeHandler(errors)

@@ -223,7 +223,9 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
     reports: list[StepReport] = []
     groups = [INPUT_GROUP]
     with executor(sched["name"], sched["workers"], sched["threads_per_worker"],
-                  sched["memory_limit"], sched["dashboard_address"], progress) as ex:
+                  sched["memory_limit"], sched["dashboard_address"], progress,
+                  address=sched.get("address"), slurm=sched.get("slurm"),
+                  worker_timeout=sched.get("worker_timeout", 300.0)) as ex:
         st.update_info(workflow_started=time.time(), package_version=__version__,
                        workflow_source=str(wf.source) if wf.source else None,
                        workflow_raw=to_json(wf.raw))

@@ -201,6 +201,13 @@ def _stripe_threshold(table: str, key: str, value: Any) -> str | float:
     raise _fail(table, key, value, '"auto" or a score above 0 (1 means no stripes)')
 
 
+def _slurm(table: str, key: str, value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise _fail(table, key, value, 'a table such as { queue = "debug", cores = 1, '
+                    'memory = "4GB", walltime = "01:00:00", jobs = 2 }')
+    return validate_table(f"{table}.{key}", value, _SLURM)
+
+
 _REQUIRED = object()
 
 _GABOR = {
@@ -217,6 +224,24 @@ _WAVELET = {
     "wavelet": Param(string(), "coif3", "PyWavelets wavelet name"),
     "level": Param(integer(1), 4, "decomposition level"),
     "sigma": Param(number(0.0, strict_min=True), 4.0, "damping width in Fourier space"),
+}
+
+_SLURM = {
+    "queue": Param(string(), None, "partition (sbatch -p)"),
+    "account": Param(string(), None, "account (sbatch -A)"),
+    "cores": Param(integer(1), 1, "cores per job (one dask worker per job)"),
+    "memory": Param(string(), "4GB", "memory per job"),
+    "walltime": Param(string(), "01:00:00", "time limit per job"),
+    "jobs": Param(integer(0), 1, "jobs (workers) to start; ignored when adaptive"),
+    "minimum_jobs": Param(integer(0), None, "adaptive: fewest jobs"),
+    "maximum_jobs": Param(integer(1), None, "adaptive: most jobs (setting it turns adaptive on)"),
+    "job_extra_directives": Param(string_list, None, "extra #SBATCH lines, e.g. ['--qos=low']"),
+    "worker_lifetime": Param(string(), None, "workers leave after this (e.g. '55m'), before the "
+                             "walltime kills them, and are replaced"),
+    "lifetime_stagger": Param(string(), "4m", "random spread of worker_lifetime"),
+    "local_directory": Param(string(), None, "workers' scratch folder on the node"),
+    "log_directory": Param(string(), None, "folder of the jobs' output files"),
+    "interface": Param(string(), None, "network interface of the workers (e.g. 'ib0')"),
 }
 
 #: Key present in every step table: whether the step's output is written to the store.
@@ -315,8 +340,15 @@ OWN_TABLES: dict[str, dict[str, Param]] = {
         "compression_level": Param(integer(0, 22), 3, "compression level"),
     },
     "scheduler": {
-        "name": Param(string(("threads", "processes", "local", "synchronous")), "threads",
-                      "dask scheduler: threads, processes, or a distributed local cluster"),
+        "name": Param(string(("threads", "processes", "local", "synchronous", "address",
+                              "slurm")), "threads",
+                      "dask scheduler: threads, processes, a distributed local cluster, a "
+                      "running scheduler (address), or SLURM jobs (slurm)"),
+        "address": Param(string(), None, "address of a running dask scheduler (name = "
+                         '"address"), such as "tcp://10.0.0.5:8786"'),
+        "slurm": Param(_slurm, None, "SLURMCluster settings (name = \"slurm\")"),
+        "worker_timeout": Param(number(0.0, strict_min=True), 300.0,
+                                "seconds to wait for the first worker of a cluster"),
         "workers": Param(integer(1), None, "workers (default: nproc)"),
         "threads_per_worker": Param(integer(1), 1, "threads per worker of a local cluster"),
         "memory_limit": Param(string(), "auto", "memory per worker of a local cluster"),
