@@ -93,6 +93,17 @@ def test_older_project_dir_names(tmp_path, old):
     assert wf.project_dir == tmp_path.resolve() / "data"
 
 
+def test_slurm_table_is_checked(tmp_path):
+    text = ('project_dir = "/abs/slices"\n[scheduler]\nname = "slurm"\n'
+            '[scheduler.slurm]\nqueue = "debug"\nmaximum_jobs = 4\n'
+            'job_extra_directives = ["--qos=low"]\n')
+    wf = load_workflow(_write(tmp_path, text))
+    assert wf.scheduler["slurm"]["queue"] == "debug" and wf.scheduler["slurm"]["cores"] == 1
+    assert wf.scheduler["slurm"]["job_extra_directives"] == ["--qos=low"]
+    with pytest.raises(ConfigError, match="'walltme'.*did you mean 'walltime'"):
+        load_workflow(_write(tmp_path, text + 'walltme = "1:00:00"\n'))
+
+
 def test_own_tables_beside_pystack3d(tmp_path):
     text = ('project_dir = "/abs/slices"\nnproc = 3\nprocess_steps = ["cropping"]\n'
             '[cropping]\narea = [1, 5, 1, 5]\ncheckpoint = false\n'
@@ -104,7 +115,8 @@ def test_own_tables_beside_pystack3d(tmp_path):
     assert wf.step_params("cropping") == {"area": [1, 5, 1, 5]}
     assert wf.store_path() == tmp_path.resolve() / "out" / "s.zarr"
     assert wf.scheduler == {"name": "local", "workers": 3, "threads_per_worker": 2,
-                            "memory_limit": "auto", "dashboard_address": "127.0.0.1:0"}
+                            "memory_limit": "auto", "dashboard_address": "127.0.0.1:0",
+                            "address": None, "slurm": None, "worker_timeout": 300.0}
     assert wf.input["z_spacing"] == 0.02
 
 

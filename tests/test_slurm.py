@@ -131,3 +131,74 @@ def test_address_runs_on_a_running_scheduler(tmp_path):
         p3d.run(wf, progress=False)
     np.testing.assert_array_equal(p3d.open_result(tmp_path / "s.zarr").values[0],
                                   data[:, 16:, :20])
+
+
+def _synthetic(tmp_path):
+    files = write_synthetic(tmp_path / "syn", shape=(24, 90, 100))
+    wf = tomllib.loads(files.workflow.read_text())
+    wf["project_dir"] = str(files.slices_dir)
+    wf["destriping"]["maxit"] = 30
+    reference = copy.deepcopy(wf)
+    reference["store"] = {"path": str(tmp_path / "threads.zarr")}
+    p3d.run(reference, progress=False)
+    return wf
+
+
+def _slurm_workflow(wf: dict, tmp_path, store: str, jobs: int = 2) -> dict:
+    out = copy.deepcopy(wf)
+    out["store"] = {"path": str(tmp_path / store)}
+    out["scheduler"] = {"name": "slurm", "worker_timeout": 120,
+                        "slurm": {**SLURM, "jobs": jobs, "log_directory": str(tmp_path / "logs")}}
+    return out
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@needs_slurm
+def test_a_cancelled_job_does_not_change_the_result(tmp_path):
+    wf = _synthetic(tmp_path)
+    on_slurm = _slurm_workflow(wf, tmp_path, "slurm.zarr")
+    before = set(_jobs())
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = p3d.run(on_slurm, progress=False)
+        except Exception as exc:  # the cluster could not recover: resumed below
+            outcome["error"] = exc
+
+    runner = threading.Thread(target=target)
+    runner.start()
+    cancelled = None
+    while runner.is_alive() and cancelled is None:
+        steps = tmp_path / "slurm.zarr" / "steps"
+        jobs = sorted(set(_jobs()) - before)
+        if steps.is_dir() and any(p.name.endswith("_destriping") for p in steps.iterdir()) \
+                and jobs:
+            cancelled = jobs[0]
+            subprocess.run(["scancel", cancelled], check=True)
+        time.sleep(0.1)
+    runner.join()
+    assert cancelled is not None, "the run ended before a job could be cancelled"
+    if "error" in outcome:  # a second run resumes from the checkpoints
+        p3d.run(on_slurm, progress=False)
+    for group in ["destriping", "resampling", "cropping_final"]:
+        np.testing.assert_array_equal(p3d.open_result(tmp_path / "slurm.zarr", group).values,
+                                      p3d.open_result(tmp_path / "threads.zarr", group).values)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@needs_slurm
+def test_resume_in_a_new_allocation(tmp_path):
+    wf = _synthetic(tmp_path)
+    first = _slurm_workflow(wf, tmp_path, "slurm.zarr", jobs=1)
+    first["process_steps"] = wf["process_steps"][:2]  # stopped after two steps
+    p3d.run(first, progress=False)
+    second = _slurm_workflow(wf, tmp_path, "slurm.zarr", jobs=1)  # a new SLURMCluster
+    result = p3d.run(second, progress=False)
+    status = {r.name: r.status for r in result.reports}
+    assert status["cropping"] == "reused" and status["bkg_removal"] == "reused"
+    assert status["destriping"] == "computed"
+    np.testing.assert_array_equal(p3d.open_result(tmp_path / "slurm.zarr").values,
+                                  p3d.open_result(tmp_path / "threads.zarr").values)
