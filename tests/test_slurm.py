@@ -180,6 +180,7 @@ def test_a_cancelled_job_does_not_change_the_result(tmp_path):
         time.sleep(0.1)
     runner.join()
     assert cancelled is not None, "the run ended before a job could be cancelled"
+    print("cancelled job", cancelled, "outcome:", sorted(outcome))
     if "error" in outcome:  # a second run resumes from the checkpoints
         p3d.run(on_slurm, progress=False)
     for group in ["destriping", "resampling", "cropping_final"]:
