@@ -21,6 +21,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                                                 "address", "slurm"],
                         help="dask scheduler (default: [scheduler] name, else threads)")
     parser.add_argument("--workers", type=int, help="number of workers (default: nproc)")
+    parser.add_argument("--address", help="with --scheduler address: the dask scheduler to "
+                                          "connect to (tcp://host:port)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -86,7 +88,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import run
 
     result = run(args.workflow, store=args.store, scheduler=args.scheduler,
-                 workers=args.workers, overwrite=args.overwrite or None, progress=not args.quiet)
+                 workers=args.workers, overwrite=args.overwrite or None, progress=not args.quiet,
+                 address=args.address)
     if not args.no_report:
         _report(result.store, args.report_dir)
     return 0

@@ -171,7 +171,7 @@ def _refuse_main_reimport() -> None:
 
 def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path | None = None,
         scheduler: str | None = None, workers: int | None = None, overwrite: bool | None = None,
-        progress: bool = True) -> RunResult:
+        progress: bool = True, address: str | None = None) -> RunResult:
     """Run a workflow: ingest the input, then every step of ``process_steps`` in order,
     each written as a checkpoint of the store.
 
@@ -183,8 +183,9 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
     store
         Zarr store path; overrides ``[store] path`` (default: the workflow file's name
         with ``.zarr``, beside it).
-    scheduler, workers
-        Override ``[scheduler] name`` and ``workers`` (``nproc`` by default).
+    scheduler, workers, address
+        Override ``[scheduler] name``, ``workers`` (``nproc`` by default) and ``address``
+        (the dask scheduler of ``name = "address"``).
     overwrite
         Replace a store made from another input.
     progress
@@ -203,6 +204,8 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
         wf.scheduler["name"] = scheduler
     if workers is not None:
         wf.scheduler["workers"] = workers
+    if address is not None:
+        wf.scheduler["address"] = address
     if overwrite is not None:
         wf.store["overwrite"] = overwrite
     _check_steps(wf)

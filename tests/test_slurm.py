@@ -129,7 +129,17 @@ def test_address_runs_on_a_running_scheduler(tmp_path):
               "store": {"path": str(tmp_path / "s.zarr")},
               "scheduler": {"name": "address", "address": cluster.scheduler_address}}
         p3d.run(wf, progress=False)
+        # the same from the command line
+        from pystack3d_dask.cli import main
+
+        toml = tmp_path / "wf.toml"
+        toml.write_text(f'project_dir = "{tmp_path / "slices"}"\nprocess_steps = ["cropping"]\n'
+                        '[cropping]\narea = [0, 20, 0, 16]\n')
+        assert main(["run", str(toml), "--scheduler", "address", "--address",
+                     cluster.scheduler_address, "--no-report", "--quiet"]) == 0
     np.testing.assert_array_equal(p3d.open_result(tmp_path / "s.zarr").values[0],
+                                  data[:, 16:, :20])
+    np.testing.assert_array_equal(p3d.open_result(tmp_path / "wf.zarr").values[0],
                                   data[:, 16:, :20])
 
 
