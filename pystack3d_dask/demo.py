@@ -66,6 +66,7 @@ def demo(folder: str | Path = "pystack3d-dask-demo", shape: tuple[int, int, int]
 
         where = default_report_dir(result.store)
         files = write_report(result.store, where)
-        page = write_html_report(result.store, where / "report.html", figures_dir=where)
+        page = write_html_report(result.store, where / "report.html", figures_dir=where,
+                                 truth=data / "truth.zarr", scores=scores)
         print(f"figures: {len(files)} PNG files in {where}; open {page} in a browser")
     return result, scores

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from .errors import StoreError
 from .io.store import Store
 
 __all__ = ["find_truth", "write_html_report"]
@@ -59,17 +58,22 @@ def _table(rows: list[tuple[str, str]]) -> str:
     return f'<table class="kv">{body}</table>'
 
 
-def _quality_rows(store: Store, groups: list[str], truth_path: Path) -> str:
+def _quality_rows(store: Store, groups: list[str], truth_path: Path,
+                  scores: dict[str, dict] | None = None) -> str:
     from .pipeline import open_result
     from .quality import quality
     from .synthetic import load_truth
 
-    truth = load_truth(truth_path)
+    scores = dict(scores or {})
+    truth = None
     head = "<tr><th>group</th><th>PSNR (dB)</th><th>SSIM</th><th>MAE</th><th>bias</th></tr>"
     rows = []
     for group in groups:
         name = group.split("/", 1)[-1]
-        q = quality(open_result(store.path, name), truth)
+        if name not in scores:
+            truth = load_truth(truth_path) if truth is None else truth
+            scores[name] = quality(open_result(store.path, name), truth)
+        q = scores[name]
         rows.append(f"<tr><td>{html.escape(name)}</td><td>{q['psnr']:.2f}</td>"
                     f"<td>{q['ssim']:.4f}</td><td>{q['mae']:.3f}</td><td>{q['bias']:+.3f}</td></tr>")
     return (f"<h2>Quality against the ground truth</h2><p>{html.escape(str(truth_path))}</p>"
@@ -77,7 +81,8 @@ def _quality_rows(store: Store, groups: list[str], truth_path: Path) -> str:
 
 
 def write_html_report(store: str | Path, out: str | Path, figures_dir: str | Path | None = None,
-                      truth: str | Path | None = None) -> Path:
+                      truth: str | Path | None = None,
+                      scores: dict[str, dict] | None = None) -> Path:
     """Write ``out`` (one HTML file, with bokeh's JavaScript and the figures inside).
 
     Parameters
@@ -92,15 +97,17 @@ def write_html_report(store: str | Path, out: str | Path, figures_dir: str | Pat
     truth
         Ground truth (``truth.zarr``) to score every step against; by default the one that
         ``pystack3d-dask synth`` wrote beside the input slices, if any.
+    scores
+        Quality already computed against that truth (:func:`pystack3d_dask.quality.quality`
+        per group name, as ``demo`` has it), so that it is not computed again.
     """
     from bokeh.embed import components
     from bokeh.resources import INLINE
 
+    from .report import report_groups
+
     st = Store(store, create=False)
-    order = list(st.info.get("workflow") or ["input", *st.step_groups()])
-    groups = [g for g in order if st.is_complete(g)]
-    if not groups:
-        raise StoreError(f"{st.path}: no complete step to report")
+    groups = report_groups(st)
     truth_path = Path(truth) if truth is not None else find_truth(st)
     figures_dir = Path(figures_dir) if figures_dir is not None else None
 
@@ -130,7 +137,8 @@ def write_html_report(store: str | Path, out: str | Path, figures_dir: str | Pat
         previous = ds
 
     script, divs = components(plots)
-    quality_html = _quality_rows(st, groups, truth_path) if truth_path is not None else ""
+    quality_html = (_quality_rows(st, groups, truth_path, scores) if truth_path is not None
+                    else "")
     workflow = st.info.get("workflow_raw") or {}
     body = [f"<h1>pystack3d-dask report: {html.escape(st.path.name)}</h1>",
             _table([("store", html.escape(str(st.path))),

@@ -8,13 +8,22 @@ from typing import Any
 from .errors import StoreError
 from .io.store import Store
 
-__all__ = ["default_report_dir", "write_report"]
+__all__ = ["default_report_dir", "report_groups", "write_report"]
 
 
 def default_report_dir(store: str | Path) -> Path:
     """``<store>-report`` beside the store (``out.zarr`` -> ``out-report``)."""
     path = Path(store).resolve()
     return path.with_name(f"{path.stem}-report")
+
+
+def report_groups(st: Store) -> list[str]:
+    """The complete groups of the store's last workflow, in order (``input`` first)."""
+    order = list(st.info.get("workflow") or ["input", *st.step_groups()])
+    groups = [g for g in order if st.is_complete(g)]
+    if not groups:
+        raise StoreError(f"{st.path}: no complete step to report")
+    return groups
 
 
 def _save(fig: Any, path: Path, dpi: int) -> Path:
@@ -45,13 +54,11 @@ def write_report(store: str | Path, out: str | Path | None = None, *, sections: 
     from .sections import cut_planes, draw_cube, draw_sections
 
     st = Store(store, create=False)
-    order = list(st.info.get("workflow") or ["input", *st.step_groups()])
-    groups = [g for g in order if st.is_complete(g)]
-    if not groups:
-        raise StoreError(f"{st.path}: no complete step to report")
+    groups = report_groups(st)
     out_dir = Path(out) if out is not None else default_report_dir(st.path)
     written: list[Path] = []
     previous = None
+    previous_cuts = None  # the input of a step is the output of the one before: cut once
     for group in groups:
         ds = st.open_dataset(group)
         name = group.split("/", 1)[-1]
@@ -64,9 +71,9 @@ def write_report(store: str | Path, out: str | Path | None = None, *, sections: 
                 written.append(_save(fig, folder / f"{label}.png", dpi))
         if sections:
             after = cut_planes(ds["stack"])
-            before = cut_planes(previous["stack"]) if previous is not None else None
-            written.append(_save(draw_sections(before, after, f"{name}: cut planes"),
+            written.append(_save(draw_sections(previous_cuts, after, f"{name}: cut planes"),
                                  folder / "sections.png", dpi))
+            previous_cuts = after
         if cube:
             written.append(_save(draw_cube(ds["stack"], title=f"{name}: faces of the volume"),
                                  folder / "cube.png", dpi))
