@@ -126,24 +126,15 @@ def check_wavelet(wavelet: str, level: int, shape: tuple[int, int] | None = None
     return []
 
 
-def _damp_vertical(band: Any, sigma: float, xp: types.ModuleType) -> Any:
+def _damp_vertical(band: np.ndarray, sigma: float) -> np.ndarray:
     """Damp the low vertical frequencies of a detail band, column by column: a vertical
     stripe is constant along y, so its energy sits at frequency 0 along axis 0."""
-    fft = _fft_module(xp)
+    import scipy.fft
+
     n = band.shape[0]
-    k = xp.arange(n // 2 + 1, dtype=band.dtype)
-    keep = 1 - xp.exp(-(k**2) / (2 * sigma**2))
-    return fft.irfft(fft.rfft(band, axis=0) * keep[:, None], n=n, axis=0)
-
-
-def _fft_module(xp: types.ModuleType) -> types.ModuleType:
-    if xp is np:
-        import scipy.fft
-
-        return scipy.fft
-    import cupyx.scipy.fft
-
-    return cupyx.scipy.fft
+    k = np.arange(n // 2 + 1, dtype=band.dtype)
+    keep = 1 - np.exp(-(k**2) / (2 * sigma**2))
+    return scipy.fft.irfft(scipy.fft.rfft(band, axis=0) * keep[:, None], n=n, axis=0)
 
 
 def _wavelet_vertical(img: np.ndarray, wavelet: str, level: int, sigma: float) -> np.ndarray:
@@ -154,7 +145,7 @@ def _wavelet_vertical(img: np.ndarray, wavelet: str, level: int, sigma: float) -
         coeffs = pywt.wavedec2(img, wavelet, level=level)
     damped = [coeffs[0]]
     for horizontal, vertical, diagonal in coeffs[1:]:
-        damped.append((horizontal, _damp_vertical(vertical, sigma, np), diagonal))
+        damped.append((horizontal, _damp_vertical(vertical, sigma), diagonal))
     out = pywt.waverec2(damped, wavelet)
     # odd sizes come back one pixel larger
     return out[: img.shape[0], : img.shape[1]]
