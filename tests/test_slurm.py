@@ -36,25 +36,36 @@ def _slurm_ready() -> str | None:
     return None
 
 
-needs_slurm = pytest.mark.skipif(_slurm_ready() is not None, reason=str(_slurm_ready()))
+_NO_SLURM = _slurm_ready()
+needs_slurm = pytest.mark.skipif(_NO_SLURM is not None, reason=str(_NO_SLURM))
 SLURM = {"queue": "debug", "cores": 1, "memory": "2GB", "jobs": 2, "interface": "lo"}
+
+
+def _synthetic(tmp_path, shape=(24, 90, 100), maxit=30) -> dict:
+    """The synthetic workflow, and its threaded run in ``threads.zarr`` (the reference)."""
+    files = write_synthetic(tmp_path / "syn", shape=shape)
+    wf = tomllib.loads(files.workflow.read_text())
+    wf["project_dir"] = str(files.slices_dir)
+    wf["destriping"]["maxit"] = maxit
+    reference = copy.deepcopy(wf)
+    reference["store"] = {"path": str(tmp_path / "threads.zarr")}
+    p3d.run(reference, progress=False)
+    return wf
+
+
+def _slurm_workflow(wf: dict, tmp_path, store: str, jobs: int = 2) -> dict:
+    out = copy.deepcopy(wf)
+    out["store"] = {"path": str(tmp_path / store)}
+    out["scheduler"] = {"name": "slurm", "worker_timeout": 120,
+                        "slurm": {**SLURM, "jobs": jobs, "log_directory": str(tmp_path / "logs")}}
+    return out
 
 
 @pytest.mark.slurm
 @needs_slurm
 def test_synthetic_workflow_on_slurm_equals_threads(tmp_path):
-    files = write_synthetic(tmp_path / "syn", shape=(20, 90, 100))
-    wf = tomllib.loads(files.workflow.read_text())
-    wf["project_dir"] = str(files.slices_dir)
-    wf["destriping"]["maxit"] = 5
-    threads = copy.deepcopy(wf)
-    threads["store"] = {"path": str(tmp_path / "threads.zarr")}
-    p3d.run(threads, progress=False)
-
-    on_slurm = copy.deepcopy(wf)
-    on_slurm["store"] = {"path": str(tmp_path / "slurm.zarr")}
-    on_slurm["scheduler"] = {"name": "slurm", "worker_timeout": 120,
-                             "slurm": {**SLURM, "log_directory": str(tmp_path / "logs")}}
+    wf = _synthetic(tmp_path, shape=(20, 90, 100), maxit=5)
+    on_slurm = _slurm_workflow(wf, tmp_path, "slurm.zarr")
     before = set(_jobs())
     outcome: dict = {}
     runner = threading.Thread(target=lambda: outcome.setdefault(
@@ -141,25 +152,6 @@ def test_address_runs_on_a_running_scheduler(tmp_path):
                                   data[:, 16:, :20])
     np.testing.assert_array_equal(p3d.open_result(tmp_path / "wf.zarr").values[0],
                                   data[:, 16:, :20])
-
-
-def _synthetic(tmp_path):
-    files = write_synthetic(tmp_path / "syn", shape=(24, 90, 100))
-    wf = tomllib.loads(files.workflow.read_text())
-    wf["project_dir"] = str(files.slices_dir)
-    wf["destriping"]["maxit"] = 30
-    reference = copy.deepcopy(wf)
-    reference["store"] = {"path": str(tmp_path / "threads.zarr")}
-    p3d.run(reference, progress=False)
-    return wf
-
-
-def _slurm_workflow(wf: dict, tmp_path, store: str, jobs: int = 2) -> dict:
-    out = copy.deepcopy(wf)
-    out["store"] = {"path": str(tmp_path / store)}
-    out["scheduler"] = {"name": "slurm", "worker_timeout": 120,
-                        "slurm": {**SLURM, "jobs": jobs, "log_directory": str(tmp_path / "logs")}}
-    return out
 
 
 @pytest.mark.slurm
