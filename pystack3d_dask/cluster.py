@@ -55,14 +55,25 @@ class Executor:
         with self._bar(len(tasks), label) as bar:
             callback = _TaskCounter(bar, {t.key for t in tasks})
             with callback:
-                return list(dask.compute(*tasks, scheduler=self.name,
+                return list(dask.compute(*tasks, scheduler=self._local_get(),
                                          num_workers=self.workers))
 
     def compute_values(self, objects: Sequence[Any]) -> list[Any]:
         """Compute dask collections (small reductions) and return their values."""
         if self.client is not None:
             return self.client.gather(self.client.compute(list(objects)))
-        return list(dask.compute(*objects, scheduler=self.name, num_workers=self.workers))
+        return list(dask.compute(*objects, scheduler=self._local_get(), num_workers=self.workers))
+
+    def _local_get(self) -> Callable[..., Any]:
+        # The scheduler's function rather than its name: given a name, dask imports
+        # distributed (about 0.2 s) to look for a client that cannot be there.
+        if self.name == "threads":
+            from dask.threaded import get
+        elif self.name == "processes":
+            from dask.multiprocessing import get
+        else:
+            from dask.local import get_sync as get
+        return get
 
     def _bar(self, total: int, label: str) -> tqdm:
         return tqdm(total=total, desc=label or "slices", unit="slice", disable=not self.progress,

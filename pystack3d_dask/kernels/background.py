@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .polynomial import Powers, evaluate_slice, vandermonde
+from .polynomial import Powers, accumulate_outer, separable_factors, vandermonde
 from .robust import robust_lstsq
 
 __all__ = [
@@ -130,8 +130,11 @@ def remove_background(img: np.ndarray, coefs: np.ndarray, powers: Powers, zpos: 
     ``keep_constant`` (its ``preserve_avg``, where the constant was set so that the
     removed background has zero mean).
     """
-    img64 = np.asarray(img, dtype=np.float64)
-    out = img64 - evaluate_slice(coefs, powers, img.shape, zpos, skip_constant=not keep_constant)
+    out = np.array(img, dtype=np.float64)
+    left, right = separable_factors(coefs, powers, img.shape, zpos,
+                                    skip_constant=not keep_constant)
+    accumulate_outer(out, left, right, sign=-1.0)
     if threshold_min is None and threshold_max is None:
         return out
-    return np.where(fit_mask(img, threshold_min, threshold_max), out, img64)
+    np.copyto(out, img, where=~fit_mask(img, threshold_min, threshold_max), casting="unsafe")
+    return out

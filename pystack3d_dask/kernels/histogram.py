@@ -96,7 +96,8 @@ def match_histogram(img: np.ndarray, reference: np.ndarray,
         # one lookup table over the possible grey levels, then a gather per pixel
         values = np.arange(1 << (8 * img.dtype.itemsize), dtype=np.float64)
         index = np.floor((values - vmin) / span * nbins).astype(np.int64)
-        return cast(levels[np.clip(index, 0, nbins - 1)])[img]
+        # np.take: a faster gather than fancy indexing for a small table
+        return np.take(cast(levels[np.clip(index, 0, nbins - 1)]), img)
     index = np.floor((img.astype(np.float64) - vmin) / span * nbins).astype(np.int64)
     return cast(levels[np.clip(index, 0, nbins - 1)])
 

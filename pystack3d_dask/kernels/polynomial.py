@@ -17,9 +17,11 @@ from ..errors import ConfigError
 
 __all__ = [
     "Powers",
+    "accumulate_outer",
     "evaluate_slice",
     "parse_poly_basis",
     "powers_from_orders",
+    "separable_factors",
     "term_names",
     "vandermonde",
 ]
@@ -166,23 +168,13 @@ def vandermonde(coords: Sequence[np.ndarray], powers: Powers) -> np.ndarray:
     return out.T
 
 
-def evaluate_slice(coefs: np.ndarray, powers: Powers, shape: tuple[int, int],
-                   zpos: float = 0.0, skip_constant: bool = False) -> np.ndarray:
-    """The polynomial on a whole (H, W) slice, in O(H * W) memory.
+def separable_factors(coefs: np.ndarray, powers: Powers, shape: tuple[int, int],
+                       zpos: float = 0.0, skip_constant: bool = False
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The polynomial on an (H, W) slice as ``left @ right``: ``left`` (H, r) holds the
+    y powers times the coefficients, ``right`` (r, W) the x powers, r = max x power + 1.
 
-    The sum of ``c * x**px * y**py * z**pz`` is evaluated separably as
-    ``Y @ C @ X.T``, never forming an (H * W, terms) matrix.
-
-    Parameters
-    ----------
-    coefs
-        One coefficient per term.
-    powers
-        Terms (2 or 3 powers each); a z power is evaluated at ``zpos``.
-    shape
-        ``(H, W)``; x = column / (W - 1), y = row / (H - 1).
-    skip_constant
-        Leave out the constant term.
+    Parameters are those of :func:`evaluate_slice`.
     """
     height, width = shape
     xs = np.linspace(0.0, 1.0, width)
@@ -195,6 +187,46 @@ def evaluate_slice(coefs: np.ndarray, powers: Powers, shape: tuple[int, int],
             continue
         weight = float(zpos) ** term[2] if len(term) == 3 else 1.0
         grid[term[1], term[0]] += c * weight
-    xpow = np.stack([xs**p for p in range(max_px + 1)], axis=1)  # (W, px)
     ypow = np.stack([ys**p for p in range(max_py + 1)], axis=1)  # (H, py)
-    return ypow @ grid @ xpow.T
+    xpow = np.stack([xs**p for p in range(max_px + 1)], axis=0)  # (px, W)
+    return ypow @ grid, xpow
+
+
+def accumulate_outer(out: np.ndarray, left: np.ndarray, right: np.ndarray,
+                     sign: float = 1.0) -> np.ndarray:
+    """``out += sign * left @ right`` in place, one rank-one term at a time.
+
+    The rank is a handful: a broadcast product per term is several times faster than
+    a BLAS product with so small an inner dimension, whose threads also compete with
+    the scheduler's.
+    """
+    term = np.empty_like(out)
+    for j in range(left.shape[1]):
+        np.multiply(left[:, j:j + 1], right[j], out=term)
+        if sign < 0:
+            out -= term
+        else:
+            out += term
+    return out
+
+
+def evaluate_slice(coefs: np.ndarray, powers: Powers, shape: tuple[int, int],
+                   zpos: float = 0.0, skip_constant: bool = False) -> np.ndarray:
+    """The polynomial on a whole (H, W) slice, in O(H * W) memory.
+
+    The sum of ``c * x**px * y**py * z**pz`` is evaluated separably (see
+    :func:`separable_factors`), never forming an (H * W, terms) matrix.
+
+    Parameters
+    ----------
+    coefs
+        One coefficient per term.
+    powers
+        Terms (2 or 3 powers each); a z power is evaluated at ``zpos``.
+    shape
+        ``(H, W)``; x = column / (W - 1), y = row / (H - 1).
+    skip_constant
+        Leave out the constant term.
+    """
+    left, right = separable_factors(coefs, powers, shape, zpos, skip_constant)
+    return accumulate_outer(np.zeros(shape, dtype=np.float64), left, right)

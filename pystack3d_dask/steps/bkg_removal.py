@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
@@ -126,10 +125,12 @@ def prepare(stack: xr.DataArray, compute: Callable[[list[Any]], list[Any]],
                             drop_axis=3,
                             chunks=((1,) * nc, (1,) * len(kept), (rows.size,)), dtype=np.float64)
     zpos = kept / max(nz - 1, 1)
-    fits = [dask.delayed(_fit_3d)(samples[c], zpos, rows, cols, (ny, nx), powers,
-                                  params.get("weight_func"), bool(params.get("preserve_avg")))
-            for c in range(nc)]
-    coefs = np.stack(compute(fits))
+    # the sample is capped by max_samples: it comes back to fit here, which saves
+    # building a dask graph around an array graph for one task
+    (values,) = compute([samples])
+    coefs = np.stack([_fit_3d(values[c], zpos, rows, cols, (ny, nx), powers,
+                              params.get("weight_func"), bool(params.get("preserve_avg")))
+                      for c in range(nc)])
     return {"coefs_3d": xr.DataArray(
         coefs, dims=("channel", "term"),
         coords={"channel": stack["channel"].values, "term": term_names(powers)},
