@@ -8,8 +8,12 @@ is reused; a partial one is resumed; any other is replaced. A step whose table s
 
 from __future__ import annotations
 
+import errno
+import getpass
 import hashlib
 import json
+import platform
+import socket
 import sys
 import time
 import warnings
@@ -24,7 +28,9 @@ import xarray as xr
 from ._version import __version__
 from .cluster import Executor, executor
 from .config import Workflow, load_workflow
-from .errors import Pystack3dDaskError, StoreError
+from .errors import ConfigError, Pystack3dDaskError, StoreError
+from .faults import fault_point
+from .io.lock import StoreLock
 from .io.store import LAYOUT_VERSION, Store, WriteReport, make_compressors, to_json
 from .io.tiff import SliceSource, discover, lazy_stack
 from .steps import StepOutput, get_step
@@ -100,7 +106,73 @@ def _check_same_input(store: Store, source: SliceSource) -> None:
                              "ask to overwrite it (--overwrite)")
 
 
-def _ingest(store: Store, wf: Workflow, source: SliceSource, run: Executor) -> StepReport:
+PROVENANCE_PACKAGES = ("pystack3d-dask", "dask", "distributed", "zarr", "numcodecs", "numpy",
+                       "scipy", "xarray", "tifffile", "pystackreg", "pyvsnr", "PyWavelets")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of this package and of those its results depend on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PROVENANCE_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _provenance(wf: Workflow, source: SliceSource) -> dict[str, Any]:
+    """What produced a group: the workflow as given and where from, the versions, the
+    host and user, the command, and the identity of the input manifest (the manifest
+    itself, one entry per file, is stored once, in the ``input`` group)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (containers)
+        user = None
+    return {
+        "workflow_source": str(wf.source) if wf.source else None,
+        "workflow": to_json(wf.raw),
+        "workflow_text": _read_text(wf.source),
+        "versions": package_versions(),
+        "host": socket.gethostname(),
+        "user": user,
+        "command": " ".join(sys.argv),
+        "input_manifest": {
+            "group": INPUT_GROUP,
+            "fingerprint": fingerprint({"manifest": source.manifest_identity()}),
+            "files": len(source.manifest),
+            "bytes": int(sum(m["size"] for m in source.manifest)),
+        },
+    }
+
+
+def _read_text(path: Path | None) -> str | None:
+    try:
+        return Path(path).read_text() if path else None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _os_error(exc: OSError, store: Path) -> StoreError | None:
+    """A user's message for a file-system failure while writing the store."""
+    if exc.errno == errno.ENOSPC:
+        return StoreError(f"no space left on device while writing the store {store}: the "
+                          "finished slices are kept and no unfinished step is marked "
+                          "complete; free some space (or choose another [store] path) and run "
+                          "again to resume")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return StoreError(f"cannot write the store {store} ({exc.strerror}: "
+                          f"{exc.filename or store}); choose a writable [store] path")
+    if exc.errno == errno.EDQUOT:
+        return StoreError(f"disk quota exceeded while writing the store {store}: the "
+                          "finished slices are kept; free some space and run again to resume")
+    return None
+
+
+def _ingest(store: Store, wf: Workflow, source: SliceSource, run: Executor,
+            provenance: dict[str, Any]) -> StepReport:
     manifest_id = fingerprint({"manifest": source.manifest_identity()})
     fp = fingerprint({
         "step": INPUT_GROUP, "root": str(source.root.resolve()), "channels": source.channels,
@@ -117,6 +189,7 @@ def _ingest(store: Store, wf: Workflow, source: SliceSource, run: Executor) -> S
         "manifest_fingerprint": manifest_id,
         "dtype": str(source.dtype),
         "package_version": __version__,
+        "provenance": provenance,
     }
     rep = store.write(INPUT_GROUP, stack, fp, attrs, run.as_compute("ingest"))
     return _report(INPUT_GROUP, rep)
@@ -135,14 +208,20 @@ def _build(name: str, stack: xr.DataArray, params: dict[str, Any], ex: Executor,
     outputs of the steps before it, for the steps that need them."""
     step = get_step(name)
     prepared: dict[str, xr.DataArray] = {}
-    if step.prepare is not None:
-        loaded = None
-        if store is not None and (store.attrs(group) or {}).get("fingerprint") == fp:
-            loaded = store.load_extras(group, step.prepared_names(**params))
-        extra = {"upstream": {n: outputs[n] for n in step.needs if n in outputs}}
-        prepared = loaded if loaded is not None else step.prepare(
-            stack, ex.compute_values, **(extra if step.needs else {}), **params)
-    out = as_output(step.apply(stack, prepared, **params))
+    try:
+        if step.prepare is not None:
+            loaded = None
+            if store is not None and (store.attrs(group) or {}).get("fingerprint") == fp:
+                loaded = store.load_extras(group, step.prepared_names(**params))
+            extra = {"upstream": {n: outputs[n] for n in step.needs if n in outputs}}
+            prepared = loaded if loaded is not None else step.prepare(
+                stack, ex.compute_values, **(extra if step.needs else {}), **params)
+        out = as_output(step.apply(stack, prepared, **params))
+    except ConfigError as exc:
+        if str(exc).startswith("["):
+            raise
+        # a kernel's message names the value; the user also needs the table it came from
+        raise ConfigError(f"[{name}] {exc}") from exc
     return StepOutput(out.stack, {**prepared, **out.extras}, out.derived)
 
 
@@ -167,6 +246,80 @@ def _refuse_main_reimport() -> None:
                 "script: put the call under `if __name__ == \"__main__\":` (the processes "
                 "that run pystackreg, like any multiprocessing pool, import the main script)")
         frame = frame.f_back
+
+
+def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
+                ) -> list[StepReport]:
+    """The run itself, with the store locked: ingest, then each step's checkpoint."""
+    if wf.store["overwrite"]:
+        st.clear()
+    else:
+        _check_same_input(st, source)
+
+    sched = wf.scheduler
+    reports: list[StepReport] = []
+    groups = [INPUT_GROUP]
+    with executor(sched["name"], sched["workers"], sched["threads_per_worker"],
+                  sched["memory_limit"], sched["dashboard_address"], progress,
+                  address=sched.get("address"), slurm=sched.get("slurm"),
+                  worker_timeout=sched.get("worker_timeout", 300.0)) as ex:
+        provenance = _provenance(wf, source)
+        st.update_info(workflow_started=time.time(), package_version=__version__,
+                       workflow_source=str(wf.source) if wf.source else None,
+                       workflow_raw=to_json(wf.raw))
+        reports.append(_ingest(st, wf, source, ex, provenance))
+        fault_point("between-steps", INPUT_GROUP)
+        stack = st.open_stack(INPUT_GROUP)
+        input_attrs = st.attrs(INPUT_GROUP)
+        upstream, manifest_id = input_attrs["fingerprint"], input_attrs["manifest_fingerprint"]
+        plan = []
+        for index, name in enumerate(wf.process_steps, start=1):
+            params = wf.step_params(name)
+            upstream = fingerprint({"step": name, "params": params, "upstream": upstream,
+                                    "input": manifest_id, "version": __version__})
+            plan.append((index, name, params, upstream))
+
+        pending: list[tuple[str, dict[str, Any]]] = []
+        outputs: dict[str, xr.Dataset] = {}
+        for index, name, params, fp in plan:
+            if not wf.steps[name]["checkpoint"] and index != len(plan):
+                pending.append((name, params))
+                continue
+            group = f"steps/{index:02d}_{name}"
+            fused = [p for p, _ in pending]
+            rep = None
+            if not st.is_complete(group, fp):
+                start = time.perf_counter()
+                lazy = stack
+                for fused_name, fused_params in pending:
+                    fused_out = _build(fused_name, lazy, fused_params, ex, outputs)
+                    outputs[fused_name] = xr.Dataset(fused_out.extras)
+                    lazy = fused_out.stack
+                out = _build(name, lazy, params, ex, outputs, st, group, fp)
+                attrs = {"step": name, "index": index, "params": to_json(params),
+                         "fused": fused,
+                         "fused_params": {n: to_json(p) for n, p in pending},
+                         "package_version": __version__, "provenance": provenance}
+                rep = st.write(group, out.stack, fp, attrs, ex.as_compute(name), out.extras,
+                               out.derived)
+                rep.seconds = time.perf_counter() - start  # prepare included
+                st.update_attrs(group, seconds=rep.seconds)
+            ds = st.open_dataset(group)  # once: report, check, next input, later steps
+            if rep is None:
+                n_slices = int(np.prod(ds["stack"].shape[:2]))
+                reports.append(StepReport(name, group, "reused", n_slices, 0, 0.0, fused))
+            else:
+                reports.append(_report(name, rep, fused))
+                check = get_step(name).check
+                for note in (check(ds) if check else []):
+                    warnings.warn(f"{name}: {note}", UserWarning, stacklevel=2)
+            groups.append(group)
+            pending = []
+            stack = st.open_stack(group, ds)
+            outputs[name] = ds
+            fault_point("between-steps", group)
+        st.update_info(workflow=groups, workflow_finished=time.time())
+    return reports
 
 
 def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path | None = None,
@@ -215,73 +368,17 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
                       UserWarning, stacklevel=2)
 
     source = _source(wf)
-    st = Store(wf.store_path(), make_compressors(wf.store["compressor"],
-                                                 wf.store["compression_level"]))
-    if wf.store["overwrite"]:
-        st.clear()
-    else:
-        _check_same_input(st, source)
-
-    sched = wf.scheduler
-    reports: list[StepReport] = []
-    groups = [INPUT_GROUP]
-    with executor(sched["name"], sched["workers"], sched["threads_per_worker"],
-                  sched["memory_limit"], sched["dashboard_address"], progress,
-                  address=sched.get("address"), slurm=sched.get("slurm"),
-                  worker_timeout=sched.get("worker_timeout", 300.0)) as ex:
-        st.update_info(workflow_started=time.time(), package_version=__version__,
-                       workflow_source=str(wf.source) if wf.source else None,
-                       workflow_raw=to_json(wf.raw))
-        reports.append(_ingest(st, wf, source, ex))
-        stack = st.open_stack(INPUT_GROUP)
-        input_attrs = st.attrs(INPUT_GROUP)
-        upstream, manifest_id = input_attrs["fingerprint"], input_attrs["manifest_fingerprint"]
-        plan = []
-        for index, name in enumerate(wf.process_steps, start=1):
-            params = wf.step_params(name)
-            upstream = fingerprint({"step": name, "params": params, "upstream": upstream,
-                                    "input": manifest_id, "version": __version__})
-            plan.append((index, name, params, upstream))
-
-        pending: list[tuple[str, dict[str, Any]]] = []
-        outputs: dict[str, xr.Dataset] = {}
-        for index, name, params, fp in plan:
-            if not wf.steps[name]["checkpoint"] and index != len(plan):
-                pending.append((name, params))
-                continue
-            group = f"steps/{index:02d}_{name}"
-            fused = [p for p, _ in pending]
-            rep = None
-            if not st.is_complete(group, fp):
-                start = time.perf_counter()
-                lazy = stack
-                for fused_name, fused_params in pending:
-                    fused_out = _build(fused_name, lazy, fused_params, ex, outputs)
-                    outputs[fused_name] = xr.Dataset(fused_out.extras)
-                    lazy = fused_out.stack
-                out = _build(name, lazy, params, ex, outputs, st, group, fp)
-                attrs = {"step": name, "index": index, "params": to_json(params),
-                         "fused": fused,
-                         "fused_params": {n: to_json(p) for n, p in pending},
-                         "package_version": __version__}
-                rep = st.write(group, out.stack, fp, attrs, ex.as_compute(name), out.extras,
-                               out.derived)
-                rep.seconds = time.perf_counter() - start  # prepare included
-                st.update_attrs(group, seconds=rep.seconds)
-            ds = st.open_dataset(group)  # once: report, check, next input, later steps
-            if rep is None:
-                n_slices = int(np.prod(ds["stack"].shape[:2]))
-                reports.append(StepReport(name, group, "reused", n_slices, 0, 0.0, fused))
-            else:
-                reports.append(_report(name, rep, fused))
-                check = get_step(name).check
-                for note in (check(ds) if check else []):
-                    warnings.warn(f"{name}: {note}", UserWarning, stacklevel=2)
-            groups.append(group)
-            pending = []
-            stack = st.open_stack(group, ds)
-            outputs[name] = ds
-        st.update_info(workflow=groups, workflow_finished=time.time())
+    store_path = wf.store_path()
+    try:
+        st = Store(store_path, make_compressors(wf.store["compressor"],
+                                                wf.store["compression_level"]))
+        with StoreLock(st.path).held():
+            reports = _run_locked(wf, st, source, progress)
+    except OSError as exc:
+        translated = _os_error(exc, Path(store_path).resolve())
+        if translated is None:
+            raise
+        raise translated from exc
     if progress:
         print(RunResult(st.path, reports).summary(), file=sys.stderr)
     return RunResult(st.path, reports)

@@ -7,6 +7,7 @@ import atexit
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -35,9 +36,29 @@ def gil_free_pool() -> ProcessPoolExecutor | None:
         if _POOL is None:
             # forkserver, not fork: the scheduler's threads may hold locks when we fork
             context = multiprocessing.get_context("forkserver")
-            _POOL = ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=context)
+            _POOL = ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=context,
+                                        initializer=_watch_parent, initargs=(os.getpid(),))
             atexit.register(_POOL.shutdown, cancel_futures=True)
         return _POOL
+
+
+def _watch_parent(pid: int, period_s: float = 1.0) -> None:
+    """Pool initializer: exit when the process that made the pool is gone.
+
+    A run killed with SIGKILL cannot shut its pool down, and the pool's processes (children
+    of the forkserver, not of the run) would wait for work forever, holding memory.
+    """
+    def watch() -> None:
+        while True:
+            time.sleep(period_s)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:  # the pid was reused by another user's process
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def drop_pool(pool: ProcessPoolExecutor) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -201,6 +202,21 @@ def _stripe_threshold(table: str, key: str, value: Any) -> str | float:
     raise _fail(table, key, value, '"auto" or a score above 0 (1 means no stripes)')
 
 
+def policy(table: str, key: str, value: Any) -> str:
+    """A file-name pattern with ``{z_coord}`` and optionally ``{slice_nb}``, once each."""
+    expected = ('a file-name pattern with the field {z_coord} (and optionally {slice_nb}), '
+                'each once, such as "slice_{slice_nb}_z={z_coord}um.tif"')
+    if not isinstance(value, str):
+        raise _fail(table, key, value, expected)
+    fields = re.findall(r"\{(\w*)\}", value)
+    if ("z_coord" not in fields or len(fields) != len(set(fields))
+            or not set(fields) <= {"slice_nb", "z_coord"}):
+        unknown = sorted(set(fields) - {"slice_nb", "z_coord"})
+        hint = f" (unknown field(s): {', '.join('{' + f + '}' for f in unknown)})" if unknown else ""
+        raise _fail(table, key, value, expected + hint)
+    return value
+
+
 def _slurm(table: str, key: str, value: Any) -> dict:
     if not isinstance(value, dict):
         raise _fail(table, key, value, 'a table such as { queue = "debug", cores = 1, '
@@ -321,7 +337,7 @@ STEP_SCHEMAS: dict[str, dict[str, Param]] = {
                             "memory). Not in PyStack3D"),
     },
     "resampling": {
-        "policy": Param(string(), _POLICY, "file-name pattern carrying the z position"),
+        "policy": Param(policy, _POLICY, "file-name pattern carrying the z position"),
         "dz": Param(number(0.0, strict_min=True), None, "output slice spacing (um)"),
         "zpos_out": Param(numbers(None, increasing=True), None, "explicit output z positions (um)"),
     },
@@ -355,7 +371,7 @@ OWN_TABLES: dict[str, dict[str, Param]] = {
         "dashboard_address": Param(string(), "127.0.0.1:0", "dashboard of a local cluster"),
     },
     "input": {
-        "policy": Param(string(), None, "file-name pattern (default: [resampling] policy)"),
+        "policy": Param(policy, None, "file-name pattern (default: [resampling] policy)"),
         "z_spacing": Param(number(0.0, strict_min=True), 1.0,
                            "slice spacing (um) when names carry no z"),
         "pixel_size": Param(number(0.0, strict_min=True), None, "pixel size (um) for y/x"),

@@ -15,10 +15,15 @@ def store_status(store: str | Path) -> list[dict[str, Any]]:
     """One dictionary per group of the store, in workflow order.
 
     Keys: ``group``, ``step``, ``complete``, ``fingerprint``, ``seconds``,
-    ``finished`` (ISO time or None), ``shape``, ``dtype``, ``in_last_workflow``.
+    ``started`` and ``finished`` (ISO times or None), ``shape``, ``dtype``, ``fused``,
+    ``in_last_workflow``, ``layout_version`` (of the store), ``params`` (the resolved
+    parameters), ``provenance`` (the workflow as given, package versions, host, user,
+    command, identity of the input manifest) and, for ``input``, ``manifest`` (path,
+    size, modification time and hash of the first and last 64 KiB of every file).
     """
     st = Store(store, create=False)
-    last = st.info.get("workflow") or []
+    info = st.info
+    last, layout = info.get("workflow") or [], info.get("layout_version")
     rows = []
     for group in ["input", *st.step_groups()]:
         attrs = st.attrs(group)
@@ -30,21 +35,31 @@ def store_status(store: str | Path) -> list[dict[str, Any]]:
             shape, dtype = list(arr.shape), str(arr.dtype)
         except Exception:  # a group cut before its template was written
             pass
-        finished = attrs.get("finished")
-        rows.append({
+        finished, started = attrs.get("finished"), attrs.get("started")
+        row = {
             "group": group,
             "step": attrs.get("step", group),
             "complete": bool(attrs.get("complete")),
             "fingerprint": attrs.get("fingerprint"),
             "seconds": attrs.get("seconds"),
-            "finished": (datetime.datetime.fromtimestamp(finished).isoformat(timespec="seconds")
-                         if finished else None),
+            "started": _iso(started),
+            "finished": _iso(finished),
             "shape": shape,
             "dtype": dtype,
             "fused": attrs.get("fused", []),
             "in_last_workflow": group in last,
-        })
+            "layout_version": layout,
+            "params": attrs.get("params"),
+            "provenance": attrs.get("provenance"),
+        }
+        if group == "input":
+            row["manifest"] = attrs.get("manifest")
+        rows.append(row)
     return rows
+
+
+def _iso(epoch: float | None) -> str | None:
+    return datetime.datetime.fromtimestamp(epoch).isoformat(timespec="seconds") if epoch else None
 
 
 def format_status(rows: list[dict[str, Any]]) -> str:

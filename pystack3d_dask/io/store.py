@@ -39,6 +39,7 @@ import zarr.codecs
 
 from .._version import __version__
 from ..errors import StoreError
+from ..faults import fault_point
 from ..kernels.stats import slice_stats
 from .chunks import fast_chunks
 
@@ -182,7 +183,9 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
             root = zarr.open_group(str(path), mode="w", zarr_format=3)
         except OSError as exc:
-            raise StoreError(f"cannot create the store {path}: {exc}") from None
+            raise StoreError(f"cannot create the store {path}: {exc.strerror or exc}; expected "
+                             "a location this user can write to: choose another [store] path "
+                             "(or --store)") from None
         root.attrs[_ROOT_KEY] = {"layout_version": LAYOUT_VERSION, "created_by": __version__}
 
     @property
@@ -408,6 +411,7 @@ class Store:
         if still:
             raise StoreError(f"{group}: {len(still)} slices were not written (first: channel "
                              f"{still[0][0]}, z index {still[0][1]})")
+        fault_point("chunks-written", group)
         per_slice = {}
         for (c, z), values in zip(missing + done, results):
             for name, value in zip(["_stats", *derived], values):
@@ -416,6 +420,7 @@ class Store:
                                                dtype=np.asarray(value).dtype)
                 per_slice[name][c, z] = value
         self._finish(group, per_slice, {n: d.dims for n, d in derived.items()})
+        fault_point("mark-complete", group)
         seconds = time.perf_counter() - start
         self.update_attrs(group, complete=True, finished=time.time(), seconds=seconds,
                           chunks_computed=len(missing))

@@ -43,24 +43,30 @@ def natural_key(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def policy_regex(policy: str) -> re.Pattern[str]:
+_FIELDS = {
+    "slice_nb": r"[-+]?\d+",
+    "z_coord": r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?",
+}
+
+
+def policy_regex(policy: str, loose: bool = False) -> re.Pattern[str]:
     """Compile a PyStack3D file-name policy such as ``slice_{slice_nb}_z={z_coord}um.tif``.
 
     Only the fields ``{slice_nb}`` and ``{z_coord}`` are understood; the rest of the
-    pattern must match literally.
+    pattern must match literally. ``loose``: each field matches any text, to tell a
+    name with a malformed number from a name of another form.
     """
-    fields = {
-        "slice_nb": r"(?P<slice_nb>[-+]?\d+)",
-        "z_coord": r"(?P<z_coord>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)",
-    }
     out, pos = [], 0
+    seen: set[str] = set()
     for match in re.finditer(r"\{(\w*)\}", policy):
         name = match.group(1)
-        if name not in fields:
-            raise InputError(f"file-name policy {policy!r}: unknown field {{{name}}}; "
-                             "expected {slice_nb} and {z_coord}")
+        if name not in _FIELDS or name in seen:
+            what = "unknown" if name not in seen else "repeated"
+            raise InputError(f"file-name policy {policy!r}: {what} field {{{name}}}; "
+                             "expected {slice_nb} and {z_coord}, each at most once")
+        seen.add(name)
         out.append(re.escape(policy[pos:match.start()]))
-        out.append(fields[name])
+        out.append(f"(?P<{name}>{'.+?' if loose else _FIELDS[name]})")
         pos = match.end()
     out.append(re.escape(policy[pos:]))
     return re.compile("".join(out) + r"\Z")
@@ -120,14 +126,52 @@ class SliceSource:
         return [(m["path"], m["size"], m["sha256_ends"]) for m in self.manifest]
 
 
+def _kind(path: Path) -> str:
+    """``"dir"``, ``"file"`` or ``"missing"``.
+
+    Python's ``exists`` and ``is_dir`` raise on a path below a folder without
+    permission, instead of answering: turned into a message naming the path.
+    """
+    try:
+        if path.is_dir():
+            return "dir"
+        return "file" if path.exists() else "missing"
+    except OSError as exc:
+        raise InputError(f"cannot access {path}: {exc.strerror or exc}; expected a path this "
+                         "user can read") from None
+
+
 def _tiffs_in(folder: Path) -> list[Path]:
-    if not folder.exists():
-        raise InputError(f"input folder not found: {folder}")
-    if not folder.is_dir():
+    kind = _kind(folder)
+    if kind == "missing":
+        raise InputError(f"input folder not found: {folder}; expected a folder of TIFF slices")
+    if kind == "file":
         raise InputError(f"expected a folder of TIFF slices, got a file: {folder}")
-    files = [p for p in folder.iterdir() if p.suffix.lower() in TIFF_SUFFIXES and p.is_file()]
+    try:
+        files = [p for p in folder.iterdir() if p.suffix.lower() in TIFF_SUFFIXES and p.is_file()]
+    except OSError as exc:  # e.g. a folder without read permission
+        raise InputError(f"cannot list the input folder {folder}: {exc.strerror or exc}; "
+                         "expected a folder this user can read") from None
     files.sort(key=lambda p: natural_key(p.name))
     return files
+
+
+def _no_tiff_message(folder: Path) -> str:
+    """Why a folder without slices was looked at, and where the slices may be instead."""
+    message = (f"no .tif/.tiff files in {folder}: expected the slices there as single-page "
+               "TIFF files (project_dir, or one sub-folder per name in channels)")
+    try:
+        # a forgotten project_dir points at the workflow file's folder, which usually
+        # holds the slices' folder: name it, since that is the likely fix
+        with_tiffs = sorted((p.name for p in folder.iterdir() if p.is_dir() and any(
+            c.suffix.lower() in TIFF_SUFFIXES for c in p.iterdir())), key=natural_key)
+    except OSError:
+        with_tiffs = []
+    if with_tiffs:
+        shown = ", ".join(repr(name) for name in with_tiffs[:5])
+        message += (f"; its sub-folder(s) {shown} hold TIFF files: set project_dir to the "
+                    "folder of the slices, or list the sub-folders in channels")
+    return message
 
 
 def _header(path: Path) -> tuple[int, tuple[int, ...], np.dtype]:
@@ -139,24 +183,77 @@ def _header(path: Path) -> tuple[int, tuple[int, ...], np.dtype]:
             page = tif.pages[0]
             return npages, tuple(page.shape), np.dtype(series.dtype)
     except Exception as exc:  # tifffile raises many types for damaged files
-        raise InputError(f"{path}: not a readable TIFF file ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{path}: not a readable TIFF file ({type(exc).__name__}: {exc}); "
+                         "expected every .tif/.tiff file of the input to be a TIFF image: "
+                         "replace or remove it") from None
 
 
-def _z_positions(files: list[Path], policy: str, spacing: float) -> tuple[np.ndarray, bool]:
+def _parse_names(files: list[Path], policy: str) -> np.ndarray | None:
+    """z positions read from the file names, or None when the names carry none.
+
+    Raises
+    ------
+    InputError
+        When some names follow the policy and others do not, when a field of a name
+        that has the policy's form is not a number, or when two slices share a z.
+    """
     regex = policy_regex(policy)
+    if "z_coord" not in regex.groupindex:
+        return None
     matches = [regex.match(p.name) for p in files]
-    if all(m is not None and m.groupdict().get("z_coord") is not None for m in matches):
-        try:
-            return np.array([float(m["z_coord"]) for m in matches]), True
-        except ValueError as exc:  # pragma: no cover - the regex only admits numbers
-            raise InputError(f"non-numeric z in file names: {exc}") from None
-    if any(m is not None for m in matches):
+    loose = policy_regex(policy, loose=True)
+    for path, match in zip(files, matches):
+        if match is not None:
+            continue
+        shaped = loose.match(path.name)
+        if shaped is None:
+            continue
+        # the name has the policy's form but a field is not a number: say which, rather
+        # than fall back silently to z_spacing or blame the whole name
+        for name, value in shaped.groupdict().items():
+            if re.fullmatch(_FIELDS[name], value) is None:
+                kind = "an integer" if name == "slice_nb" else "a number (micrometres)"
+                raise InputError(f"{path}: {{{name}}} = {value!r} in the file name is not "
+                                 f"{kind}; expected names following the policy {policy!r}")
+    if not any(matches):
+        return None
+    if not all(matches):
         first = next(p for p, m in zip(files, matches) if m is None)
         raise InputError(f"{first}: file name does not follow the policy {policy!r} while "
                          "other slices do; rename it or fix the policy")
+    z = np.array([float(m["z_coord"]) for m in matches])
+    seen: dict[float, Path] = {}
+    for path, value in zip(files, z):
+        if value in seen:
+            raise InputError(f"{path} and {seen[value].name} have the same z = {value:g} um "
+                             "in their names; expected one z position per slice: remove the "
+                             "duplicate file or correct its name")
+        seen[value] = path
+    return z
+
+
+def _z_positions(files: list[Path], policy: str, spacing: float) -> tuple[np.ndarray, bool]:
+    z = _parse_names(files, policy)
+    if z is not None:
+        return z, True
     warnings.warn(f"file names do not follow the policy {policy!r}: z = slice position x "
                   f"z_spacing ({spacing} um)", UserWarning, stacklevel=3)
     return np.arange(len(files)) * spacing, False
+
+
+def _check_channel_z(channels: list[str], per_channel: list[list[Path]], z: np.ndarray,
+                     policy: str) -> None:
+    """Refuse channels whose names give other z positions than the first channel's."""
+    for files in per_channel[1:]:
+        other = _parse_names(files, policy)
+        if other is None:
+            continue  # names without z: the first channel's positions apply
+        differ = np.flatnonzero(~np.isclose(other, z, rtol=1e-9, atol=1e-12))
+        if differ.size:
+            k = int(differ[0])
+            raise InputError(f"{files[k]}: z = {other[k]:g} um differs from z = {z[k]:g} um of "
+                             f"{per_channel[0][k]} (slice {k} of channel {channels[0]!r}); "
+                             f"expected every channel to have the same z positions")
 
 
 def discover(project_dir: str | Path, channels: list[str] | None = None, ind_min: int = 0,
@@ -188,26 +285,34 @@ def discover(project_dir: str | Path, channels: list[str] | None = None, ind_min
     Raises
     ------
     InputError
-        Missing or empty folder, unreadable file, mixed shapes or dtypes, channels of
-        different lengths, unsupported dtype.
+        Missing, unreadable or empty folder, unreadable file, mixed shapes or dtypes,
+        channels of different lengths or z positions, unsupported dtype, names with a
+        malformed number or a z shared by two slices.
     """
     root = Path(project_dir)
     channels = list(channels or ["."])
-    if root.is_file():
+    kind = _kind(root)
+    if kind == "file":
         return _discover_multipage(root, ind_min, ind_max, z_spacing)
-    if not root.exists():
-        raise InputError(f"input folder not found: {root}")
+    if kind == "missing":
+        raise InputError(f"input folder not found: {root}; expected project_dir to be a "
+                         "folder of TIFF slices or one multi-page TIFF file")
 
     per_channel: list[list[Path]] = []
     for channel in channels:
         folder = root / channel
+        if channel != "." and _kind(folder) == "missing":
+            raise InputError(f"channel folder not found: {folder}; expected one sub-folder "
+                             f"of {root} per name in channels = {channels}")
         files = _tiffs_in(folder)
         if not files:
-            raise InputError(f"no .tif/.tiff files in {folder}")
+            raise InputError(_no_tiff_message(folder))
+        count = len(files)
         files = files[ind_min:ind_max + 1]
         if not files:
             raise InputError(f"ind_min = {ind_min} is past the last slice of {folder} "
-                             "(no slice selected)")
+                             f"(no slice selected): expected ind_min <= {count - 1}, the "
+                             f"position of its last slice ({count} slices)")
         per_channel.append(files)
     lengths = {len(f) for f in per_channel}
     if len(lengths) > 1:
@@ -216,6 +321,8 @@ def discover(project_dir: str | Path, channels: list[str] | None = None, ind_min
                          "expected the same number in every channel folder")
 
     z, from_names = _z_positions(per_channel[0], policy, z_spacing)
+    if from_names:
+        _check_channel_z(channels, per_channel, z, policy)
     source = SliceSource(root=root, files=per_channel, pages=[0] * len(per_channel[0]), z=z,
                          channels=channels, shape=(0, 0), dtype=np.dtype(np.uint8),
                          z_from_names=from_names)
@@ -265,7 +372,8 @@ def _discover_multipage(path: Path, ind_min: int, ind_max: int, z_spacing: float
     _check_dtype(path, dtype)
     pages = list(range(npages))[ind_min:ind_max + 1]
     if not pages:
-        raise InputError(f"{path}: ind_min = {ind_min} is past the last page ({npages - 1})")
+        raise InputError(f"{path}: ind_min = {ind_min} is past the last page ({npages - 1}): "
+                         f"expected ind_min <= {npages - 1}")
     entry = {"path": path.name}
     entry.update(file_fingerprint(path))
     return SliceSource(root=path.parent, files=[[path] * len(pages)], pages=pages,
@@ -280,7 +388,8 @@ def read_slice(path: str | Path, page: int, shape: tuple[int, int], dtype: np.dt
     Raises
     ------
     InputError
-        When the file is truncated or corrupt, naming the file.
+        When the file is truncated or corrupt, or a float slice holds NaN or infinite
+        values, naming the file.
     """
     try:
         with tifffile.TiffFile(path) as tif:
@@ -290,6 +399,18 @@ def read_slice(path: str | Path, page: int, shape: tuple[int, int], dtype: np.dt
                          "the file may be truncated or corrupt") from None
     if img.shape != tuple(shape) or img.dtype != dtype:
         raise InputError(f"{path}: read {img.shape} {img.dtype}, expected {tuple(shape)} {dtype}")
+    # checked here, in the task that reads the slice anyway, so that the check costs no
+    # second read; a float64 sum is finite exactly when every pixel is (it cannot
+    # overflow from float32 values), and needs no temporary mask on the common path
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, which is the answer sought
+        finite = img.dtype.kind != "f" or bool(np.isfinite(img.sum(dtype=np.float64)))
+    if not finite:
+        n_nan = int(np.count_nonzero(np.isnan(img)))
+        n_inf = int(np.count_nonzero(np.isinf(img)))
+        where = f" (page {page})" if page else ""
+        raise InputError(f"{path}{where}: {n_nan} NaN and {n_inf} infinite pixel values; "
+                         "expected finite values in float slices (replace them, e.g. with "
+                         "numpy.nan_to_num, before running)")
     return img
 
 

@@ -1,0 +1,164 @@
+"""One run at a time per store: a lock file that a crashed run does not leave stuck.
+
+The lock is ``STORE/.run.lock``, created exclusively (``O_CREAT | O_EXCL``), holding
+who runs (host, process id, command, start time). While the run lasts, a thread touches
+the file every ``HEARTBEAT_S`` seconds. A lock is stale, and taken over, when its process
+is gone (same host) or when its heartbeat is older than ``STALE_S`` (any host: a job
+killed on a compute node cannot be asked whether it is alive).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import StoreError
+
+__all__ = ["HEARTBEAT_S", "LOCK_NAME", "STALE_S", "StoreLock", "read_lock"]
+
+LOCK_NAME = ".run.lock"
+HEARTBEAT_S = 10.0
+STALE_S = 60.0
+
+
+def read_lock(store: Path) -> dict[str, Any] | None:
+    """The holder of a store's lock, with ``age_s`` (seconds since its last heartbeat),
+    or None when the store is not locked."""
+    path = Path(store) / LOCK_NAME
+    try:
+        text = path.read_text()
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    try:
+        holder = json.loads(text)
+    except json.JSONDecodeError:  # cut while being written: its age still tells
+        holder = {}
+    holder["age_s"] = age
+    return holder
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def _stale(holder: dict[str, Any], stale_s: float) -> str | None:
+    """Why a lock is stale, or None when its run may still be going."""
+    same_host = holder.get("host") == socket.gethostname()
+    if same_host and isinstance(holder.get("pid"), int) and not _process_alive(holder["pid"]):
+        return f"process {holder['pid']} is gone"
+    if holder["age_s"] > stale_s:
+        return f"no heartbeat for {holder['age_s']:.0f} s"
+    return None
+
+
+def _describe(holder: dict[str, Any]) -> str:
+    started = holder.get("started")
+    when = (datetime.datetime.fromtimestamp(started).isoformat(sep=" ", timespec="seconds")
+            if isinstance(started, (int, float)) else "an unknown time")
+    return (f"process {holder.get('pid', '?')} on host {holder.get('host', '?')}, started "
+            f"{when} ({holder.get('command', '?')})")
+
+
+class StoreLock:
+    """Exclusive use of a store by one run.
+
+    Parameters
+    ----------
+    store
+        Folder of the store (it must exist).
+    heartbeat_s, stale_s
+        Heartbeat period, and the age after which a lock of another host is stale.
+    """
+
+    def __init__(self, store: str | Path, heartbeat_s: float = HEARTBEAT_S,
+                 stale_s: float = STALE_S) -> None:
+        self.store = Path(store)
+        self.path = self.store / LOCK_NAME
+        self.heartbeat_s, self.stale_s = heartbeat_s, stale_s
+        self.token = uuid.uuid4().hex
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _payload(self) -> bytes:
+        return json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                           "started": time.time(), "token": self.token,
+                           "command": " ".join(sys.argv) or sys.executable}).encode()
+
+    def _create(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as fid:
+            fid.write(self._payload())
+        return True
+
+    def acquire(self) -> None:
+        """Take the lock, or raise :class:`StoreError` naming the run that holds it."""
+        for _attempt in range(3):
+            if self._create():
+                break
+            holder = read_lock(self.store)
+            if holder is None:  # released in between
+                continue
+            reason = _stale(holder, self.stale_s)
+            if reason is None:
+                raise StoreError(
+                    f"the store {self.store} is in use by another run: {_describe(holder)}. "
+                    "Wait for it to finish, or stop it; a lock whose process is gone (or "
+                    f"silent for {self.stale_s:.0f} s) is taken over")
+            print(f"warning: taking over the stale lock of {self.store} ({reason}): "
+                  f"{_describe(holder)}", file=sys.stderr)
+            # the stale file goes by rename, so that two runs taking over at once cannot
+            # both remove it and both create a new one
+            grave = self.path.with_name(f"{LOCK_NAME}.{self.token}.stale")
+            with contextlib.suppress(FileNotFoundError):
+                self.path.rename(grave)
+                grave.unlink()
+        else:
+            raise StoreError(f"could not lock the store {self.store} (another run keeps "
+                             "taking it)")
+        self._thread = threading.Thread(target=self._beat, name="store-lock-heartbeat",
+                                        daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            with contextlib.suppress(OSError):
+                os.utime(self.path)
+
+    def release(self) -> None:
+        """Give the lock back (only ours: a lock taken over meanwhile stays)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        holder = read_lock(self.store)
+        if holder is not None and holder.get("token") == self.token:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[StoreLock]:
+        """``with lock.held(): ...``"""
+        self.acquire()
+        try:
+            yield self
+        finally:
+            self.release()
