@@ -324,10 +324,13 @@ def test_provenance_in_every_group_and_in_status_json(tmp_path, stack_dir):
             'process_steps = ["cropping", "intensity_rescaling"]\n'
             "[cropping]\narea = [2, 60, 3, 40]\n[store]\npath = \"p.zarr\"\n")
     toml.write_text(text)
-    proc = subprocess.run([*CLI, "run", str(toml), "--quiet", "--no-report"], cwd=tmp_path,
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = subprocess.run([*CLI, "run", str(toml), "--quiet", "--no-report"], cwd=elsewhere,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    store = tmp_path / "p.zarr"  # relative to the workflow file
+    store = tmp_path / "p.zarr"  # relative to the workflow file, not to the current folder
+    assert store.is_dir() and not (elsewhere / "p.zarr").exists()
     res = subprocess.run([*CLI, "status", str(store), "--json"], capture_output=True, text=True,
                          timeout=120)
     rows = {r["group"]: r for r in json.loads(res.stdout)}
@@ -368,3 +371,37 @@ def test_store_of_a_newer_layout_refused_on_open(tmp_path, stack_dir):
     for action in (lambda: p3d.open_result(result.store), lambda: p3d.run(toml, progress=False)):
         with pytest.raises(StoreError, match=f"layout version {LAYOUT_VERSION + 1}"):
             action()
+
+
+def test_local_cluster_listens_on_loopback_only():
+    from pystack3d_dask.cluster import executor
+
+    with executor("local", workers=1, progress=False) as ex:
+        info = ex.client.scheduler_info()
+        assert ex.client.scheduler.address.startswith("tcp://127.0.0.1:")
+        assert all(addr.startswith("tcp://127.0.0.1:") for addr in info["workers"])
+        assert "127.0.0.1" in ex.client.dashboard_link
+
+
+def test_no_eval_exec_or_pickle_of_file_content():
+    """The package never evaluates text (poly_basis has its own grammar) nor unpickles
+    anything it reads."""
+    import ast
+
+    package = Path(p3d.__file__).parent
+    offenders = []
+    for path in package.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+                if name in ("eval", "exec", "loads", "load") and (
+                        isinstance(func, ast.Name)
+                        or getattr(func.value, "id", "") in ("pickle", "cPickle", "marshal")):
+                    offenders.append(f"{path.name}:{node.lineno} {name}")
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, "module", "") or ""]
+                if any(n.split(".")[0] in ("pickle", "cPickle", "marshal", "dill") for n in names):
+                    offenders.append(f"{path.name}:{node.lineno} import")
+    assert not offenders, offenders
