@@ -81,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--levels", type=int, help="ome-zarr pyramid levels (default: down to "
                                               "about 64 pixels)")
     p.add_argument("--overwrite", action="store_true", help="write into non-empty folders")
+
+    p = sub.add_parser("metadata", help="a workflow file from a Zeiss Atlas 3D acquisition's "
+                                        "metadata (channels, cropping area, dz)")
+    p.add_argument("dir", type=Path, help="acquisition folder: Atlas3D.a3d-setup and the slices "
+                                          "(or one sub-folder of slices per detector)")
+    p.add_argument("--out", type=Path, help="workflow file to write (default: print the TOML)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     return parser
 
 
@@ -163,6 +170,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_metadata(args: argparse.Namespace) -> int:
+    from .config import load_workflow, tomllib
+    from .errors import InputError
+    from .io.zeiss import workflow_from_zeiss
+
+    text = workflow_from_zeiss(args.dir)
+    load_workflow(tomllib.loads(text), base_dir=args.dir)  # what is written must load
+    if args.out is None:
+        print(text, end="")
+        return 0
+    if args.out.exists() and not args.overwrite:
+        raise InputError(f"{args.out} already exists; pass --overwrite to replace it")
+    args.out.write_text(text, encoding="utf-8")
+    print(f"workflow written to {args.out}", file=sys.stderr)
+    return 0
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
@@ -173,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         warnings.showwarning = _show_warning
     commands = {"run": _cmd_run, "demo": _cmd_demo, "synth": _cmd_synth,
-                "status": _cmd_status, "export": _cmd_export, "report": _cmd_report}
+                "status": _cmd_status, "export": _cmd_export, "report": _cmd_report,
+                "metadata": _cmd_metadata}
     try:
         return commands[args.command](args)
     except Pystack3dDaskError as exc:

@@ -251,3 +251,24 @@ def step_figures(step: str, output: xr.Dataset, input_: xr.Dataset | None = None
     if step in STEP_FIGURES:
         figures.extend(STEP_FIGURES[step](output, input_))
     return figures
+
+
+def beam_current_figure(ds: xr.Dataset) -> Any:
+    """The beam current of every slice (Fibics ``Ext I``) beside each channel's mean: a
+    jump in one often explains a jump in the other."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 3))
+    current = ds["beam_current"]
+    ax.plot(_z(ds), current.values, color="black", lw=1.0, label="beam current")
+    ax.set_xlabel("z (um)", fontsize=8)
+    ax.set_ylabel(f"beam current ({current.attrs.get('units', '?')})", fontsize=8)
+    if "mean" in ds:
+        twin = ax.twinx()
+        for c, label in enumerate(ds["channel"].values):
+            twin.plot(_z(ds), ds["mean"].values[c], lw=0.7, alpha=0.7, label=f"mean {label}")
+        twin.set_ylabel("slice mean", fontsize=8)
+        twin.legend(fontsize=6, loc="lower right")
+    ax.legend(fontsize=6, loc="upper left")
+    ax.set_title("input: beam current and slice mean along z", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -50,7 +50,7 @@ def write_report(store: str | Path, out: str | Path | None = None, *, sections: 
     list of Path
         The files written, in order.
     """
-    from .plots import step_figures
+    from .plots import beam_current_figure, step_figures
     from .sections import cut_planes, draw_cube, draw_sections
 
     st = Store(store, create=False)
@@ -66,6 +66,8 @@ def write_report(store: str | Path, out: str | Path | None = None, *, sections: 
         folder = out_dir / name
         if group == "input":
             written.append(_save(_input_statistics(ds), folder / "statistics.png", dpi))
+            if "beam_current" in ds.coords:
+                written.append(_save(beam_current_figure(ds), folder / "beam_current.png", dpi))
         else:
             for label, fig in step_figures(step, ds, previous):
                 written.append(_save(fig, folder / f"{label}.png", dpi))

@@ -322,6 +322,12 @@ class Store:
                 var.attrs.pop(key, None)
         template.to_zarr(str(self.path), group=group, mode="w", compute=False, zarr_format=3,
                          consolidated=False, encoding=encoding)
+        # with compute=False, xarray leaves the values of non-index coordinates (a beam
+        # current along z) to the delayed write, which is never run: written here
+        for name, coord in stack.coords.items():
+            if name not in stack.dims:  # small (along one axis): read if lazy
+                zarr.open_array(str(self.path), path=f"{group}/{name}", mode="r+")[...] = \
+                    np.asarray(coord.values)
         # attributes last: a group without a fingerprint is recreated, never resumed
         self.update_attrs(group, **attrs, complete=False)
 

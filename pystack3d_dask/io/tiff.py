@@ -22,6 +22,7 @@ import tifffile
 import xarray as xr
 
 from ..errors import InputError
+from .zeiss import FIBICS_TAG, beam_current
 
 __all__ = [
     "SliceSource",
@@ -115,6 +116,8 @@ class SliceSource:
     dtype: np.dtype
     z_from_names: bool
     manifest: list[dict[str, Any]] = field(default_factory=list)
+    beam_current: np.ndarray | None = None
+    beam_current_unit: str = ""
 
     @property
     def nz(self) -> int:
@@ -174,13 +177,19 @@ def _no_tiff_message(folder: Path) -> str:
     return message
 
 
-def _header(path: Path) -> tuple[int, tuple[int, ...], np.dtype]:
-    """Number of pages, shape and dtype of a TIFF file, from its header only."""
+def _header(path: Path, tags: dict[str, Any] | None = None
+            ) -> tuple[int, tuple[int, ...], np.dtype]:
+    """Number of pages, shape and dtype of a TIFF file, from its header only; with
+    ``tags``, the Fibics XML (tag 51023) of its first page is put in ``tags["fibics"]``
+    (None when absent), read in the same pass."""
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             npages = len(tif.pages)
             page = tif.pages[0]
+            if tags is not None:
+                tag = page.tags.get(FIBICS_TAG)
+                tags["fibics"] = None if tag is None else tag.value
             return npages, tuple(page.shape), np.dtype(series.dtype)
     except Exception as exc:  # tifffile raises many types for damaged files
         raise InputError(f"{path}: not a readable TIFF file ({type(exc).__name__}: {exc}); "
@@ -348,9 +357,16 @@ def _check_headers(source: SliceSource) -> None:
                          "(RGB and multi-sample slices are not supported)")
     _check_dtype(first, dtype0)
     manifest = []
-    for files in source.files:
+    currents: list[float | None] = []
+    unit = ""
+    for c, files in enumerate(source.files):
         for path in files:
-            _, shape, dtype = _header(path)
+            tags: dict[str, Any] = {}
+            _, shape, dtype = _header(path, tags if c == 0 else None)
+            if c == 0:
+                value, found_unit = beam_current(tags.get("fibics"), str(path))
+                currents.append(value)
+                unit = unit or found_unit
             if shape != shape0:
                 raise InputError(f"{path}: shape {shape} differs from {shape0} of {first}; "
                                  "expected every slice to have the same shape")
@@ -361,6 +377,9 @@ def _check_headers(source: SliceSource) -> None:
             entry.update(file_fingerprint(path))
             manifest.append(entry)
     source.shape, source.dtype, source.manifest = (shape0[0], shape0[1]), dtype0, manifest
+    if any(v is not None for v in currents):  # Fibics slices: the beam current per slice
+        source.beam_current = np.array([np.nan if v is None else v for v in currents])
+        source.beam_current_unit = unit
 
 
 def _discover_multipage(path: Path, ind_min: int, ind_max: int, z_spacing: float) -> SliceSource:
@@ -424,7 +443,8 @@ def lazy_stack(source: SliceSource, pixel_size: float | None = None) -> xr.DataA
     """The input as a lazy (channel, z, y, x) DataArray, one task per slice and channel.
 
     Coordinates: ``channel`` names, ``z`` in micrometres, and ``y``/``x`` in
-    micrometres when ``pixel_size`` is given, else in pixels of the original frame.
+    micrometres when ``pixel_size`` is given, else in pixels of the original frame;
+    ``beam_current`` along z when the slices carry a Fibics tag with ``Ext I``.
     """
     ny, nx = source.shape
     files = [[str(p) for p in f] for f in source.files]
@@ -443,4 +463,8 @@ def lazy_stack(source: SliceSource, pixel_size: float | None = None) -> xr.DataA
         "y": ("y", np.arange(ny) * step, {"units": unit}),
         "x": ("x", np.arange(nx) * step, {"units": unit}),
     }
+    if source.beam_current is not None:
+        coords["beam_current"] = ("z", source.beam_current,
+                                  {"units": source.beam_current_unit or "unknown",
+                                   "long_name": "beam current (Fibics Ext I)"})
     return xr.DataArray(data, dims=("channel", "z", "y", "x"), coords=coords, name="stack")
