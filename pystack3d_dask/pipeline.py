@@ -363,8 +363,9 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
         wf.store["overwrite"] = overwrite
     _check_steps(wf)
     if wf.history:
-        warnings.warn(f"history = {wf.history} is PyStack3D's record of finished steps; here "
-                      "the store's checkpoints say what is done, and history is ignored",
+        warnings.warn(f"history = {wf.history} is PyStack3D's record of finished steps, "
+                      "superseded here by the store's checkpoints (a step is reused when its "
+                      "checkpoint is complete with the same parameters): history is ignored",
                       UserWarning, stacklevel=2)
 
     source = _source(wf)
