@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("store", type=Path)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
+    p = sub.add_parser("clean", help="remove the slices of checkpoints not kept (resume-safe)")
+    p.add_argument("store", type=Path)
+    p.add_argument("--keep", nargs="+", default=["last"], metavar="STEP",
+                   help="'last' (default: only the last step's slices), 'all', or step names; "
+                        "statistics and parameters always stay")
+
     p = sub.add_parser("export", help="export a step of a store")
     p.add_argument("store", type=Path)
     p.add_argument("out", type=Path, help="output folder")
@@ -148,6 +154,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_clean(args: argparse.Namespace) -> int:
+    from .clean import clean
+
+    keep = args.keep[0] if args.keep in (["last"], ["all"]) else list(args.keep)
+    print(clean(args.store, keep).summary())
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from .cluster import executor
     from .io.export import export_tiff
@@ -197,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         warnings.showwarning = _show_warning
     commands = {"run": _cmd_run, "demo": _cmd_demo, "synth": _cmd_synth,
-                "status": _cmd_status, "export": _cmd_export, "report": _cmd_report,
-                "metadata": _cmd_metadata}
+                "status": _cmd_status, "export": _cmd_export, "clean": _cmd_clean,
+                "report": _cmd_report, "metadata": _cmd_metadata}
     try:
         return commands[args.command](args)
     except Pystack3dDaskError as exc:

@@ -171,8 +171,8 @@ def _os_error(exc: OSError, store: Path) -> StoreError | None:
     return None
 
 
-def _ingest(store: Store, wf: Workflow, source: SliceSource, run: Executor,
-            provenance: dict[str, Any]) -> StepReport:
+def _input_fingerprint(wf: Workflow, source: SliceSource) -> tuple[str, str]:
+    """Fingerprints of the ingested input and of its manifest."""
     manifest_id = fingerprint({"manifest": source.manifest_identity()})
     fp = fingerprint({
         "step": INPUT_GROUP, "root": str(source.root.resolve()), "channels": source.channels,
@@ -180,6 +180,12 @@ def _ingest(store: Store, wf: Workflow, source: SliceSource, run: Executor,
         "pixel_size": wf.input["pixel_size"], "version": __version__,
         "layout": LAYOUT_VERSION,
     })
+    return fp, manifest_id
+
+
+def _ingest(store: Store, wf: Workflow, source: SliceSource, run: Executor,
+            provenance: dict[str, Any]) -> StepReport:
+    fp, manifest_id = _input_fingerprint(wf, source)
     stack = lazy_stack(source, wf.input["pixel_size"])
     attrs = {
         "step": INPUT_GROUP,
@@ -248,13 +254,58 @@ def _refuse_main_reimport() -> None:
         frame = frame.f_back
 
 
+def _needed(st: Store, groups: list[tuple[str, str]]) -> list[bool]:
+    """Which groups must be written in this run: those not done, and those whose slices
+    were removed while a later group that must be written reads them."""
+    done = [st.is_done(g, fp) for g, fp in groups]
+    removed = [st.is_removed(g, fp) for g, fp in groups]
+    must = [False] * len(groups)
+    for k in reversed(range(len(groups))):
+        later = must[k + 1] if k + 1 < len(groups) else False
+        must[k] = not done[k] or (removed[k] and later)
+    return must
+
+
+def _kept(keep: str | list[str], name: str, last: bool) -> bool:
+    """Whether the retention policy keeps a group's slices (the last group always)."""
+    return last or keep == "all" or (isinstance(keep, list) and name in keep)
+
+
 def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
                 ) -> list[StepReport]:
-    """The run itself, with the store locked: ingest, then each step's checkpoint."""
+    """The run itself, with the store locked: ingest, then each step's checkpoint; with
+    ``[store] keep``, the slices of a group not kept are removed once the next group is
+    complete."""
     if wf.store["overwrite"]:
         st.clear()
     else:
         _check_same_input(st, source)
+
+    input_fp, manifest_id = _input_fingerprint(wf, source)
+    plan = []
+    upstream = input_fp
+    for index, name in enumerate(wf.process_steps, start=1):
+        params = wf.step_params(name)
+        upstream = fingerprint({"step": name, "params": params, "upstream": upstream,
+                                "input": manifest_id, "version": __version__})
+        plan.append((index, name, params, upstream))
+    checkpointed = [(f"steps/{i:02d}_{n}", fp) for i, n, _, fp in plan
+                    if wf.steps[n]["checkpoint"] or i == len(plan)]
+    chain = [(INPUT_GROUP, input_fp), *checkpointed]
+    must = dict(zip([g for g, _ in chain], _needed(st, chain)))
+    keep = wf.store["keep"]
+    names = {INPUT_GROUP: INPUT_GROUP, **{f"steps/{i:02d}_{n}": n for i, n, _, _ in plan}}
+    last_group = chain[-1][0]
+
+    def retire(previous: str | None) -> None:
+        """The group before a complete one: its slices go unless kept."""
+        if previous is None or _kept(keep, names[previous], previous == last_group):
+            return
+        if st.is_complete(previous):
+            freed = st.remove_slices(previous, f"[store] keep = {keep!r}")
+            if progress:
+                print(f"{previous}: slices removed ({freed / 2**20:.1f} MiB), keep = {keep!r}",
+                      file=sys.stderr)
 
     sched = wf.scheduler
     reports: list[StepReport] = []
@@ -267,17 +318,15 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
         st.update_info(workflow_started=time.time(), package_version=__version__,
                        workflow_source=str(wf.source) if wf.source else None,
                        workflow_raw=to_json(wf.raw))
-        reports.append(_ingest(st, wf, source, ex, provenance))
+        if must[INPUT_GROUP]:
+            reports.append(_ingest(st, wf, source, ex, provenance))
+        else:
+            n_slices = len(source.pages) * len(source.channels)
+            status = "reused" if st.is_complete(INPUT_GROUP) else "removed"
+            reports.append(StepReport(INPUT_GROUP, INPUT_GROUP, status, n_slices, 0, 0.0))
         fault_point("between-steps", INPUT_GROUP)
-        stack = st.open_stack(INPUT_GROUP)
-        input_attrs = st.attrs(INPUT_GROUP)
-        upstream, manifest_id = input_attrs["fingerprint"], input_attrs["manifest_fingerprint"]
-        plan = []
-        for index, name in enumerate(wf.process_steps, start=1):
-            params = wf.step_params(name)
-            upstream = fingerprint({"step": name, "params": params, "upstream": upstream,
-                                    "input": manifest_id, "version": __version__})
-            plan.append((index, name, params, upstream))
+        stack = st.open_stack(INPUT_GROUP) if st.is_complete(INPUT_GROUP) else None
+        previous: str | None = INPUT_GROUP
 
         pending: list[tuple[str, dict[str, Any]]] = []
         outputs: dict[str, xr.Dataset] = {}
@@ -288,7 +337,9 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
             group = f"steps/{index:02d}_{name}"
             fused = [p for p, _ in pending]
             rep = None
-            if not st.is_complete(group, fp):
+            if must[group]:
+                if stack is None:  # _needed makes the groups before it available
+                    raise StoreError(f"{group}: its input has no slices in {st.path}")
                 start = time.perf_counter()
                 lazy = stack
                 for fused_name, fused_params in pending:
@@ -306,8 +357,9 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
                 st.update_attrs(group, seconds=rep.seconds)
             ds = st.open_dataset(group)  # once: report, check, next input, later steps
             if rep is None:
-                n_slices = int(np.prod(ds["stack"].shape[:2]))
-                reports.append(StepReport(name, group, "reused", n_slices, 0, 0.0, fused))
+                n_slices = int(np.prod([ds.sizes["channel"], ds.sizes["z"]]))
+                status = "reused" if st.is_complete(group) else "removed"
+                reports.append(StepReport(name, group, status, n_slices, 0, 0.0, fused))
             else:
                 reports.append(_report(name, rep, fused))
                 check = get_step(name).check
@@ -315,8 +367,10 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
                     warnings.warn(f"{name}: {note}", UserWarning, stacklevel=2)
             groups.append(group)
             pending = []
-            stack = st.open_stack(group, ds)
+            stack = st.open_stack(group, ds) if st.is_complete(group) else None
             outputs[name] = ds
+            retire(previous)
+            previous = group
             fault_point("between-steps", group)
         st.update_info(workflow=groups, workflow_finished=time.time())
     return reports
@@ -422,6 +476,11 @@ def open_result(store: str | Path, step: str | None = None) -> xr.DataArray:
     """
     st = Store(store, create=False)
     group = resolve_group(st, step)
+    if st.is_removed(group):
+        reason = (st.attrs(group) or {}).get("removed_reason", "the retention policy")
+        raise StoreError(f"{st.path}: the slices of step {group!r} were removed ({reason}); its "
+                         "statistics and small outputs remain. Keep it ([store] keep) and run "
+                         "the workflow again to compute them from the nearest kept step")
     if not st.is_complete(group):
         raise StoreError(f"{st.path}: step {group!r} is not complete")
     return st.open_stack(group)

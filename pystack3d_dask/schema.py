@@ -217,6 +217,22 @@ def policy(table: str, key: str, value: Any) -> str:
     return value
 
 
+def _keep(table: str, key: str, value: Any) -> str | list[str]:
+    """``"all"``, ``"last"`` or a list of step names (``"input"`` allowed)."""
+    names = ["input", *PYSTACK3D_STEPS]
+    if value in ("all", "last"):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        unknown = [v for v in value if v not in names]
+        if not unknown:
+            return list(value)
+        close = difflib.get_close_matches(unknown[0], names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise _fail(table, key, value, f'step names among {names}; {unknown[0]!r} is not one{hint}')
+    raise _fail(table, key, value, '"all" (every checkpoint), "last" (only the last step\'s) or '
+                'a list of step names, such as ["registration_transformation"]')
+
+
 def _slurm(table: str, key: str, value: Any) -> dict:
     if not isinstance(value, dict):
         raise _fail(table, key, value, 'a table such as { queue = "debug", cores = 1, '
@@ -354,6 +370,8 @@ OWN_TABLES: dict[str, dict[str, Param]] = {
         "compressor": Param(string(("zstd", "blosc-zstd", "blosc-lz4", "none")), "zstd",
                             "chunk compression"),
         "compression_level": Param(integer(0, 22), 3, "compression level"),
+        "keep": Param(_keep, "all", 'checkpoints kept: "all", "last" or a list of steps; the '
+                      "others lose their slices once the next step is complete"),
     },
     "scheduler": {
         "name": Param(string(("threads", "processes", "local", "synchronous", "address",

@@ -40,6 +40,9 @@ def store_status(store: str | Path) -> list[dict[str, Any]]:
             "group": group,
             "step": attrs.get("step", group),
             "complete": bool(attrs.get("complete")),
+            "removed": bool(attrs.get("removed")),
+            "removed_bytes": attrs.get("removed_bytes"),
+            "removed_reason": attrs.get("removed_reason"),
             "fingerprint": attrs.get("fingerprint"),
             "seconds": attrs.get("seconds"),
             "started": _iso(started),
@@ -67,7 +70,7 @@ def format_status(rows: list[dict[str, Any]]) -> str:
     head = f"{'group':<30} {'state':<10} {'fingerprint':<14} {'seconds':>8}  shape"
     lines = [head]
     for r in rows:
-        state = "complete" if r["complete"] else "partial"
+        state = "complete" if r["complete"] else ("removed" if r["removed"] else "partial")
         if not r["in_last_workflow"] and r["group"] != "input":
             state += "*"
         fp = (r["fingerprint"] or "-")[:12]
@@ -76,4 +79,10 @@ def format_status(rows: list[dict[str, Any]]) -> str:
         lines.append(f"{r['group']:<30} {state:<10} {fp:<14} {secs:>8}  {shape} {r['dtype'] or ''}")
     if any(not r["in_last_workflow"] and r["group"] != "input" for r in rows):
         lines.append("* not part of the last workflow run on this store")
+    removed = [r for r in rows if r["removed"]]
+    if removed:
+        freed = sum(r["removed_bytes"] or 0 for r in removed) / 2**20
+        lines.append(f"removed: slices deleted by the retention policy ({freed:.1f} MiB freed; "
+                     "statistics and parameters kept); a run that needs them computes them "
+                     "again")
     return "\n".join(lines)

@@ -228,6 +228,44 @@ class Store:
             return False
         return fingerprint is None or attrs.get("fingerprint") == fingerprint
 
+    def is_removed(self, group: str, fingerprint: str | None = None) -> bool:
+        """Whether the group was complete (with this fingerprint, when given) and its
+        slices were removed by the retention policy: its small outputs remain."""
+        attrs = self.attrs(group)
+        if not attrs or not attrs.get("removed"):
+            return False
+        return fingerprint is None or attrs.get("fingerprint") == fingerprint
+
+    def is_done(self, group: str, fingerprint: str | None = None) -> bool:
+        """Complete, or complete once and its slices removed since."""
+        return self.is_complete(group, fingerprint) or self.is_removed(group, fingerprint)
+
+    def group_bytes(self, group: str, name: str | None = None) -> int:
+        """Bytes on disk of a group (or of one of its arrays)."""
+        folder = self.group_dir(group) / (name or "")
+        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) \
+            if folder.is_dir() else 0
+
+    def remove_slices(self, group: str, reason: str) -> int:
+        """Remove a complete group's slices (its ``stack`` array), keep everything else
+        (statistics, extras, parameters, fingerprint) and record it; returns the bytes
+        freed. The group is no longer complete: a run that needs its slices computes them
+        again from the nearest group that has them.
+
+        ``complete`` is cleared before anything is deleted, so that a crash in between
+        leaves a group that is recomputed, never one marked complete without slices.
+        """
+        if not self.is_complete(group):
+            raise StoreError(f"{self.path}: group {group!r} is not complete; only complete "
+                             "checkpoints lose their slices")
+        freed = self.group_bytes(group, "stack")
+        self.update_attrs(group, complete=False, removed=True, removed_at=time.time(),
+                          removed_bytes=freed, removed_reason=reason)
+        shutil.rmtree(self.group_dir(group) / "stack", ignore_errors=True)
+        _array.cache_clear()
+        fast_chunks.cache_clear()
+        return freed
+
     def step_groups(self) -> list[str]:
         """Groups under ``steps/``, in order."""
         steps = self.path / "steps"

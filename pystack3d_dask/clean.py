@@ -1,0 +1,85 @@
+"""``pystack3d-dask clean``: the retention policy applied after the fact."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError, StoreError
+from .io.lock import StoreLock
+from .io.store import Store
+from .schema import PYSTACK3D_STEPS
+
+__all__ = ["CleanReport", "clean"]
+
+
+@dataclass
+class CleanReport:
+    """What :func:`clean` removed."""
+
+    store: Path
+    removed: dict[str, int] = field(default_factory=dict)  # group -> bytes freed
+    kept: list[str] = field(default_factory=list)
+
+    @property
+    def bytes_freed(self) -> int:
+        """Total bytes freed."""
+        return sum(self.removed.values())
+
+    def summary(self) -> str:
+        """One line per group, then the total."""
+        lines = [f"{g:<36} removed {b / 2**20:10.1f} MiB" for g, b in self.removed.items()]
+        lines += [f"{g:<36} kept" for g in self.kept]
+        lines.append(f"freed {self.bytes_freed / 2**20:.1f} MiB in {self.store}")
+        return "\n".join(lines)
+
+
+def _step_name(group: str) -> str:
+    return group if group == "input" else group.split("/", 1)[-1].split("_", 1)[-1]
+
+
+def clean(store: str | Path, keep: str | list[str] = "last") -> CleanReport:
+    """Remove the slices of the complete checkpoints not kept, as ``[store] keep`` would.
+
+    Parameters
+    ----------
+    store
+        The Zarr store.
+    keep
+        ``"last"`` (only the last group of the store's last workflow), ``"all"``
+        (nothing removed), or step names (``"input"`` allowed); the last group is
+        always kept. Statistics, small outputs and parameters of every group stay, and a
+        later run computes removed slices again when it needs them.
+
+    Raises
+    ------
+    StoreError
+        When a run holds the store, or the store does not exist.
+    ConfigError
+        On an unknown step name.
+    """
+    if isinstance(keep, list):
+        names = ["input", *PYSTACK3D_STEPS]
+        unknown = [k for k in keep if k not in names]
+        if unknown:
+            raise ConfigError(f"--keep {unknown[0]!r}: expected 'all', 'last' or step names "
+                              f"among {names}")
+    elif keep not in ("all", "last"):
+        raise ConfigError(f"--keep {keep!r}: expected 'all', 'last' or step names")
+    st = Store(store, create=False)
+    report = CleanReport(st.path)
+    with StoreLock(st.path).held():  # refused while a run holds the store
+        order = st.info.get("workflow") or ["input", *st.step_groups()]
+        if not order:
+            raise StoreError(f"{st.path}: nothing to clean")
+        last = order[-1]
+        for group in order:
+            kept = (group == last or keep == "all"
+                    or (isinstance(keep, list) and _step_name(group) in keep))
+            if kept or not st.is_complete(group):
+                # partial groups are resume state: never touched
+                if st.is_complete(group):
+                    report.kept.append(group)
+                continue
+            report.removed[group] = st.remove_slices(group, f"pystack3d-dask clean --keep {keep}")
+    return report

@@ -1,0 +1,153 @@
+"""Retention: ``[store] keep`` and ``pystack3d-dask clean`` remove the slices of
+checkpoints not kept, record it, and never break resume: a run that needs removed
+slices computes them again from the nearest kept group, to the same bytes."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pystack3d_dask as p3d
+from pystack3d_dask.clean import clean
+from pystack3d_dask.errors import ConfigError, StoreError
+from pystack3d_dask.io.lock import StoreLock
+from pystack3d_dask.io.store import Store
+from pystack3d_dask.synthetic import write_synthetic
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+CLI = [sys.executable, "-m", "pystack3d_dask.cli"]
+STEPS = ["cropping", "bkg_removal", "intensity_rescaling", "registration_calculation",
+         "registration_transformation", "destriping", "resampling", "cropping_final"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> dict:
+    base = tmp_path_factory.mktemp("keep")
+    files = write_synthetic(base / "syn", shape=(36, 80, 96))
+    params = tomllib.loads(files.workflow.read_text())
+    params["project_dir"] = str(files.slices_dir)
+    params["destriping"]["maxit"] = 20
+    return params
+
+
+def _run(params: dict, store: Path, keep=None, **changes) -> p3d.RunResult:
+    wf = copy.deepcopy(params)
+    wf["store"] = {"path": str(store), **({"keep": keep} if keep is not None else {})}
+    for table, values in changes.items():
+        wf[table].update(values)
+    return p3d.run(wf, progress=False)
+
+
+def _stack_dirs(store: Path) -> dict[str, bool]:
+    st = Store(store, create=False)
+    return {g: (store / g / "stack").is_dir() for g in ["input", *st.step_groups()]}
+
+
+def test_keep_last_removes_the_others_and_gives_the_same_result(tmp_path, project):
+    full = _run(project, tmp_path / "all.zarr")
+    last = _run(project, tmp_path / "last.zarr", keep="last")
+    dirs = _stack_dirs(last.store)
+    assert dirs.pop("steps/08_cropping_final") is True
+    assert not any(dirs.values()), dirs  # the input too: the TIFF files are its source
+    np.testing.assert_array_equal(p3d.open_result(last.store).values,
+                                  p3d.open_result(full.store).values)
+    # what was removed is recorded, and shown; the small outputs stay
+    st = Store(last.store, create=False)
+    attrs = st.attrs("steps/02_bkg_removal")
+    assert attrs["removed"] and attrs["removed_bytes"] > 0 and not attrs["complete"]
+    assert "keep = 'last'" in attrs["removed_reason"]
+    ds = st.open_dataset("steps/04_registration_calculation")
+    np.testing.assert_array_equal(
+        ds["tmats"].values,
+        st.__class__(full.store, create=False).open_dataset(
+            "steps/04_registration_calculation")["tmats"].values)
+    res = subprocess.run([*CLI, "status", str(last.store)], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0
+    assert res.stdout.count("removed") >= 8 and "MiB freed" in res.stdout
+    with pytest.raises(StoreError, match="were removed"):
+        p3d.open_result(last.store, "bkg_removal")
+    # disk: the kept store is far smaller
+    assert Store(last.store, create=False).group_bytes("") < \
+        0.4 * Store(full.store, create=False).group_bytes("")
+
+    # an unchanged re-run computes nothing
+    again = _run(project, tmp_path / "last.zarr", keep="last")
+    assert all(r.chunks_computed == 0 for r in again.reports)
+    assert {r.status for r in again.reports[:-1]} == {"removed"}
+
+
+def test_changed_step_after_removed_input_recomputes_from_nearest_kept(tmp_path, project):
+    store = tmp_path / "some.zarr"
+    _run(project, store, keep=["bkg_removal"])
+    dirs = _stack_dirs(store)
+    assert [g for g, present in dirs.items() if present] == ["steps/02_bkg_removal",
+                                                           "steps/08_cropping_final"]
+    changed = {"destriping": {"maxit": 10}}
+    result = _run(project, store, keep=["bkg_removal"], **changed)
+    status = {r.group: (r.status, r.chunks_computed) for r in result.reports}
+    # before the kept bkg_removal: nothing computed; after it, recomputed up to the end
+    assert status["input"][1] == 0 and status["steps/01_cropping"][1] == 0
+    assert status["steps/02_bkg_removal"] == ("reused", 0)
+    for group in ("steps/03_intensity_rescaling", "steps/05_registration_transformation",
+                  "steps/06_destriping", "steps/08_cropping_final"):
+        assert status[group][1] > 0, (group, status[group])
+    reference = _run(project, tmp_path / "ref.zarr", **changed)
+    np.testing.assert_array_equal(p3d.open_result(result.store).values,
+                                  p3d.open_result(reference.store).values)
+
+
+def test_clean_command_frees_bytes_refuses_while_running_and_resume_still_works(tmp_path,
+                                                                               project):
+    result = _run(project, tmp_path / "c.zarr")
+    store = result.store
+    st = Store(store, create=False)
+    before = st.group_bytes("")
+    # refused while a run holds the store
+    lock = StoreLock(store)
+    lock.acquire()
+    try:
+        with pytest.raises(StoreError, match="in use by another run"):
+            clean(store, ["registration_transformation"])
+    finally:
+        lock.release()
+    res = subprocess.run([*CLI, "clean", str(store), "--keep", "registration_transformation"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "freed" in res.stdout and "steps/02_bkg_removal" in res.stdout
+    freed_mib = float(res.stdout.strip().splitlines()[-1].split()[1])
+    after = st.group_bytes("")
+    assert abs((before - after) / 2**20 - freed_mib) < 0.2 and freed_mib > 0
+    present = [g for g, p in _stack_dirs(store).items() if p]
+    assert present == ["steps/05_registration_transformation", "steps/08_cropping_final"]
+    status = json.loads(subprocess.run([*CLI, "status", str(store), "--json"],
+                                       capture_output=True, text=True, timeout=120).stdout)
+    assert sum(r["removed"] for r in status) == 7  # input and 6 of the 8 steps
+
+    # a changed resampling recomputes from the kept registration_transformation only
+    changed = _run(project, store, resampling={"dz": 0.02})
+    computed = [r.group for r in changed.reports if r.chunks_computed]
+    assert computed == ["steps/06_destriping", "steps/07_resampling", "steps/08_cropping_final"]
+    reference = _run(project, tmp_path / "ref2.zarr", resampling={"dz": 0.02})
+    np.testing.assert_array_equal(p3d.open_result(changed.store).values,
+                                  p3d.open_result(reference.store).values)
+
+
+def test_bad_keep_values(tmp_path, project):
+    with pytest.raises(ConfigError, match="did you mean 'cropping'"):
+        _run(project, tmp_path / "x.zarr", keep=["croping"])
+    with pytest.raises(ConfigError, match='"all"'):
+        _run(project, tmp_path / "x.zarr", keep="some")
+    res = subprocess.run([*CLI, "clean", str(tmp_path / "nothing.zarr")], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 2 and "no store" in res.stderr
