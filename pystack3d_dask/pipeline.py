@@ -426,7 +426,8 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
     store_path = wf.store_path()
     try:
         st = Store(store_path, make_compressors(wf.store["compressor"],
-                                                wf.store["compression_level"]))
+                                                wf.store["compression_level"]),
+                   shard_slices=wf.store["shard_slices"])
         with StoreLock(st.path).held():
             reports = _run_locked(wf, st, source, progress)
     except OSError as exc:

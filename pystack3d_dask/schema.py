@@ -370,6 +370,8 @@ OWN_TABLES: dict[str, dict[str, Param]] = {
         "compressor": Param(string(("zstd", "blosc-zstd", "blosc-lz4", "none")), "zstd",
                             "chunk compression"),
         "compression_level": Param(integer(0, 22), 3, "compression level"),
+        "shard_slices": Param(integer(1), 1, "slices per Zarr v3 shard (1: one file per slice); "
+                              "fewer files on parallel file systems"),
         "keep": Param(_keep, "all", 'checkpoints kept: "all", "last" or a list of steps; the '
                       "others lose their slices once the next step is complete"),
     },

@@ -95,6 +95,24 @@ def _write_chunk(block: np.ndarray, extra_blocks: Sequence[Any], extra_specs: Se
     return _derive(img, c, derived)
 
 
+def _write_shard(blocks: Sequence[np.ndarray], extra_blocks: Sequence[Sequence[Any]],
+                 extra_specs: Sequence[tuple[str, bool]], store: str, group: str, c: int,
+                 z0: int, token: str = "",
+                 derived: Sequence[Callable[[np.ndarray, int], Any]] = ()) -> list[list[np.ndarray]]:
+    """Write the consecutive slices ``z0, z0 + 1, ...`` of one whole shard in a single
+    zarr write (a shard is rewritten whole on every update: two tasks writing into one
+    shard would lose slices), their extras first; return each slice's statistics."""
+    imgs = [np.asarray(b)[0, 0] for b in blocks]
+    for k, extras in enumerate(extra_blocks):
+        for (name, with_channel), extra in zip(extra_specs, extras):
+            if extra is None:
+                continue
+            index = (c, z0 + k) if with_channel else (z0 + k,)
+            _array(store, f"{group}/{name}", token)[index] = np.asarray(extra)[(0,) * len(index)]
+    _array(store, f"{group}/stack", token)[c, z0:z0 + len(imgs)] = np.stack(imgs)
+    return [_derive(img, c, derived) for img in imgs]
+
+
 def _read_stats(store: str, group: str, c: int, z: int, token: str = "",
                 derived: Sequence[Callable[[np.ndarray, int], Any]] = ()) -> list[np.ndarray]:
     """Statistics and derived quantities of a slice already on disk (resumed writes)."""
@@ -148,12 +166,20 @@ class Store:
         Folder of the store; created when absent.
     compressors
         Codecs for new arrays (see :func:`make_compressors`).
+    create
+        Create the store when absent (else an error).
+    shard_slices
+        Slices per Zarr v3 shard of new stacks (1: no sharding, one file per slice).
+        A shard is written whole by one task.
     """
 
     def __init__(self, path: str | Path, compressors: Sequence[Any] | None = None,
-                 create: bool = True) -> None:
+                 create: bool = True, shard_slices: int = 1) -> None:
         self.path = Path(path).resolve()
         self.compressors = list(make_compressors() if compressors is None else compressors)
+        if not isinstance(shard_slices, int) or shard_slices < 1:
+            raise StoreError(f"shard_slices = {shard_slices!r}: expected an integer >= 1")
+        self.shard_slices = shard_slices
         self._check_or_create(create)
 
     # -- layout -------------------------------------------------------------------------
@@ -321,7 +347,10 @@ class Store:
 
     # -- writing ------------------------------------------------------------------------
     def _chunk_file(self, group: str, c: int, z: int) -> Path:
-        key = _array(str(self.path), f"{group}/stack").metadata.encode_chunk_key((c, z, 0, 0))
+        """File of slice (c, z): its chunk, or the shard holding it (written whole)."""
+        arr = _array(str(self.path), f"{group}/stack")
+        per_shard = arr.shards[1] if arr.shards is not None else 1
+        key = arr.metadata.encode_chunk_key((c, z // per_shard, 0, 0))
         return self.group_dir(group) / "stack" / key
 
     def missing_chunks(self, group: str, shape: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -347,8 +376,14 @@ class Store:
         ny, nx = stack.shape[2:]
         chunks = (1, 1, ny, nx)
         sliced, whole = _split_extras(extras)
-        variables = {"stack": stack.copy(data=da.zeros(stack.shape, chunks=chunks, dtype=stack.dtype))}
+        per_shard = min(self.shard_slices, stack.shape[1])
+        # the template's dask chunks follow the shards: xarray refuses misaligned ones
+        template_chunks = (1, per_shard, ny, nx)
+        variables = {"stack": stack.copy(data=da.zeros(stack.shape, chunks=template_chunks,
+                                                       dtype=stack.dtype))}
         encoding = {"stack": {"chunks": chunks, "compressors": self.compressors}}
+        if per_shard > 1:
+            encoding["stack"]["shards"] = template_chunks
         for name, value in sliced.items():
             variables[name] = value.copy(data=da.zeros(value.shape, chunks=_slice_chunks(value),
                                                        dtype=value.dtype))
@@ -447,10 +482,34 @@ class Store:
         read = dask.delayed(_read_stats, pure=False)
         derived = dict(derived or {})
         funcs = [d.func for d in derived.values()]
-        tasks = [write(blocks[c, z, 0, 0], pick(c, z), specs, str(self.path), group, c, z,
-                       fingerprint, funcs) for c, z in missing]
+        arr = _array(str(self.path), f"{group}/stack", fingerprint)
+        if arr.shards is None:
+            tasks = [write(blocks[c, z, 0, 0], pick(c, z), specs, str(self.path), group, c, z,
+                           fingerprint, funcs) for c, z in missing]
+            order = list(missing)
+        else:
+            # one task per missing shard (a shard is whole or absent: all its slices)
+            per_shard = arr.shards[1]
+            shards = sorted({(c, z // per_shard) for c, z in missing})
+            write_shard = dask.delayed(_write_shard, pure=False)
+            tasks, order = [], []
+            for c, s_index in shards:
+                zs = list(range(s_index * per_shard, min((s_index + 1) * per_shard,
+                                                         stack.shape[1])))
+                tasks.append(write_shard([blocks[c, z, 0, 0] for z in zs],
+                                         [pick(c, z) for z in zs], specs, str(self.path), group,
+                                         c, zs[0], fingerprint, funcs))
+                order.append([(c, z) for z in zs])
+        n_write = len(tasks)
         tasks += [read(str(self.path), group, c, z, fingerprint, funcs) for c, z in done]
-        results = (compute or (lambda t: dask.compute(*t)))(tasks)
+        results = list((compute or (lambda t: dask.compute(*t)))(tasks))
+        if arr.shards is not None:  # back to one result per slice, in order
+            flat, flat_order = [], []
+            for slices, values in zip(order, results[:n_write]):
+                flat_order += slices
+                flat += values
+            missing = flat_order
+            results = flat + results[n_write:]
         still = self.missing_chunks(group, stack.shape)
         if still:
             raise StoreError(f"{group}: {len(still)} slices were not written (first: channel "
