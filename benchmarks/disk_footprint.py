@@ -49,33 +49,51 @@ CODECS = [("none", 0), ("zstd", 1), ("zstd", 3), ("blosc-zstd", 3),
 
 
 def folder_bytes(folder: Path) -> int:
-    """Bytes of every file below a folder."""
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    """Bytes of every file below a folder (a file hard-linked twice counted once)."""
+    sizes = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            sizes[stat.st_ino] = stat.st_size
+    return sum(sizes.values())
 
 
 def rewrite(raw_store: Path, groups: list[str], out: Path, codec: tuple[str, int],
             workers: int) -> list[dict]:
-    """Each group's slices written again with one codec, then read back."""
+    """Each group's slices written again with one codec, as the pipeline writes them
+    (a step that leaves the slices unchanged hard-links its input's files), then read
+    back; ``bytes``: what each group adds to the disk (files not already counted)."""
     import dask
 
     from pystack3d_dask.io.store import Store, make_compressors
+    from pystack3d_dask.steps import get_step
 
     src = Store(raw_store, create=False)
     dst = Store(out, make_compressors(*codec))
     rows = []
-    for group in groups:
+    seen: set[int] = set()
+    for i, group in enumerate(groups):
         stack = src.open_stack(group)
         raw = stack.size * stack.dtype.itemsize
+        step = (src.attrs(group) or {}).get("step", group)
+        link = groups[i - 1] if i and step != "input" and get_step(step).passthrough else None
         start = time.perf_counter()
         with dask.config.set(scheduler="threads", num_workers=workers):
-            dst.write(group, stack, "bench")
+            dst.write(group, stack, "bench", link_from=link)
         write_s = time.perf_counter() - start
         start = time.perf_counter()
         with dask.config.set(scheduler="threads", num_workers=workers):
             dst.open_stack(group).data.map_blocks(lambda b: np.zeros((1,) * b.ndim),
                                                   chunks=(1, 1, 1, 1)).sum().compute()
         read_s = time.perf_counter() - start
-        rows.append({"group": group, "bytes": dst.group_bytes(group, "stack"), "raw": raw,
+        added = 0
+        for path in (out / group / "stack").rglob("*"):
+            if path.is_file():
+                stat = path.stat()
+                if stat.st_ino not in seen:
+                    seen.add(stat.st_ino)
+                    added += stat.st_size
+        rows.append({"group": group, "bytes": added, "raw": raw, "linked": link is not None,
                      "write MB/s": raw / write_s / 1e6, "read MB/s": raw / read_s / 1e6})
     return rows
 
@@ -140,15 +158,17 @@ def measure_stack(shape: tuple[int, int, int], dtype: str, workers: int, scratch
     rows.append(totals)
     columns = ["group", "PyStack3D", *per_codec]
     print(f"\n{label}: bytes on disk per step (PyStack3D: its input TIFF files, then each "
-          "process/<step> folder)")
+          "process/<step> folder; here what each checkpoint adds: registration_calculation "
+          "hard-links its input's files)")
     print(format_table(rows, columns))
 
     speed = []
     for name, values in per_codec.items():
-        raw = sum(v["raw"] for v in values)
-        stored = sum(v["bytes"] for v in values)
+        written = [v for v in values if not v["linked"]]
+        raw = sum(v["raw"] for v in written)
+        stored = sum(v["bytes"] for v in written)
         speed.append({"codec": name, "ratio raw/stored": raw / stored,
-                      "write MB/s": np.median([v["write MB/s"] for v in values]),
+                      "write MB/s": np.median([v["write MB/s"] for v in written]),
                       "read MB/s": np.median([v["read MB/s"] for v in values])})
     print(f"\n{label}: codecs (median over the groups, MB/s of uncompressed slices, "
           f"{workers} threads)")

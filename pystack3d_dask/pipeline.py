@@ -326,6 +326,7 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
             reports.append(StepReport(INPUT_GROUP, INPUT_GROUP, status, n_slices, 0, 0.0))
         fault_point("between-steps", INPUT_GROUP)
         stack = st.open_stack(INPUT_GROUP) if st.is_complete(INPUT_GROUP) else None
+        stack_group = INPUT_GROUP
         previous: str | None = INPUT_GROUP
 
         pending: list[tuple[str, dict[str, Any]]] = []
@@ -351,8 +352,10 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
                          "fused": fused,
                          "fused_params": {n: to_json(p) for n, p in pending},
                          "package_version": __version__, "provenance": provenance}
+                # a step that leaves the slices as they are links its input's files
+                link = stack_group if get_step(name).passthrough and not pending else None
                 rep = st.write(group, out.stack, fp, attrs, ex.as_compute(name), out.extras,
-                               out.derived)
+                               out.derived, link_from=link)
                 rep.seconds = time.perf_counter() - start  # prepare included
                 st.update_attrs(group, seconds=rep.seconds)
             ds = st.open_dataset(group)  # once: report, check, next input, later steps
@@ -368,6 +371,7 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
             groups.append(group)
             pending = []
             stack = st.open_stack(group, ds) if st.is_complete(group) else None
+            stack_group = group
             outputs[name] = ds
             retire(previous)
             previous = group

@@ -183,3 +183,27 @@ def test_sharded_store_reads_back_every_slice(tmp_path, project):
     assert status["steps/01_cropping"] == 8 and status["input"] == 0
     np.testing.assert_array_equal(p3d.open_result(again.store).values,
                                   p3d.open_result(plain.store).values)
+
+
+def test_unchanged_slices_are_hard_linked_not_copied(tmp_path, project):
+    """registration_calculation leaves the slices as they are: its checkpoint links the
+    files of the step before it, and survives that step's slices being removed."""
+    result = _run(project, tmp_path / "links.zarr")
+    store = result.store
+    calc = store / "steps/04_registration_calculation/stack/c/0"
+    before = store / "steps/03_intensity_rescaling/stack/c/0"
+    files = sorted(p for p in calc.rglob("*") if p.is_file())
+    assert len(files) == p3d.open_result(store, "input").sizes["z"]
+    for path in files:
+        twin = before / path.relative_to(calc)
+        assert path.stat().st_ino == twin.stat().st_ino and path.stat().st_nlink == 2
+    st = Store(store, create=False)
+    assert st.group_bytes("steps/04_registration_calculation", "stack", only_here=True) < 4096
+    np.testing.assert_array_equal(p3d.open_result(store, "registration_calculation").values,
+                                  p3d.open_result(store, "intensity_rescaling").values)
+    report = clean(store, ["registration_calculation"])
+    assert "steps/03_intensity_rescaling" in report.removed
+    assert report.removed["steps/03_intensity_rescaling"] < 4096  # its slices live on, linked
+    stack = p3d.open_result(store, "registration_calculation").values
+    assert stack.any()
+    assert all(path.stat().st_nlink == 1 for path in files)

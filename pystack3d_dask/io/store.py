@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -266,11 +267,20 @@ class Store:
         """Complete, or complete once and its slices removed since."""
         return self.is_complete(group, fingerprint) or self.is_removed(group, fingerprint)
 
-    def group_bytes(self, group: str, name: str | None = None) -> int:
-        """Bytes on disk of a group (or of one of its arrays)."""
+    def group_bytes(self, group: str, name: str | None = None, only_here: bool = False) -> int:
+        """Bytes on disk of a group (or of one of its arrays), each file counted once
+        even when hard-linked twice below it; ``only_here``: only the files no other
+        group links (what deleting them frees)."""
         folder = self.group_dir(group) / (name or "")
-        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) \
-            if folder.is_dir() else 0
+        if not folder.is_dir():
+            return 0
+        seen: dict[int, int] = {}
+        for path in folder.rglob("*"):
+            if path.is_file():
+                stat = path.stat()
+                if not only_here or stat.st_nlink == 1:
+                    seen[stat.st_ino] = stat.st_size
+        return sum(seen.values())
 
     def remove_slices(self, group: str, reason: str) -> int:
         """Remove a complete group's slices (its ``stack`` array), keep everything else
@@ -284,7 +294,7 @@ class Store:
         if not self.is_complete(group):
             raise StoreError(f"{self.path}: group {group!r} is not complete; only complete "
                              "checkpoints lose their slices")
-        freed = self.group_bytes(group, "stack")
+        freed = self.group_bytes(group, "stack", only_here=True)
         self.update_attrs(group, complete=False, removed=True, removed_at=time.time(),
                           removed_bytes=freed, removed_reason=reason)
         shutil.rmtree(self.group_dir(group) / "stack", ignore_errors=True)
@@ -408,7 +418,8 @@ class Store:
               attrs: dict[str, Any] | None = None,
               compute: Callable[[list[Any]], Sequence[Any]] | None = None,
               extras: dict[str, xr.DataArray] | None = None,
-              derived: dict[str, Any] | None = None) -> WriteReport:
+              derived: dict[str, Any] | None = None, link_from: str | None = None
+              ) -> WriteReport:
         """Write a lazy stack as a checkpoint, resuming a partial write of the same
         fingerprint, and mark it complete.
 
@@ -432,6 +443,11 @@ class Store:
         derived
             ``name -> Derived``: per-slice quantities computed from each output slice
             by the task that writes it, stored as (channel, z, *dims) at the end.
+        link_from
+            A complete group whose slices are ``stack`` unchanged (a step that only
+            computes small outputs): its chunk files are hard-linked into this group, no
+            byte copied, when both have the same layout and file system; otherwise (or
+            for what could not be linked) the slices are written as usual.
 
         Returns
         -------
@@ -459,6 +475,9 @@ class Store:
             data = da.from_array(np.asarray(data), chunks=(1, 1, *stack.shape[2:]))
         data = data.rechunk((1, 1, *stack.shape[2:]))
         missing = self.missing_chunks(group, stack.shape)
+        if link_from is not None and missing and not _split_extras(extras)[0] and not derived:
+            self._link_chunks(link_from, group, missing, fingerprint)
+            missing = self.missing_chunks(group, stack.shape)
         done = sorted(set(np.ndindex(*stack.shape[:2])) - set(missing))
         # unoptimised, so that the stack and its extras share their task keys: each
         # slice is computed once, and dask.compute optimises the whole graph
@@ -529,6 +548,44 @@ class Store:
                           chunks_computed=len(missing))
         status = "resumed" if resumed and len(missing) < int(np.prod(stack.shape[:2])) else "computed"
         return WriteReport(group, status, int(np.prod(stack.shape[:2])), len(missing), seconds)
+
+    def _link_chunks(self, source: str, group: str, missing: list[tuple[int, int]],
+                     fingerprint: str) -> int:
+        """Hard-link the chunk files of ``source`` into ``group`` for the ``missing``
+        slices; returns how many were linked. Nothing is linked unless both arrays have
+        the same shape, dtype, chunks, shards and codecs (so that the files are valid
+        here byte for byte), and linking stops at the first file system that refuses.
+
+        A link is created whole or not at all, so a kill leaves a resumable group;
+        removing the source's slices later leaves these files in place.
+        """
+        if not self.is_complete(source):
+            return 0
+        try:
+            src = zarr.open_array(str(self.path), path=f"{source}/stack", mode="r")
+            dst = zarr.open_array(str(self.path), path=f"{group}/stack", mode="r")
+        except Exception:
+            return 0
+        same = (src.shape == dst.shape and src.dtype == dst.dtype and src.chunks == dst.chunks
+                and src.shards == dst.shards
+                and src.metadata.codecs == dst.metadata.codecs
+                and src.metadata.fill_value == dst.metadata.fill_value)
+        if not same:
+            return 0
+        linked = 0
+        for c, z in missing:
+            if dst.shards is not None and z % dst.shards[1]:
+                continue  # one link per shard file
+            target = self._chunk_file(group, c, z)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.link(self._chunk_file(source, c, z), target)
+            except FileExistsError:
+                continue
+            except OSError:  # no hard links here (another file system, FAT, some NFS)
+                break
+            linked += 1
+        return linked
 
     def _finish(self, group: str, per_slice: dict[str, np.ndarray],
                 dims: dict[str, tuple[str, ...]]) -> None:

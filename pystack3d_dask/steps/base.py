@@ -79,6 +79,9 @@ class Step:
     validate
         ``validate(**params)``: checks that need no data, run on every step of a
         workflow before any work, so that a bad table late in the workflow fails first.
+    passthrough
+        The step's slices are its input's, unchanged (it only computes small outputs):
+        its checkpoint hard-links the input's chunk files instead of writing copies.
     """
 
     name: str
@@ -90,6 +93,7 @@ class Step:
     check: Callable[[xr.Dataset], list[str]] | None = None
     needs: tuple[str, ...] = ()
     validate: Callable[..., None] | None = None
+    passthrough: bool = False
 
     def __call__(self, stack: xr.DataArray, **params: Any) -> xr.DataArray:
         """Run ``prepare`` (small reductions, computed now) and return the lazy output.
