@@ -82,7 +82,10 @@ def main() -> None:
                     wf["scheduler"] = {"name": "slurm", "worker_timeout": 300,
                                        "slurm": {"queue": args.queue, "cores": 1,
                                                  "memory": "2GB", "jobs": workers,
-                                                 "interface": "lo"}}
+                                                 "interface": "lo",
+                                                 # job logs with the rest, not in the
+                                                 # current folder
+                                                 "log_directory": str(scratch / "logs")}}
                 t0 = time.perf_counter()
                 p3d.run(wf, progress=False)
                 walls[(kind, workers)] = time.perf_counter() - t0
