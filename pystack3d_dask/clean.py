@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError, StoreError
+from .errors import StoreError
 from .io.lock import StoreLock
 from .io.store import Store
-from .schema import PYSTACK3D_STEPS
+from .schema import keep_policy
 
-__all__ = ["CleanReport", "clean"]
+__all__ = ["CleanReport", "clean", "is_kept"]
 
 
 @dataclass
@@ -38,6 +38,12 @@ def _step_name(group: str) -> str:
     return group if group == "input" else group.split("/", 1)[-1].split("_", 1)[-1]
 
 
+def is_kept(keep: str | list[str], step: str, last: bool) -> bool:
+    """Whether a retention policy (``[store] keep``, ``clean --keep``) keeps the slices of
+    a step's checkpoint; the last one is always kept."""
+    return last or keep == "all" or (isinstance(keep, list) and step in keep)
+
+
 def clean(store: str | Path, keep: str | list[str] = "last") -> CleanReport:
     """Remove the slices of the complete checkpoints not kept, as ``[store] keep`` would.
 
@@ -58,14 +64,7 @@ def clean(store: str | Path, keep: str | list[str] = "last") -> CleanReport:
     ConfigError
         On an unknown step name.
     """
-    if isinstance(keep, list):
-        names = ["input", *PYSTACK3D_STEPS]
-        unknown = [k for k in keep if k not in names]
-        if unknown:
-            raise ConfigError(f"--keep {unknown[0]!r}: expected 'all', 'last' or step names "
-                              f"among {names}")
-    elif keep not in ("all", "last"):
-        raise ConfigError(f"--keep {keep!r}: expected 'all', 'last' or step names")
+    keep = keep_policy("", "--keep", keep)
     st = Store(store, create=False)
     report = CleanReport(st.path)
     with StoreLock(st.path).held():  # refused while a run holds the store
@@ -74,8 +73,7 @@ def clean(store: str | Path, keep: str | list[str] = "last") -> CleanReport:
             raise StoreError(f"{st.path}: nothing to clean")
         last = order[-1]
         for group in order:
-            kept = (group == last or keep == "all"
-                    or (isinstance(keep, list) and _step_name(group) in keep))
+            kept = is_kept(keep, _step_name(group), group == last)
             if kept or not st.is_complete(group):
                 # partial groups are resume state: never touched
                 if st.is_complete(group):

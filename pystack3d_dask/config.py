@@ -117,22 +117,6 @@ class Workflow:
         return {k: v for k, v in self.steps[name].items() if k != "checkpoint"}
 
 
-def _check_step_ranges(steps: dict[str, dict[str, Any]]) -> None:
-    """Refuse ranges given upside down, which each key alone cannot show.
-
-    Checked at load time, so that the error comes before the input is ingested.
-    """
-    for table in ("bkg_removal", "intensity_rescaling_area"):
-        low, high = steps[table]["threshold_min"], steps[table]["threshold_max"]
-        if low is not None and high is not None and low > high:
-            raise ConfigError(f"[{table}] threshold_min = {low:g} is larger than threshold_max "
-                              f"= {high:g}: expected threshold_min <= threshold_max")
-    low, high = steps["intensity_rescaling_area"]["factors_range"]
-    if low > high:
-        raise ConfigError(f"[intensity_rescaling_area] factors_range = {[low, high]} is "
-                          "reversed: expected [min, max] with min <= max")
-
-
 def _read_toml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"workflow file not found: {path}; expected the path of a .toml "
@@ -235,7 +219,6 @@ def load_workflow(workflow: str | Path | Mapping[str, Any] | Workflow,
         name: validate_table(name, tables.get(name, {}), schema, {"checkpoint": CHECKPOINT})
         for name, schema in STEP_SCHEMAS.items()
     }
-    _check_step_ranges(steps)
     own = {name: validate_table(name, tables.get(name, {}), schema)
            for name, schema in OWN_TABLES.items()}
     if own["store"]["path"] and not Path(own["store"]["path"]).is_absolute():

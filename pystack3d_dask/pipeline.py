@@ -26,6 +26,7 @@ import numpy as np
 import xarray as xr
 
 from ._version import __version__
+from .clean import is_kept
 from .cluster import Executor, executor
 from .config import Workflow, load_workflow
 from .errors import ConfigError, Pystack3dDaskError, StoreError
@@ -123,7 +124,7 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def _provenance(wf: Workflow, source: SliceSource) -> dict[str, Any]:
+def _provenance(wf: Workflow, source: SliceSource, manifest_id: str) -> dict[str, Any]:
     """What produced a group: the workflow as given and where from, the versions, the
     host and user, the command, and the identity of the input manifest (the manifest
     itself, one entry per file, is stored once, in the ``input`` group)."""
@@ -141,7 +142,7 @@ def _provenance(wf: Workflow, source: SliceSource) -> dict[str, Any]:
         "command": " ".join(sys.argv),
         "input_manifest": {
             "group": INPUT_GROUP,
-            "fingerprint": fingerprint({"manifest": source.manifest_identity()}),
+            "fingerprint": manifest_id,
             "files": len(source.manifest),
             "bytes": int(sum(m["size"] for m in source.manifest)),
         },
@@ -184,8 +185,7 @@ def _input_fingerprint(wf: Workflow, source: SliceSource) -> tuple[str, str]:
 
 
 def _ingest(store: Store, wf: Workflow, source: SliceSource, run: Executor,
-            provenance: dict[str, Any]) -> StepReport:
-    fp, manifest_id = _input_fingerprint(wf, source)
+            provenance: dict[str, Any], fp: str, manifest_id: str) -> StepReport:
     stack = lazy_stack(source, wf.input["pixel_size"])
     attrs = {
         "step": INPUT_GROUP,
@@ -266,11 +266,6 @@ def _needed(st: Store, groups: list[tuple[str, str]]) -> list[bool]:
     return must
 
 
-def _kept(keep: str | list[str], name: str, last: bool) -> bool:
-    """Whether the retention policy keeps a group's slices (the last group always)."""
-    return last or keep == "all" or (isinstance(keep, list) and name in keep)
-
-
 def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
                 ) -> list[StepReport]:
     """The run itself, with the store locked: ingest, then each step's checkpoint; with
@@ -299,7 +294,7 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
 
     def retire(previous: str | None) -> None:
         """The group before a complete one: its slices go unless kept."""
-        if previous is None or _kept(keep, names[previous], previous == last_group):
+        if previous is None or is_kept(keep, names[previous], previous == last_group):
             return
         if st.is_complete(previous):
             freed = st.remove_slices(previous, f"[store] keep = {keep!r}")
@@ -314,12 +309,12 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
                   sched["memory_limit"], sched["dashboard_address"], progress,
                   address=sched.get("address"), slurm=sched.get("slurm"),
                   worker_timeout=sched.get("worker_timeout", 300.0)) as ex:
-        provenance = _provenance(wf, source)
+        provenance = _provenance(wf, source, manifest_id)
         st.update_info(workflow_started=time.time(), package_version=__version__,
                        workflow_source=str(wf.source) if wf.source else None,
                        workflow_raw=to_json(wf.raw))
         if must[INPUT_GROUP]:
-            reports.append(_ingest(st, wf, source, ex, provenance))
+            reports.append(_ingest(st, wf, source, ex, provenance, input_fp, manifest_id))
         else:
             n_slices = len(source.pages) * len(source.channels)
             status = "reused" if st.is_complete(INPUT_GROUP) else "removed"

@@ -217,7 +217,7 @@ def policy(table: str, key: str, value: Any) -> str:
     return value
 
 
-def _keep(table: str, key: str, value: Any) -> str | list[str]:
+def keep_policy(table: str, key: str, value: Any) -> str | list[str]:
     """``"all"``, ``"last"`` or a list of step names (``"input"`` allowed)."""
     names = ["input", *PYSTACK3D_STEPS]
     if value in ("all", "last"):
@@ -372,7 +372,7 @@ OWN_TABLES: dict[str, dict[str, Param]] = {
         "compression_level": Param(integer(0, 22), 3, "compression level"),
         "shard_slices": Param(integer(1), 1, "slices per Zarr v3 shard (1: one file per slice); "
                               "fewer files on parallel file systems"),
-        "keep": Param(_keep, "all", 'checkpoints kept: "all", "last" or a list of steps; the '
+        "keep": Param(keep_policy, "all", 'checkpoints kept: "all", "last" or a list of steps; the '
                       "others lose their slices once the next step is complete"),
     },
     "scheduler": {

@@ -76,6 +76,17 @@ def _derive(img: np.ndarray, c: int, derived: Sequence[Callable[[np.ndarray, int
     return [slice_stats(img)] + [np.asarray(f(img, c)) for f in derived]
 
 
+def _write_extras(extra_blocks: Sequence[Any], extra_specs: Sequence[tuple[str, bool]],
+                  store: str, group: str, c: int, z: int, token: str) -> None:
+    """Write slice (c, z)'s per-slice extras (None: an extra without channel, written
+    with channel 0 only)."""
+    for (name, with_channel), extra in zip(extra_specs, extra_blocks):
+        if extra is None:
+            continue
+        index = (c, z) if with_channel else (z,)
+        _array(store, f"{group}/{name}", token)[index] = np.asarray(extra)[(0,) * len(index)]
+
+
 def _write_chunk(block: np.ndarray, extra_blocks: Sequence[Any], extra_specs: Sequence[tuple[str, bool]],
                  store: str, group: str, c: int, z: int, token: str = "",
                  derived: Sequence[Callable[[np.ndarray, int], Any]] = ()) -> list[np.ndarray]:
@@ -83,11 +94,7 @@ def _write_chunk(block: np.ndarray, extra_blocks: Sequence[Any], extra_specs: Se
     always has what goes with it); return its statistics (min, max, mean) and derived
     quantities."""
     img = np.asarray(block)[0, 0]
-    for (name, with_channel), extra in zip(extra_specs, extra_blocks):
-        if extra is None:
-            continue
-        index = (c, z) if with_channel else (z,)
-        _array(store, f"{group}/{name}", token)[index] = np.asarray(extra)[(0,) * len(index)]
+    _write_extras(extra_blocks, extra_specs, store, group, c, z, token)
     fast = fast_chunks(store, f"{group}/stack", token)
     if fast is not None:
         fast.write((c, z, 0, 0), img[None, None])
@@ -105,11 +112,7 @@ def _write_shard(blocks: Sequence[np.ndarray], extra_blocks: Sequence[Sequence[A
     shard would lose slices), their extras first; return each slice's statistics."""
     imgs = [np.asarray(b)[0, 0] for b in blocks]
     for k, extras in enumerate(extra_blocks):
-        for (name, with_channel), extra in zip(extra_specs, extras):
-            if extra is None:
-                continue
-            index = (c, z0 + k) if with_channel else (z0 + k,)
-            _array(store, f"{group}/{name}", token)[index] = np.asarray(extra)[(0,) * len(index)]
+        _write_extras(extras, extra_specs, store, group, c, z0 + k, token)
     _array(store, f"{group}/stack", token)[c, z0:z0 + len(imgs)] = np.stack(imgs)
     return [_derive(img, c, derived) for img in imgs]
 
@@ -476,7 +479,7 @@ class Store:
         data = data.rechunk((1, 1, *stack.shape[2:]))
         missing = self.missing_chunks(group, stack.shape)
         if link_from is not None and missing and not _split_extras(extras)[0] and not derived:
-            self._link_chunks(link_from, group, missing, fingerprint)
+            self._link_chunks(link_from, group, missing)
             missing = self.missing_chunks(group, stack.shape)
         done = sorted(set(np.ndindex(*stack.shape[:2])) - set(missing))
         # unoptimised, so that the stack and its extras share their task keys: each
@@ -505,7 +508,6 @@ class Store:
         if arr.shards is None:
             tasks = [write(blocks[c, z, 0, 0], pick(c, z), specs, str(self.path), group, c, z,
                            fingerprint, funcs) for c, z in missing]
-            order = list(missing)
         else:
             # one task per missing shard (a shard is whole or absent: all its slices)
             per_shard = arr.shards[1]
@@ -549,8 +551,7 @@ class Store:
         status = "resumed" if resumed and len(missing) < int(np.prod(stack.shape[:2])) else "computed"
         return WriteReport(group, status, int(np.prod(stack.shape[:2])), len(missing), seconds)
 
-    def _link_chunks(self, source: str, group: str, missing: list[tuple[int, int]],
-                     fingerprint: str) -> int:
+    def _link_chunks(self, source: str, group: str, missing: list[tuple[int, int]]) -> int:
         """Hard-link the chunk files of ``source`` into ``group`` for the ``missing``
         slices; returns how many were linked. Nothing is linked unless both arrays have
         the same shape, dtype, chunks, shards and codecs (so that the files are valid

@@ -74,14 +74,25 @@ def _required(root: ET.Element, source: Path, paths: tuple[str, ...], expected: 
     return text, used
 
 
-def _positive(text: str, source: Path, path: str, expected: str) -> float:
+def _number(text: str, source: Path | str, path: str, expected: str,
+            positive: bool = False) -> float:
+    """A finite number (> 0 when ``positive``) from an element's text."""
     try:
         value = float(text)
     except ValueError:
         raise InputError(f"{source}: {path} = {text!r} is not a number; expected {expected}") from None
-    if not math.isfinite(value) or value <= 0:
+    if not math.isfinite(value) or (positive and value <= 0):
         raise InputError(f"{source}: {path} = {text!r}; expected {expected}")
     return value
+
+
+def _xml_of_tag(value: str | bytes) -> ET.Element:
+    """The XML tree of a Fibics tag's value (raises ``ET.ParseError``)."""
+    text = value.decode("iso-8859-1") if isinstance(value, bytes) else str(value)
+    text = text.strip()
+    if text.startswith("<?xml"):  # the declaration's encoding does not apply to a str
+        text = text[text.find("?>") + 2:]
+    return ET.fromstring(text)
 
 
 def read_a3d_setup(path: str | Path) -> dict[str, Any]:
@@ -126,7 +137,7 @@ def read_a3d_setup(path: str | Path) -> dict[str, Any]:
     out: dict[str, Any] = {"detectors": detectors}
     for name, (candidates, expected) in _SETUP_FIELDS.items():
         text, used = _required(root, source, candidates, expected)
-        out[name] = _positive(text, source, used, expected)
+        out[name] = _number(text, source, used, expected, positive=True)
         paths[name] = used
     job, _ = _text(root, ("JobName",))
     out["fov_px"] = round(out["fov"] / out["pixel_size"])
@@ -137,13 +148,7 @@ def read_a3d_setup(path: str | Path) -> dict[str, Any]:
 
 def _int_field(root: ET.Element, source: str, path: str, expected: str) -> float:
     text, used = _required(root, Path(source), (path,), expected)
-    try:
-        value = float(text)
-    except ValueError:
-        raise InputError(f"{source}: {used} = {text!r} is not a number; expected {expected}") from None
-    if not math.isfinite(value):
-        raise InputError(f"{source}: {used} = {text!r}; expected {expected}")
-    return value
+    return _number(text, source, used, expected)
 
 
 def read_fibics_tag(tiff_path: str | Path) -> dict[str, Any]:
@@ -182,13 +187,8 @@ def read_fibics_tag(tiff_path: str | Path) -> dict[str, Any]:
     if value is None:
         raise InputError(f"{source}: no TIFF tag {FIBICS_TAG} (Fibics XML); expected a slice "
                          "written by Fibics Atlas 3D")
-    if isinstance(value, bytes):
-        value = value.decode("iso-8859-1")
-    text = str(value).strip()
-    if text.startswith("<?xml"):  # the declaration's encoding does not apply to a str
-        text = text[text.find("?>") + 2:]
     try:
-        root = ET.fromstring(text)
+        root = _xml_of_tag(value)
     except ET.ParseError as exc:
         raise InputError(f"{source}: TIFF tag {FIBICS_TAG} is not XML ({exc}); expected the "
                          "Fibics metadata") from None
@@ -235,12 +235,8 @@ def beam_current(tag_value: str | bytes | None, source: str = "") -> tuple[float
     """
     if tag_value is None:
         return None, ""
-    text = tag_value.decode("iso-8859-1") if isinstance(tag_value, bytes) else str(tag_value)
-    text = text.strip()
-    if text.startswith("<?xml"):
-        text = text[text.find("?>") + 2:]
     try:
-        root = ET.fromstring(text)
+        root = _xml_of_tag(tag_value)
     except ET.ParseError:
         return None, ""
     found, _ = _text(root, (_BEAM_CURRENT_PATH,))

@@ -27,14 +27,16 @@ register(Step("cropping", _cropping.apply, "per-slice", "keep an area of every s
 register(Step("cropping_final", _cropping.apply, "per-slice", "keep an area of every slice"))
 register(Step("bkg_removal", _bkg.apply, "cross-slice",
               "subtract a polynomial background (2D per slice, or 3D over the stack)",
-              prepare=_bkg.prepare, prepared_names=_bkg.prepared_names, check=_bkg.check))
+              prepare=_bkg.prepare, prepared_names=_bkg.prepared_names, check=_bkg.check,
+              validate=_bkg.validate))
 register(Step("intensity_rescaling", _intensity.rescaling_apply, "cross-slice",
               "match every slice's histogram to the mean (or running mean) histogram",
               prepare=_intensity.rescaling_prepare,
               prepared_names=_intensity.rescaling_prepared_names))
 register(Step("intensity_rescaling_area", _intensity.area_apply, "cross-slice",
               "scale every slice so that the mean of an area follows the median",
-              prepare=_intensity.area_prepare, prepared_names=_intensity.area_prepared_names))
+              prepare=_intensity.area_prepare, prepared_names=_intensity.area_prepared_names,
+              validate=_intensity.area_validate))
 register(Step("resampling", _resampling.apply, "cross-slice",
               "uniform slice spacing: linear interpolation between the two z neighbours"))
 register(Step("registration_calculation", _registration.calc_apply, "cross-slice",

@@ -30,7 +30,8 @@ from ..kernels.polynomial import (
 from ..kernels.robust import predict
 from .base import StepOutput, check_thresholds
 
-__all__ = ["DEFAULT_MAX_SAMPLES", "apply", "basis", "check", "prepare", "prepared_names"]
+__all__ = ["DEFAULT_MAX_SAMPLES", "apply", "basis", "check", "prepare", "prepared_names",
+           "validate"]
 
 #: Cap of the 3D fit sample: its memory is O(samples x terms), whatever the stack depth.
 DEFAULT_MAX_SAMPLES = 1_000_000
@@ -53,6 +54,12 @@ def basis(params: dict[str, Any]) -> tuple[Powers, int]:
         return powers_from_orders(orders, bool(params.get("cross_terms"))), len(orders)
     raise ConfigError("[bkg_removal] needs 'orders' (with 'cross_terms') or 'poly_basis' "
                       '(e.g. orders = [1, 2, 1], or poly_basis = "1 + x + y + x*y + z")')
+
+
+def validate(**params: Any) -> None:
+    """The table's checks that need no data (basis, thresholds, skip factors, ...), run
+    before any work."""
+    _checked(params)
 
 
 def _checked(params: dict[str, Any]) -> tuple[Powers, int, list[int]]:

@@ -28,6 +28,7 @@ __all__ = [
     "area_apply",
     "area_prepare",
     "area_prepared_names",
+    "area_validate",
     "rescaling_apply",
     "rescaling_prepare",
     "rescaling_prepared_names",
@@ -136,6 +137,11 @@ def _check_area(params: dict[str, Any]) -> None:
     if low > high:
         raise ConfigError(f"[intensity_rescaling_area] factors_range = {[low, high]} is reversed: "
                           "expected [min, max] with min <= max")
+
+
+def area_validate(**params: Any) -> None:
+    """Thresholds and factors range, checked before any work."""
+    _check_area(params)
 
 
 def area_prepared_names(**params: Any) -> list[str]:
