@@ -22,6 +22,7 @@ __all__ = [
     "array_module",
     "auto_threshold",
     "check_wavelet",
+    "pyvsnr_vsnr",
     "stripe_score",
     "vsnr",
     "wavelet_fourier",
@@ -72,7 +73,10 @@ def _cpu_namespace() -> types.ModuleType:
 
 def vsnr(img: Any, filters: list[dict[str, Any]], maxit: int = 100, cvg_threshold: float = 0.0,
          beta: float = 10.0) -> Any:
-    """Remove the stripe patterns described by ``filters`` with pyvsnr's VSNR.
+    """Remove the stripe patterns described by ``filters`` with VSNR.
+
+    NumPy slices go to this package's kernel (:func:`~pystack3d_dask.kernels.vsnr.vsnr_slice`,
+    pyvsnr's iterations made faster); CuPy batches to pyvsnr's CuPy code.
 
     Parameters
     ----------
@@ -90,6 +94,20 @@ def vsnr(img: Any, filters: list[dict[str, Any]], maxit: int = 100, cvg_threshol
         Same shape, dtype and array module as ``img``; integer images are clipped to
         ``[0, max]`` and truncated, as PyStack3D's call of pyvsnr (``norm=False``) does.
     """
+    xp = array_module(img)
+    if xp is np:
+        from .vsnr import vsnr_slice
+
+        if img.ndim == 2:
+            return vsnr_slice(img, filters, maxit, beta, cvg_threshold)
+        return np.stack([vsnr_slice(one, filters, maxit, beta, cvg_threshold) for one in img])
+    return pyvsnr_vsnr(img, filters, maxit, cvg_threshold, beta)
+
+
+def pyvsnr_vsnr(img: Any, filters: list[dict[str, Any]], maxit: int = 100,
+                cvg_threshold: float = 0.0, beta: float = 10.0) -> Any:
+    """VSNR by pyvsnr itself (NumPy through pyFFTW, or CuPy): the reference that
+    :func:`vsnr` is tested against, and its GPU path. Same parameters and result."""
     from pyvsnr.vsnr2d import vsnr2d_py
 
     xp = array_module(img)

@@ -22,7 +22,6 @@ from ..kernels.destriping import (
     wavelet_fourier,
 )
 from ..kernels.dtype import cast_to
-from ..pool import run_gil_free
 from .base import Derived, StepOutput
 
 __all__ = ["apply", "prepare", "prepared_names", "resolve", "validate"]
@@ -143,12 +142,9 @@ def prepare(stack: xr.DataArray, compute: Compute, only_striped: bool = False,
 def _cpu_block(block: np.ndarray, treated: np.ndarray, settings: Settings) -> np.ndarray:
     if not treated[0, 0]:
         return block
-    if settings.method == "vsnr":
-        # pyvsnr's many small array steps keep the GIL a good part of the time: threads
-        # scaled 1.6x on 2 cores, the process pool ~2x (benchmarks/destriping.py)
-        out = run_gil_free(settings.destripe, block[0, 0], what="pyvsnr")
-    else:
-        out = settings.destripe(block[0, 0])
+    # the package's VSNR releases the GIL in its FFTs and array passes: threads do as well
+    # as the process pool pyvsnr needed, without sending slices to other processes
+    out = settings.destripe(block[0, 0])
     return cast_to(out, block.dtype)[None, None]
 
 
