@@ -8,6 +8,8 @@ is reused; a partial one is resumed; any other is replaced. A step whose table s
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import getpass
 import hashlib
@@ -34,6 +36,7 @@ from .faults import fault_point
 from .io.lock import StoreLock
 from .io.store import LAYOUT_VERSION, Store, WriteReport, make_compressors, to_json
 from .io.tiff import SliceSource, discover, lazy_stack
+from .pool import release_pool
 from .steps import StepOutput, get_step
 from .steps.base import as_output
 
@@ -353,6 +356,7 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
                                out.derived, link_from=link)
                 rep.seconds = time.perf_counter() - start  # prepare included
                 st.update_attrs(group, seconds=rep.seconds)
+                _release_memory()
             ds = st.open_dataset(group)  # once: report, check, next input, later steps
             if rep is None:
                 n_slices = int(np.prod([ds.sizes["channel"], ds.sizes["z"]]))
@@ -373,6 +377,16 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
             fault_point("between-steps", group)
         st.update_info(workflow=groups, workflow_finished=time.time())
     return reports
+
+
+def _release_memory() -> None:
+    """After a step: the process pool goes (its idle processes held 50-150 MiB each
+    through the steps after registration), and the heap that the step's slices freed
+    goes back to the system (glibc keeps it otherwise, and the process tree's peak grows
+    step after step)."""
+    release_pool()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path | None = None,

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from .errors import Pystack3dDaskError
 
-__all__ = ["drop_pool", "gil_free_pool", "run_gil_free"]
+__all__ = ["drop_pool", "gil_free_pool", "release_pool", "run_gil_free"]
 
 T = TypeVar("T")
 
@@ -68,6 +68,16 @@ def drop_pool(pool: ProcessPoolExecutor) -> None:
         if _POOL is pool:
             _POOL = None
     pool.shutdown(wait=False, cancel_futures=True)
+
+
+def release_pool() -> None:
+    """Shut the pool down, if there is one (between steps: its idle processes hold
+    memory that the next steps can use; the next call that needs it starts a new one)."""
+    global _POOL
+    with _POOL_LOCK:
+        pool, _POOL = _POOL, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_gil_free(func: Callable[..., T], *args: Any, what: str = "the kernel") -> T:

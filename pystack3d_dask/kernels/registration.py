@@ -8,7 +8,6 @@ of the pairwise ones up to k (PyStack3D's convention, applied by scikit-image's 
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
 
 from ..errors import ConfigError
 
@@ -81,6 +80,9 @@ def remove_running_mean(cumul: np.ndarray, box_size: int) -> np.ndarray:
     correction."""
     if box_size in (0, 1):
         return cumul
+    # imported here: the pool processes that run pair_matrices need no SciPy (28 MiB each)
+    from scipy.ndimage import uniform_filter1d
+
     return cumul + np.identity(3) - uniform_filter1d(cumul, box_size, axis=0)
 
 
