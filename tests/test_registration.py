@@ -65,6 +65,31 @@ def test_cumulative_and_drift_options():
     np.testing.assert_allclose(smooth[1:3, 0, 0, 2], 0, atol=1e-12)  # linear drift removed
 
 
+def test_valid_mask_equals_the_finite_pixels_of_the_warp():
+    """The crop rectangle's masks are computed without warping: the same pixels as
+    scikit-image's warp of ones leaves finite, to the bit, for integer and sub-pixel
+    shifts, rotations and shears, and exact-boundary shifts."""
+    from pystack3d_dask.kernels.registration import valid_mask, warp_slice
+
+    rng = np.random.default_rng(3)
+    shape = (61, 77)
+    mats = [np.identity(3)]
+    for tx, ty in [(3, -2), (-5, 7), (0.5, -0.5), (12.25, 0), (-60, 0), (0, 61)]:
+        mats.append(np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1]], float))
+    for _ in range(20):
+        angle = rng.uniform(-0.2, 0.2)
+        scale = rng.uniform(0.9, 1.1)
+        m = np.identity(3)
+        m[:2, :2] = scale * np.array([[np.cos(angle), -np.sin(angle)],
+                                      [np.sin(angle), np.cos(angle)]])
+        m[:2, :2] += rng.normal(0, 0.02, (2, 2))
+        m[:2, 2] = rng.uniform(-9, 9, 2)
+        mats.append(m)
+    for m in mats:
+        expected = np.isfinite(warp_slice(np.ones(shape), m[None]))
+        np.testing.assert_array_equal(valid_mask(m[None], shape), expected)
+
+
 def test_registration_through_pipeline_aligns_slices(tmp_path):
     shifts = [(0, 0), (1.5, -2.0), (3.0, -1.0), (2.0, 1.5)]
     folder = _shift_stack(tmp_path, shifts)

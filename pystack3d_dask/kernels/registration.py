@@ -19,6 +19,7 @@ __all__ = [
     "pair_matrices",
     "remove_drift",
     "remove_running_mean",
+    "valid_mask",
     "warp_slice",
 ]
 
@@ -126,6 +127,29 @@ def warp_slice(img: np.ndarray, tmats: np.ndarray, nb_blocks: tuple[int, int] = 
     tform = _transform(tmats, img.shape, nb_blocks)
     return warp(np.asarray(img, dtype=np.float64), tform, mode=mode, cval=np.nan,
                 preserve_range=True)
+
+
+def valid_mask(tmats: np.ndarray, shape: tuple[int, int],
+               nb_blocks: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """Pixels that :func:`warp_slice` with ``mode = "constant"`` leaves finite.
+
+    For one affine matrix, without warping anything: scikit-image's bilinear warp gives
+    cval (NaN) where the source point's four neighbours ``floor``/``ceil`` are not all
+    inside the image, that is outside ``0 <= row <= rows - 1``, ``0 <= col <= cols - 1``;
+    the source point is computed with the same float64 expression, in the same order, so
+    the mask is the same to the bit (tested). Piecewise warps (several blocks) and
+    projective matrices are warped.
+    """
+    tmat = np.asarray(tmats, dtype=np.float64).reshape(-1, 3, 3)
+    rows, cols = shape
+    if tuple(nb_blocks) != (1, 1) or not np.array_equal(tmat[0, 2], [0.0, 0.0, 1.0]):
+        return np.isfinite(warp_slice(np.ones(shape), tmat, nb_blocks))
+    m = tmat[0]
+    x = np.arange(cols, dtype=np.float64)[None, :]
+    y = np.arange(rows, dtype=np.float64)[:, None]
+    c = m[0, 0] * x + m[0, 1] * y + m[0, 2]
+    r = m[1, 0] * x + m[1, 1] * y + m[1, 2]
+    return (c >= 0) & (c <= cols - 1) & (r >= 0) & (r <= rows - 1)
 
 
 def inner_rectangle(valid: np.ndarray) -> tuple[int, int, int, int]:

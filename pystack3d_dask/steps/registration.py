@@ -22,6 +22,7 @@ from ..kernels.registration import (
     pair_matrices,
     remove_drift,
     remove_running_mean,
+    valid_mask,
     warp_slice,
 )
 from ..pool import run_gil_free
@@ -162,8 +163,7 @@ def transform_prepare(stack: xr.DataArray, compute: Compute,
 
 def _mask_block(index: np.ndarray, cumul: np.ndarray, shape: tuple[int, int],
                 blocks: tuple[int, int]) -> np.ndarray:
-    k = int(index[0])
-    return np.isfinite(warp_slice(np.ones(shape), cumul[k], blocks))[None]
+    return valid_mask(cumul[int(index[0])], shape, blocks)[None]
 
 
 def _valid_masks(cumul: np.ndarray, shape: tuple[int, int], blocks: tuple[int, int]) -> da.Array:
