@@ -159,6 +159,13 @@ def _whole(wf: dict[str, Any]) -> tuple[float, int, dict[str, float]]:
     return sum(m.result.values()), m.peak_rss_bytes, m.result
 
 
+def _relative_to_least(rows: list[dict[str, Any]], key: str, column: str) -> None:
+    """Add ``column``: each row's ``key`` over the least of them."""
+    least = min(r[key] for r in rows)
+    for r in rows:
+        r[column] = ratio(r[key], least)
+
+
 def section_profile(files: Any, scratch: Path, workers: int) -> None:
     wf = _workflow(files, scratch / "profile.zarr", "threads", workers)
     m = measure_function("workflow_profile:run_profiled", wf, workers, sys_path=[HERE])
@@ -202,9 +209,7 @@ def section_schedulers(files: Any, scratch: Path, workers: int) -> None:
                                           workers))
         rows.append({"scheduler": name, "workers": workers, "total s": total,
                      "peak memory": format_bytes(peak)})
-    best = min(r["total s"] for r in rows)
-    for r in rows:
-        r["/ fastest"] = ratio(r["total s"], best)
+    _relative_to_least(rows, "total s", "/ fastest")
     print("\nschedulers, whole workflow")
     print(format_table(rows, ["scheduler", "workers", "total s", "/ fastest",
                               "peak memory"]))
@@ -238,9 +243,7 @@ def section_depth(depths: list[int], size: int, scratch: Path, workers: int) -> 
                      "peak": peak, "peak memory": format_bytes(peak)})
         shutil.rmtree(scratch / f"depth-{nz}", ignore_errors=True)
         shutil.rmtree(scratch / f"depth-{nz}.zarr", ignore_errors=True)
-    low = min(r["peak"] for r in rows)
-    for r in rows:
-        r["/ smallest peak"] = ratio(r["peak"], low)
+    _relative_to_least(rows, "peak", "/ smallest peak")
     print("\npeak memory against depth, whole workflow")
     print(format_table(rows, ["slices", "size", "total s", "peak memory",
                               "/ smallest peak"]))

@@ -69,7 +69,7 @@ def _unit_filter(shape: tuple[int, int], key: tuple) -> tuple[np.ndarray, np.nda
     """The spectrum of the stripe filter of a slice of norm 1, and
     ``|psi|^2 (|d1|^2 + |d2|^2)`` (float32), for a slice shape and filter list."""
     n0, n1 = shape
-    psi = filter_spectrum([dict(spec) for spec in key], None, shape)
+    psi = filter_spectrum([dict(spec) for spec in key], shape)
     fpsi = sfft.rfft2(psi)
     fd1, fd2 = _differences(n0, n1)
     power = (np.square(np.abs(fpsi)) * (np.square(np.abs(fd1)) + np.square(np.abs(fd2))))
@@ -78,16 +78,15 @@ def _unit_filter(shape: tuple[int, int], key: tuple) -> tuple[np.ndarray, np.nda
     return fpsi, power.astype(np.float32)
 
 
-def filter_spectrum(filters: Sequence[dict[str, Any]], u0: np.ndarray | None,
-                    shape: tuple[int, int] | None = None) -> np.ndarray:
-    """The stripe filter psi (real, float32): the inverse transform of the square root of
-    ``sum |PSI_i|^2 / alpha_i``, each pattern weighted by its noise level relative to the
-    norm of the (normalised) slice ``u0``, as in pyvsnr. ``u0 = None``: a slice of norm
-    1 and the given ``shape`` (psi scales with the square root of the norm)."""
-    n0, n1 = u0.shape if u0 is not None else shape
+def filter_spectrum(filters: Sequence[dict[str, Any]], shape: tuple[int, int],
+                    norm: float = 1.0) -> np.ndarray:
+    """The stripe filter psi (real, float32) of a slice of ``shape`` whose normalised
+    values have the L2 norm ``norm``: the inverse transform of the square root of
+    ``sum |PSI_i|^2 / alpha_i``, each pattern weighted by its noise level relative to
+    ``norm``, as in pyvsnr (psi scales with the square root of ``norm``)."""
+    n0, n1 = shape
     fd1, fd2 = _differences(n0, n1)
     afd1, afd2 = np.abs(fd1), np.abs(fd2)
-    norm = float(np.linalg.norm(u0)) if u0 is not None else 1.0
     n0n1 = float(n0 * n1)
     total: np.ndarray | float = 0.0
     for spec in filters:
