@@ -318,6 +318,10 @@ STEP_SCHEMAS: dict[str, dict[str, Param]] = {
         "gaussian_sigma": Param(number(0.0), 0.0,
                                 "Gaussian smoothing (pixels) of both slices before registering "
                                 "them; 0 = off (PyStack3D). Not in PyStack3D"),
+        "bandpass": Param(numbers(2, minimum=0.0, increasing=True), None,
+                          "[sigma_low, sigma_high] (pixels): register the difference of two "
+                          "Gaussian smoothings of both slices; off by default (PyStack3D). "
+                          "Not in PyStack3D"),
         "transformation": Param(
             string(("TRANSLATION", "RIGID_BODY", "SCALED_ROTATION", "AFFINE", "BILINEAR")),
             "TRANSLATION", "pystackreg transformation"),

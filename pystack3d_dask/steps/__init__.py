@@ -42,7 +42,8 @@ register(Step("resampling", _resampling.apply, "cross-slice",
 register(Step("registration_calculation", _registration.calc_apply, "cross-slice",
               "register every slice on the previous one (pystackreg), pairs in parallel",
               prepare=_registration.calc_prepare,
-              prepared_names=_registration.calc_prepared_names, passthrough=True))
+              prepared_names=_registration.calc_prepared_names, passthrough=True,
+              validate=_registration.calc_validate))
 register(Step("registration_transformation", _registration.transform_apply, "cross-slice",
               "apply the cumulative matrices of registration_calculation, slice by slice",
               prepare=_registration.transform_prepare,

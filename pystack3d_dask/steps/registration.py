@@ -3,6 +3,7 @@ and ``registration_transformation`` (cumulative matrices applied slice by slice)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +28,7 @@ from ..kernels.registration import (
 )
 from ..pool import run_gil_free
 
-__all__ = ["calc_apply", "calc_prepare", "transform_apply", "transform_prepare"]
+__all__ = ["calc_apply", "calc_prepare", "calc_validate", "transform_apply", "transform_prepare"]
 
 Compute = Callable[[list[Any]], list[Any]]
 MATRIX_DIMS = ("z", "block", "row", "col")
@@ -35,10 +36,49 @@ MATRIX_DIMS = ("z", "block", "row", "col")
 
 # -- registration_calculation -----------------------------------------------------------
 
+def _bandpass(img: np.ndarray, rows: slice, cols: slice, low: float, high: float,
+              trim: bool = True) -> tuple[np.ndarray, tuple[int, int]]:
+    """Difference of two Gaussian smoothings (sigmas in pixels, float32) of the area
+    ``rows, cols`` of ``img``, and the (row, column) offset of what is returned within
+    the area.
+
+    The filters read the slice around the area (their 4-sigma reach), so the area is
+    filtered exactly as in the whole slice. Where that reach passes the slice's own edge
+    the filter sees mirrored content, which does not move with the sample: with ``trim``,
+    those rows and columns are left out (unless that would leave fewer than 16).
+    """
+    reach = math.ceil(4 * high)  # scipy.ndimage.gaussian_filter's radius (truncate = 4)
+    bounds = []
+    for sl, n in ((rows, img.shape[0]), (cols, img.shape[1])):
+        start, stop, _ = sl.indices(n)
+        lo, hi = max(start - reach, 0), min(stop + reach, n)
+        inner = (max(start, reach), min(stop, n - reach)) if trim else (start, stop)
+        if inner[1] - inner[0] < 16:
+            inner = (start, stop)
+        bounds.append((lo, hi, inner, inner[0] - start))
+    (r0, r1, (i0, i1), dr), (c0, c1, (j0, j1), dc) = bounds
+    region = img[r0:r1, c0:c1].astype(np.float32)
+    out = ndimage.gaussian_filter(region, low) if low > 0 else region.copy()
+    out -= ndimage.gaussian_filter(region, high)
+    return out[i0 - r0:i1 - r0, j0 - c0:j1 - c0], (dr, dc)
+
+
 def _pair(ref: np.ndarray, img: np.ndarray, rows: slice, cols: slice, threshold: float | None,
           transformation: str, nb_blocks: tuple[int, int], where: str = "",
-          gaussian_sigma: float = 0.0) -> np.ndarray:
-    ref, img = ref[0, 0][rows, cols], img[0, 0][rows, cols]
+          gaussian_sigma: float = 0.0, bandpass: tuple[float, float] | None = None
+          ) -> np.ndarray:
+    ref, img = ref[0, 0], img[0, 0]
+    offset = (0, 0)
+    if bandpass is not None:
+        # the low sigma removes the pixel noise as gaussian_sigma does; subtracting the
+        # high one removes shading and the large features whose oblique walls read as
+        # motion from one slice to the next (docs/migration.md has the figures). Blocks
+        # are cut from the area as given, so only a single block may lose its edges.
+        trim = tuple(nb_blocks) == (1, 1)
+        (ref, offset), (img, _) = (_bandpass(a, rows, cols, *bandpass, trim=trim)
+                                   for a in (ref, img))
+    else:
+        ref, img = ref[rows, cols], img[rows, cols]
     if gaussian_sigma > 0:
         # pixel noise is independent from slice to slice, so its registration error adds
         # up along the chain of pairs; smoothing on the scale of the noise removes most of
@@ -54,7 +94,29 @@ def _pair(ref: np.ndarray, img: np.ndarray, rows: slice, cols: slice, threshold:
         ref, img = ref.astype(np.uint8), img.astype(np.uint8)  # pystackreg takes numbers
     # the slices go to the pool in their own dtype (8x smaller than float64 for uint8);
     # pystackreg converts them to float64 itself
-    return run_gil_free(pair_matrices, ref, img, transformation, nb_blocks, what="pystackreg")
+    tmats = run_gil_free(pair_matrices, ref, img, transformation, nb_blocks, what="pystackreg")
+    if offset != (0, 0):
+        # matrices found on the trimmed area, brought back to the area's own origin (a
+        # pure translation is unchanged; a rotation is about another point)
+        dr, dc = offset
+        move = np.array([[1.0, 0.0, dc], [0.0, 1.0, dr], [0.0, 0.0, 1.0]])
+        back = np.array([[1.0, 0.0, -dc], [0.0, 1.0, -dr], [0.0, 0.0, 1.0]])
+        tmats = move @ tmats @ back
+    return tmats
+
+
+def calc_validate(**params: Any) -> None:
+    """``gaussian_sigma`` and ``bandpass`` are two ways of filtering the pair (one at most),
+    and a band-pass leaves no grey levels to ``threshold``: checked before any work."""
+    sigma, band = params.get("gaussian_sigma") or 0.0, params.get("bandpass")
+    if sigma > 0 and band is not None:
+        raise ConfigError(f"[registration_calculation] gaussian_sigma = {sigma} and bandpass = "
+                          f"{list(band)} both filter the slices before registering them: give "
+                          "one of them (bandpass = [s, high] includes a smoothing at s)")
+    if band is not None and params.get("threshold") is not None:
+        raise ConfigError(f"[registration_calculation] threshold = {params['threshold']} and "
+                          f"bandpass = {list(band)}: the band-pass has no grey levels left to "
+                          "threshold (its values are centred on 0); give one of them")
 
 
 def calc_prepared_names(**params: Any) -> list[str]:
@@ -64,12 +126,16 @@ def calc_prepared_names(**params: Any) -> list[str]:
 
 def calc_prepare(stack: xr.DataArray, compute: Compute, area: list[int] | None = None,
                  threshold: float | None = None, nb_blocks: list[int] | None = None,
-                 transformation: str = "TRANSLATION", gaussian_sigma: float = 0.0
-                 ) -> dict[str, xr.DataArray]:
+                 transformation: str = "TRANSLATION", gaussian_sigma: float = 0.0,
+                 bandpass: list[float] | None = None) -> dict[str, xr.DataArray]:
     """Register every slice of the first channel on the previous one: one task per pair,
     reading the two neighbouring slices. The first slice gets the identity. With
-    ``gaussian_sigma`` > 0 both slices of a pair are smoothed first (registration only)."""
+    ``gaussian_sigma`` > 0 both slices of a pair are smoothed first, with ``bandpass =
+    [low, high]`` both are replaced by the difference of their Gaussian smoothings at
+    ``low`` and ``high`` pixels (for the registration only: the stack is unchanged)."""
+    calc_validate(gaussian_sigma=gaussian_sigma, bandpass=bandpass, threshold=threshold)
     check_transformation(transformation)  # before any slice is read
+    band = None if bandpass is None else (float(bandpass[0]), float(bandpass[1]))
     blocks = tuple(nb_blocks or (1, 1))
     rows, cols = slice(None), slice(None)
     if area is not None:
@@ -80,7 +146,7 @@ def calc_prepare(stack: xr.DataArray, compute: Compute, area: list[int] | None =
     zs = stack["z"].values
     tasks = [pair(slices[0, k - 1, 0, 0], slices[0, k, 0, 0], rows, cols, threshold,
                   transformation, blocks, f"z = {float(zs[k]):.4f} um (index {k})",
-                  float(gaussian_sigma))
+                  float(gaussian_sigma), band)
              for k in range(1, nz)]
     pairs = compute(tasks) if tasks else []
     tmats = np.empty((nz, blocks[0] * blocks[1], 3, 3))
