@@ -8,8 +8,6 @@ is reused; a partial one is resumed; any other is replaced. A step whose table s
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
 import getpass
 import hashlib
@@ -33,6 +31,7 @@ from .cluster import Executor, executor
 from .config import Workflow, load_workflow
 from .errors import ConfigError, Pystack3dDaskError, StoreError
 from .faults import fault_point
+from .heap import keep_heap, release_heap
 from .io.lock import StoreLock
 from .io.store import LAYOUT_VERSION, Store, WriteReport, make_compressors, to_json
 from .io.tiff import SliceSource, discover, lazy_stack
@@ -382,11 +381,9 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
 def _release_memory() -> None:
     """After a step: the process pool goes (its idle processes held 50-150 MiB each
     through the steps after registration), and the heap that the step's slices freed
-    goes back to the system (glibc keeps it otherwise, and the process tree's peak grows
-    step after step)."""
+    goes back to the system (kept during the step by :func:`~.heap.keep_heap`)."""
     release_pool()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    release_heap()
 
 
 def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path | None = None,
@@ -417,6 +414,7 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
         Per group: reused, computed or resumed, and how many slices were computed.
     """
     _refuse_main_reimport()
+    keep_heap()
     wf = load_workflow(workflow)
     if store is not None:
         wf.store["path"] = str(Path(store).resolve())
