@@ -90,6 +90,39 @@ def test_valid_mask_equals_the_finite_pixels_of_the_warp():
         np.testing.assert_array_equal(valid_mask(m[None], shape), expected)
 
 
+def test_translation_crop_from_matrices_equals_the_masks():
+    """For translations (and axis-aligned scales) the crop rectangle comes from the
+    matrices alone: the same as the largest rectangle of the AND of every slice's mask,
+    including exact-boundary and sub-pixel shifts, flips, and a drift that leaves nothing."""
+    from pystack3d_dask.kernels.registration import (
+        axis_aligned_bounds,
+        inner_rectangle,
+        valid_mask,
+    )
+
+    rng = np.random.default_rng(5)
+    shape = (61, 77)
+
+    def stack(pairs, scale=(1.0, 1.0)):
+        return np.array([[[[scale[0], 0, tx], [0, scale[1], ty], [0, 0, 1]]]
+                         for tx, ty in pairs], float)
+
+    cases = [stack([(0, 0)]),
+             stack([(0, 0), (3, -2), (-5, 7), (0.5, -0.5), (12.25, 0)]),
+             stack([(0, 0), (76, 0)]), stack([(0, 0), (0, -60)]),
+             stack(rng.uniform(-6, 6, (40, 2))),
+             stack(rng.uniform(-3, 3, (10, 2)), scale=(0.95, 1.04)),
+             stack([(76, 60)], scale=(-1.0, -1.0)),
+             stack([(0, 0), (80, 0)])]
+    for cumul in cases:
+        valid = np.logical_and.reduce([valid_mask(m, shape) for m in cumul])
+        expected = inner_rectangle(valid) if valid.any() else (0, 0, 0, 0)
+        assert axis_aligned_bounds(cumul, shape) == expected
+    rotated = stack([(0, 0), (1, 1)])
+    rotated[1, 0, 0, 1] = 0.01
+    assert axis_aligned_bounds(rotated, shape) is None
+
+
 @pytest.mark.parametrize("mode", ["constant", "edge", "symmetric", "reflect", "wrap"])
 def test_translation_warp_equals_scikit_image(mode):
     """Pure translations take a path of their own (shifted views, no per-pixel loop): the

@@ -15,6 +15,7 @@ from ..errors import ConfigError
 
 __all__ = [
     "TRANSFORMATIONS",
+    "axis_aligned_bounds",
     "check_transformation",
     "cumulative",
     "inner_rectangle",
@@ -143,16 +144,26 @@ def _shift_bilinear(img: np.ndarray, tx: float, ty: float, mode: str) -> np.ndar
     padded = (np.pad(img, pad, mode="constant", constant_values=np.nan) if mode == "constant"
               else np.pad(img, pad, mode=mode))
     y0, x0 = before_y + iy, before_x + ix
+    # in place, into at most three slice-sized buffers: each fresh array of a slice's
+    # size costs page faults that take as long as the arithmetic
+    scratch: list[np.ndarray] = []
 
     def row(dy: int) -> np.ndarray:
         left = padded[y0 + dy: y0 + dy + rows, x0: x0 + cols]
-        if fx == 0:
-            return left
-        right = padded[y0 + dy: y0 + dy + rows, x0 + 1: x0 + 1 + cols]
-        return (1 - fx) * left + fx * right
+        out = np.multiply(left, 1 - fx) if fx != 0 else np.array(left)
+        if fx != 0:
+            if not scratch:
+                scratch.append(np.empty_like(out))
+            right = padded[y0 + dy: y0 + dy + rows, x0 + 1: x0 + 1 + cols]
+            out += np.multiply(right, fx, out=scratch[0])
+        return out
 
-    out = row(0) if fy == 0 else (1 - fy) * row(0) + fy * row(1)
-    out = np.array(out, copy=fx == 0 and fy == 0)
+    out = row(0)
+    if fy != 0:
+        out *= 1 - fy
+        below = row(1)
+        below *= fy
+        out += below
     return np.clip(out, img.min(), img.max(), out=out)
 
 
@@ -197,6 +208,48 @@ def valid_mask(tmats: np.ndarray, shape: tuple[int, int],
     c = m[0, 0] * x + m[0, 1] * y + m[0, 2]
     r = m[1, 0] * x + m[1, 1] * y + m[1, 2]
     return (c >= 0) & (c <= cols - 1) & (r >= 0) & (r <= rows - 1)
+
+
+def axis_aligned_bounds(cumul: np.ndarray, shape: tuple[int, int]
+                        ) -> tuple[int, int, int, int] | None:
+    """:func:`inner_rectangle` of the pixels valid under every warp, computed from the
+    matrices alone when every one maps rows to rows and columns to columns (one block,
+    no rotation or shear: the TRANSLATION registration); None otherwise.
+
+    For such a matrix the source column of a pixel depends on its column only, and its
+    row on its row (the zero terms add exactly 0.0 to :func:`valid_mask`'s expression),
+    so each slice's valid pixels are a row interval times a column interval, and so is
+    their intersection: its rows and columns are the AND of the 1D masks, O(rows + cols)
+    a slice instead of O(rows x cols).
+    """
+    m = np.asarray(cumul, dtype=np.float64)
+    if m.ndim != 4 or m.shape[1] != 1:
+        return None
+    m = m[:, 0]
+    if (np.any(m[:, 0, 1] != 0) or np.any(m[:, 1, 0] != 0)
+            or not np.array_equal(m[:, 2], np.broadcast_to([0.0, 0.0, 1.0], (len(m), 3)))):
+        return None
+    rows, cols = shape
+    x = np.arange(cols, dtype=np.float64)[None, :]
+    y = np.arange(rows, dtype=np.float64)[None, :]
+    c = m[:, 0, 0, None] * x + m[:, 0, 2, None]
+    r = m[:, 1, 1, None] * y + m[:, 1, 2, None]
+    col_ok = ((c >= 0) & (c <= cols - 1)).all(axis=0)
+    row_ok = ((r >= 0) & (r <= rows - 1)).all(axis=0)
+    (imin, imax), (jmin, jmax) = _longest_run(row_ok), _longest_run(col_ok)
+    if imax == imin or jmax == jmin:
+        return 0, 0, 0, 0
+    return imin, imax, jmin, jmax
+
+
+def _longest_run(mask: np.ndarray) -> tuple[int, int]:
+    """``(start, stop)`` of the first longest run of True (``(0, 0)`` if none)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    if not edges.size:
+        return 0, 0
+    starts, stops = edges[::2], edges[1::2]
+    k = int(np.argmax(stops - starts))
+    return int(starts[k]), int(stops[k])
 
 
 def inner_rectangle(valid: np.ndarray) -> tuple[int, int, int, int]:

@@ -17,6 +17,7 @@ from ..errors import ConfigError
 from ..kernels.cropping import area_to_slices
 from ..kernels.dtype import cast_to
 from ..kernels.registration import (
+    axis_aligned_bounds,
     check_transformation,
     cumulative,
     inner_rectangle,
@@ -181,7 +182,8 @@ def transform_prepare(stack: xr.DataArray, compute: Compute,
                       mode: str = "constant", cropping: bool = False
                       ) -> dict[str, xr.DataArray]:
     """Cumulative matrices (with the drift options), and the largest rectangle valid
-    under every warp when ``cropping`` (a reduction: one mask per slice, AND-ed)."""
+    under every warp when ``cropping``: from the matrices alone for translations, else a
+    reduction (one mask per slice, AND-ed)."""
     source = (upstream or {}).get("registration_calculation")
     if pre_calculated_tmats is not None:
         tmats = np.load(pre_calculated_tmats)
@@ -212,9 +214,12 @@ def transform_prepare(stack: xr.DataArray, compute: Compute,
     ny, nx = stack.shape[2:]
     crop = np.array([0, ny, 0, nx])
     if cropping:
-        masks = _valid_masks(cumul, (ny, nx), blocks)
-        (valid,) = compute([masks.all(axis=0)])
-        crop = np.array(inner_rectangle(valid))
+        bounds = axis_aligned_bounds(cumul, (ny, nx)) if blocks == (1, 1) else None
+        if bounds is None:
+            masks = _valid_masks(cumul, (ny, nx), blocks)
+            (valid,) = compute([masks.all(axis=0)])
+            bounds = inner_rectangle(valid)
+        crop = np.array(bounds)
         if crop[1] <= crop[0] or crop[3] <= crop[2]:
             raise ConfigError("registration_transformation: cropping = true leaves no pixel "
                               "valid under every warp (drift larger than the image)")
