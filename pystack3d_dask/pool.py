@@ -37,9 +37,18 @@ def gil_free_pool() -> ProcessPoolExecutor | None:
             # forkserver, not fork: the scheduler's threads may hold locks when we fork
             context = multiprocessing.get_context("forkserver")
             _POOL = ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=context,
-                                        initializer=_watch_parent, initargs=(os.getpid(),))
+                                        initializer=_start_worker, initargs=(os.getpid(),))
             atexit.register(_POOL.shutdown, cancel_futures=True)
         return _POOL
+
+
+def _start_worker(pid: int) -> None:
+    """Pool initializer: the heap settings of the run (pystackreg converts each slice to
+    float64 buffers of 8 MiB at 1024 x 1024), and the watch on the parent."""
+    from .heap import keep_heap
+
+    keep_heap()
+    _watch_parent(pid)
 
 
 def _watch_parent(pid: int, period_s: float = 1.0) -> None:
