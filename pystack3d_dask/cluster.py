@@ -157,11 +157,31 @@ def executor(name: str = "threads", workers: int = 1, threads_per_worker: int = 
     try:
         with Client(cluster) as client:
             _say_dashboard(client, progress)
+            _keep_heap_on_workers(client)
             if name == "slurm":
                 _wait_for_workers(client, cluster, worker_timeout)
             yield Executor(name, workers, client=client, progress=progress)
     finally:
         cluster.close()
+
+
+def _keep_heap_on_workers(client: Any) -> None:
+    """The heap settings of :func:`~.heap.keep_heap` on every worker of a cluster this
+    package started, those that join later included (a worker plugin). distributed's
+    nannies start workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which makes every
+    slice-sized buffer fresh pages."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class KeepHeap(WorkerPlugin):
+        name = "pystack3d-dask-keep-heap"
+
+        def setup(self, worker: Any) -> None:
+            from pystack3d_dask.heap import keep_heap
+
+            keep_heap()
+
+    register = getattr(client, "register_plugin", None) or client.register_worker_plugin
+    register(KeepHeap())
 
 
 def _say_dashboard(client: Any, progress: bool) -> None:

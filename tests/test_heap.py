@@ -59,3 +59,20 @@ def test_release_heap_and_keep_heap_are_safe_to_call_again():
     first = keep_heap()
     assert keep_heap() == first
     release_heap()
+
+
+@glibc
+def test_local_cluster_workers_keep_the_heap_too():
+    """distributed's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536; the cluster
+    this package starts gets the heap settings through a worker plugin."""
+    from pystack3d_dask.cluster import executor
+
+    def state() -> tuple[bool, str | None]:
+        from pystack3d_dask import heap
+
+        return heap._kept, os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+    with executor("local", workers=1, progress=False) as ex:
+        (kept, trim), = ex.client.run(state).values()
+    assert kept
+    assert trim == "65536"  # the nanny's setting, overridden at run time by mallopt
