@@ -52,7 +52,7 @@ def _start_worker(pid: int) -> None:
 
 
 def _watch_parent(pid: int, period_s: float = 1.0) -> None:
-    """Pool initializer: exit when the process that made the pool is gone.
+    """Part of the pool initializer: exit when the process that made the pool is gone.
 
     A run killed with SIGKILL cannot shut its pool down, and the pool's processes (children
     of the forkserver, not of the run) would wait for work forever, holding memory.
