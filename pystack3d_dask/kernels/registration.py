@@ -146,16 +146,15 @@ def _shift_bilinear(img: np.ndarray, tx: float, ty: float, mode: str) -> np.ndar
     y0, x0 = before_y + iy, before_x + ix
     # in place, into at most three slice-sized buffers: each fresh array of a slice's
     # size costs page faults that take as long as the arithmetic
-    scratch: list[np.ndarray] = []
+    scratch = np.empty((rows, cols), dtype=padded.dtype) if fx != 0 else None
 
     def row(dy: int) -> np.ndarray:
         left = padded[y0 + dy: y0 + dy + rows, x0: x0 + cols]
-        out = np.multiply(left, 1 - fx) if fx != 0 else np.array(left)
-        if fx != 0:
-            if not scratch:
-                scratch.append(np.empty_like(out))
-            right = padded[y0 + dy: y0 + dy + rows, x0 + 1: x0 + 1 + cols]
-            out += np.multiply(right, fx, out=scratch[0])
+        if scratch is None:
+            return np.array(left)
+        out = np.multiply(left, 1 - fx)
+        right = padded[y0 + dy: y0 + dy + rows, x0 + 1: x0 + 1 + cols]
+        out += np.multiply(right, fx, out=scratch)
         return out
 
     out = row(0)

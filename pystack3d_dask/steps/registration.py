@@ -214,7 +214,7 @@ def transform_prepare(stack: xr.DataArray, compute: Compute,
     ny, nx = stack.shape[2:]
     crop = np.array([0, ny, 0, nx])
     if cropping:
-        bounds = axis_aligned_bounds(cumul, (ny, nx)) if blocks == (1, 1) else None
+        bounds = axis_aligned_bounds(cumul, (ny, nx))  # None for blocks, rotations, shears
         if bounds is None:
             masks = _valid_masks(cumul, (ny, nx), blocks)
             (valid,) = compute([masks.all(axis=0)])
