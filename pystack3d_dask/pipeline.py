@@ -222,8 +222,15 @@ def _build(name: str, stack: xr.DataArray, params: dict[str, Any], ex: Executor,
             if store is not None and (store.attrs(group) or {}).get("fingerprint") == fp:
                 loaded = store.load_extras(group, step.prepared_names(**params))
             extra = {"upstream": {n: outputs[n] for n in step.needs if n in outputs}}
-            prepared = loaded if loaded is not None else step.prepare(
-                stack, ex.compute_values, **(extra if step.needs else {}), **params)
+            if loaded is not None:
+                prepared = loaded
+            else:
+                prepared = step.prepare(stack, ex.compute_values,
+                                        **(extra if step.needs else {}), **params)
+                # what the reduction held (a fit sample, its residuals and weights)
+                # goes back to the system before the slices are written: kept in the
+                # main thread's heap, the writer threads' own heaps would add to it
+                release_heap()
         out = as_output(step.apply(stack, prepared, **params))
     except ConfigError as exc:
         if str(exc).startswith("["):

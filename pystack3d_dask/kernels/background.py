@@ -23,6 +23,7 @@ __all__ = [
     "grid_positions",
     "remove_background",
     "sample_slice",
+    "stack_design",
 ]
 
 
@@ -95,6 +96,22 @@ def fit_samples(values: np.ndarray, coords: list[np.ndarray], powers: Powers,
         return np.zeros(len(powers)), n_used
     kept = [c[ok] for c in coords]
     return robust_lstsq(design_rows(kept, powers), values[ok], weight_func), n_used
+
+
+def stack_design(index: np.ndarray, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray,
+                 powers: Powers) -> Callable[[slice], np.ndarray]:
+    """The 3D design matrix at samples taken on one grid in every sampled slice, as a
+    function of a slice of rows.
+
+    ``index`` holds each fitted sample's flat position ``k * len(xs) + p`` (slice k,
+    grid point p); its coordinates are found chunk by chunk, so the fit holds no
+    coordinate array as long as the sample.
+    """
+    def rows(part: slice) -> np.ndarray:
+        k, p = np.divmod(index[part], len(xs))
+        return vandermonde([xs[p], ys[p], zs[k]], powers)
+
+    return rows
 
 
 def design_rows(coords: list[np.ndarray], powers: Powers) -> Callable[[slice], np.ndarray]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["CHUNK", "WEIGHT_FUNCS", "predict", "robust_lstsq"]
+__all__ = ["CHUNK", "WEIGHT_FUNCS", "mean_prediction", "predict", "robust_lstsq"]
 
 _MAD_NORMAL = 0.6744897501960817  # Phi^-1(3/4): the MAD of a unit normal
 
@@ -82,9 +82,46 @@ def predict(design: Design, coefs: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def mean_prediction(design: Design, coefs: np.ndarray, n: int) -> float:
+    """``(design @ coefs).mean()``, chunk by chunk (no array of n values)."""
+    total = 0.0
+    for _, block in _rows(design, n):
+        total += float((block @ coefs).sum())
+    return total / n
+
+
+def _residuals(design: Design, values: np.ndarray, coefs: np.ndarray, out: np.ndarray
+               ) -> np.ndarray:
+    """``values - design @ coefs`` into ``out``, chunk by chunk."""
+    for rows, block in _rows(design, len(values)):
+        np.subtract(values[rows], block @ coefs, out=out[rows])
+    return out
+
+
+def _mad_scale(resid: np.ndarray, work: np.ndarray) -> float:
+    """Median absolute residual / 0.6745, using ``work`` as scratch space."""
+    np.abs(resid, out=work)
+    return float(np.median(work, overwrite_input=True)) / _MAD_NORMAL
+
+
+def _weigh(norm: Callable, resid: np.ndarray, scale: float, weights: np.ndarray) -> float:
+    """The weights of the residuals at this scale (into ``weights``) and the summed
+    criterion, chunk by chunk, so that the norm's temporaries stay O(chunk)."""
+    total = 0.0
+    for start in range(0, len(resid), CHUNK):
+        rows = slice(start, min(start + CHUNK, len(resid)))
+        w, rho = norm(resid[rows] / scale)
+        weights[rows] = w
+        total += float(rho.sum())
+    return total
+
+
 def robust_lstsq(design: Design, values: np.ndarray, weight_func: str | None = "HuberT",
                  maxiter: int = 50, tol: float = 1e-8) -> np.ndarray:
     """Coefficients ``x`` minimising a robust criterion of ``values - design @ x``.
+
+    Besides ``values``, the iterations hold three arrays of the same length (residuals,
+    weights, scratch space for the median) and one chunk of the design matrix.
 
     Parameters
     ----------
@@ -111,19 +148,22 @@ def robust_lstsq(design: Design, values: np.ndarray, weight_func: str | None = "
     if weight_func not in WEIGHT_FUNCS:
         raise ConfigError(f"weight_func = {weight_func!r}: expected 'HuberT', 'Hampel' or 'None'")
     norm = WEIGHT_FUNCS[weight_func]
+    resid, weights, work = np.empty(n), np.empty(n), np.empty(n)
+    _residuals(design, values, coefs, resid)
+    scale = _mad_scale(resid, work)
+    if scale == 0.0:  # a perfect fit of at least half the points
+        return coefs
+    _weigh(norm, resid, scale, weights)
     criterion = np.inf
-    resid = values - predict(design, coefs, n)
     for _ in range(maxiter):
-        scale = np.median(np.abs(resid)) / _MAD_NORMAL
-        if scale == 0.0:  # a perfect fit of at least half the points
-            break
-        weights, _ = norm(resid / scale)
         coefs = _wls(design, values, weights)
-        resid = values - predict(design, coefs, n)
-        scale = np.median(np.abs(resid)) / _MAD_NORMAL
+        _residuals(design, values, coefs, resid)
+        scale = _mad_scale(resid, work)
         if scale == 0.0:
             break
-        new = float(norm(resid / scale)[1].sum())
+        # the weights of the next iteration come from the same residuals and scale as
+        # this criterion: both in one pass
+        new = _weigh(norm, resid, scale, weights)
         if abs(new - criterion) <= tol:
             break
         criterion = new

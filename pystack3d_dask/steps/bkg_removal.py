@@ -13,12 +13,11 @@ import xarray as xr
 from ..errors import ConfigError
 from ..kernels.background import (
     constant_index,
-    design_rows,
-    fit_samples,
     fit_slice,
     grid_positions,
     remove_background,
     sample_slice,
+    stack_design,
 )
 from ..kernels.dtype import cast_to
 from ..kernels.polynomial import (
@@ -27,7 +26,7 @@ from ..kernels.polynomial import (
     powers_from_orders,
     term_names,
 )
-from ..kernels.robust import predict
+from ..kernels.robust import mean_prediction, robust_lstsq
 from .base import StepOutput, check_thresholds
 
 __all__ = ["DEFAULT_MAX_SAMPLES", "apply", "basis", "check", "prepare", "prepared_names",
@@ -95,19 +94,17 @@ def _fit_3d(samples: np.ndarray, zpos: np.ndarray, rows: np.ndarray, cols: np.nd
             shape: tuple[int, int], powers: Powers, weight_func: str | None,
             preserve_avg: bool) -> np.ndarray:
     """One channel's 3D coefficients from the (n_slices, n_points) sample."""
-    n_slices, n_points = samples.shape
-    coords = [np.tile(cols / max(shape[1] - 1, 1), n_slices),
-              np.tile(rows / max(shape[0] - 1, 1), n_slices),
-              np.repeat(zpos, n_points)]
     values = samples.ravel()
-    coefs, n_used = fit_samples(values, coords, powers, weight_func)
-    if preserve_avg and n_used:
+    index = np.flatnonzero(np.isfinite(values))
+    if index.size == 0 or np.nanmin(values) == np.nanmax(values):
+        return np.zeros(len(powers))  # nothing to fit: PyStack3D leaves the stack unchanged
+    design = stack_design(index, cols / max(shape[1] - 1, 1), rows / max(shape[0] - 1, 1),
+                          np.asarray(zpos, dtype=np.float64), powers)
+    coefs = robust_lstsq(design, values[index], weight_func)
+    if preserve_avg:
         # the constant that gives the removed background a zero mean over the sample
-        ok = np.isfinite(values)
         i0 = constant_index(powers)
-        kept = [c[ok] for c in coords]
-        trend = predict(design_rows(kept, powers), coefs, n_used) - coefs[i0]
-        coefs[i0] = -trend.mean()
+        coefs[i0] = -(mean_prediction(design, coefs, index.size) - coefs[i0])
     return coefs
 
 
