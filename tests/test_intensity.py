@@ -63,6 +63,27 @@ def test_rescaling_evens_out_gain_jumps(tmp_path):
     assert ds["stack"].dtype == np.uint8
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+def test_final_histograms_are_those_of_the_written_slices(tmp_path, dtype):
+    # uint8: predicted from each slice's level counts and lookup table, without the
+    # pixels; other dtypes: counted from every written slice
+    gains = np.linspace(0.8, 1.2, 8)
+    folder, data = _gain_stack(tmp_path, n=8, gains=gains)
+    if dtype == "uint16":
+        import tifffile
+        for k, f in enumerate(sorted(folder.glob("*.tif"))):
+            tifffile.imwrite(f, data[k].astype(np.uint16) * 200 + k)
+    _run(tmp_path, folder, ["intensity_rescaling"],
+         intensity_rescaling={"nbins": 50, "filter_size": 3})
+    ds = xr.open_zarr(tmp_path / "s.zarr", group="steps/01_intensity_rescaling",
+                      consolidated=False)
+    out = ds["stack"].values[0]
+    assert out.dtype == np.dtype(dtype)
+    vrange = tuple(ds["value_range"].values[0])
+    expected = [np.histogram(img, bins=50, range=vrange)[0] for img in out]
+    np.testing.assert_array_equal(ds["histos_final"].values[0], expected)
+
+
 def test_area_factors(tmp_path):
     gains = np.ones(9)
     gains[4] = 1.1

@@ -13,7 +13,9 @@ __all__ = [
     "area_mean",
     "bin_counts",
     "histogram",
+    "mapped_histogram",
     "match_histogram",
+    "matching_lut",
     "reference_histograms",
 ]
 
@@ -54,6 +56,50 @@ def reference_histograms(histograms: np.ndarray, filter_size: int) -> np.ndarray
     return uniform_filter1d(histograms, filter_size, axis=0).astype(np.float64)
 
 
+def _matched_levels(hist: np.ndarray, reference: np.ndarray,
+                    value_range: tuple[float, float]) -> np.ndarray:
+    """The new value of each bin: where the reference's inverse CDF takes the bin's
+    cumulative count."""
+    nbins = len(reference)
+    vmin, vmax = value_range
+    hist = np.array(hist, dtype=np.float64)
+    hist[hist == 0] = 1
+    cdf = np.cumsum(hist)
+    cdf /= cdf[-1]
+    target = np.cumsum(np.asarray(reference, dtype=np.float64))
+    target /= target.max()
+    edges = np.linspace(vmin, vmax, nbins + 1)
+    centres = (edges[1:] + edges[:-1]) / 2
+    return np.interp(cdf, target, centres)
+
+
+def _bin_index(values: np.ndarray, value_range: tuple[float, float], nbins: int) -> np.ndarray:
+    vmin, vmax = value_range
+    span = vmax - vmin if vmax > vmin else 1.0
+    index = np.floor((values.astype(np.float64) - vmin) / span * nbins).astype(np.int64)
+    return np.clip(index, 0, nbins - 1)
+
+
+def matching_lut(hist: np.ndarray, reference: np.ndarray, value_range: tuple[float, float],
+                 dtype: np.dtype, cast: Callable[[np.ndarray], np.ndarray] | None = None
+                 ) -> np.ndarray:
+    """The new grey level of every level of an integer dtype of up to 16 bits: the
+    lookup table that :func:`match_histogram` applies to such an image."""
+    cast = cast or (lambda values: values)
+    levels = _matched_levels(hist, reference, value_range)
+    values = np.arange(1 << (8 * np.dtype(dtype).itemsize), dtype=np.float64)
+    return cast(levels[_bin_index(values, value_range, len(reference))])
+
+
+def mapped_histogram(counts: np.ndarray, lut: np.ndarray, nbins: int,
+                     value_range: tuple[float, float]) -> np.ndarray:
+    """Histogram (as :func:`histogram`) of an integer image whose grey-level counts are
+    ``counts`` once every level v is replaced by ``lut[v]``, without the image."""
+    mapped = np.bincount(np.asarray(lut, dtype=np.int64), weights=counts,
+                         minlength=len(counts))
+    return bin_counts(mapped, nbins, value_range)
+
+
 def match_histogram(img: np.ndarray, reference: np.ndarray,
                     value_range: tuple[float, float],
                     cast: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -79,27 +125,14 @@ def match_histogram(img: np.ndarray, reference: np.ndarray,
     """
     cast = cast or (lambda values: values)
     nbins = len(reference)
-    vmin, vmax = value_range
-    hist = np.array(histogram(img, nbins, value_range) if hist is None else hist,
-                    dtype=np.float64)
-    hist[hist == 0] = 1
-    cdf = np.cumsum(hist)
-    cdf /= cdf[-1]
-    target = np.cumsum(np.asarray(reference, dtype=np.float64))
-    target /= target.max()
-    edges = np.linspace(vmin, vmax, nbins + 1)
-    centres = (edges[1:] + edges[:-1]) / 2
-    levels = np.interp(cdf, target, centres)
-    span = vmax - vmin if vmax > vmin else 1.0
+    hist = histogram(img, nbins, value_range) if hist is None else hist
     img = np.asarray(img)
     if img.dtype.kind == "u" and img.dtype.itemsize <= 2:
         # one lookup table over the possible grey levels, then a gather per pixel
-        values = np.arange(1 << (8 * img.dtype.itemsize), dtype=np.float64)
-        index = np.floor((values - vmin) / span * nbins).astype(np.int64)
-        # np.take: a faster gather than fancy indexing for a small table
-        return np.take(cast(levels[np.clip(index, 0, nbins - 1)]), img)
-    index = np.floor((img.astype(np.float64) - vmin) / span * nbins).astype(np.int64)
-    return cast(levels[np.clip(index, 0, nbins - 1)])
+        # (np.take: a faster gather than fancy indexing for a small table)
+        return np.take(matching_lut(hist, reference, value_range, img.dtype, cast), img)
+    levels = _matched_levels(hist, reference, value_range)
+    return cast(levels[_bin_index(img, value_range, nbins)])
 
 
 def area_mean(img: np.ndarray, rows: slice, cols: slice, threshold_min: float | None,

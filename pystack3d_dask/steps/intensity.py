@@ -19,7 +19,9 @@ from ..kernels.histogram import (
     area_mean,
     bin_counts,
     histogram,
+    mapped_histogram,
     match_histogram,
+    matching_lut,
     reference_histograms,
 )
 from .base import Derived, StepOutput, check_thresholds
@@ -94,13 +96,24 @@ def rescaling_prepare(stack: xr.DataArray, compute: Compute, nbins: int = 256,
     refs = np.stack([reference_histograms(h, filter_size) for h in hists])
     coords = {"channel": stack["channel"].values, "z": stack["z"].values}
     dims = ("channel", "z", "bin")
-    return {
+    out = {
         "value_range": xr.DataArray(ranges, dims=("channel", "bound"),
                                     coords={"channel": coords["channel"],
                                             "bound": np.array(["min", "max"], dtype=object)}),
         "histos_orig": xr.DataArray(hists, dims=dims, coords=coords),
         "histos_ref": xr.DataArray(refs, dims=dims, coords=coords),
     }
+    if data.dtype == np.uint8:
+        # every slice is mapped through a table of its 256 levels: the final histograms
+        # follow from the level counts, and the slices' tasks need not count again
+        cast = functools.partial(cast_to, dtype=data.dtype)
+        final = np.stack([[mapped_histogram(counts[c, z],
+                                            matching_lut(hists[c, z], refs[c, z],
+                                                         tuple(ranges[c]), data.dtype, cast),
+                                            nbins, tuple(ranges[c]))
+                           for z in range(nz)] for c in range(nc)])
+        out["histos_final"] = xr.DataArray(final, dims=dims, coords=coords)
+    return out
 
 
 def _final_histogram(img: np.ndarray, c: int, ranges: np.ndarray, nbins: int) -> np.ndarray:
@@ -123,6 +136,8 @@ def rescaling_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], nbin
     # each slice's own histogram was counted by prepare: not counted again here
     out = da.blockwise(_match_block, "czyx", stack.data, "czyx", refs, "czb", origs, "czb",
                        ranges, "cr", dtype=stack.dtype, concatenate=True)
+    if "histos_final" in prepared:  # known from the level counts (uint8)
+        return StepOutput(stack.copy(data=out))
     ranges = np.asarray(prepared["value_range"].values)
     final = Derived(functools.partial(_final_histogram, ranges=ranges, nbins=nbins), ("bin",))
     return StepOutput(stack.copy(data=out), derived={"histos_final": final})
