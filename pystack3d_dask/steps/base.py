@@ -29,7 +29,8 @@ import xarray as xr
 from ..errors import ConfigError, NotAvailableError
 from ..schema import PYSTACK3D_STEPS, suggest
 
-__all__ = ["REGISTRY", "Derived", "Step", "StepOutput", "available_steps", "get_step", "register"]
+__all__ = ["REGISTRY", "Derived", "Step", "StepOutput", "available_steps", "get_step",
+           "map_slices", "register"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,30 @@ class Step:
 
 def _compute(objects: list[Any]) -> list[Any]:
     return list(dask.compute(*objects))
+
+
+def _slice_task(block: np.ndarray, tables: dict[str, np.ndarray], kernel: Callable[..., Any],
+                params: dict[str, Any], block_info: dict | None = None) -> np.ndarray:
+    c, z = block_info[0]["chunk-location"][:2]
+    return kernel(block, c, z, **tables, **params)
+
+
+def map_slices(func: Callable[..., np.ndarray], data: Any, tables: dict[str, np.ndarray],
+               dtype: Any, **kwargs: Any) -> Any:
+    """``func(block, c, z, **tables, **kwargs)`` on every (1, 1, y, x) block of ``data``,
+    a dask array of the stack, with the block's channel and slice indices.
+
+    ``tables`` (small arrays indexed by channel and slice: histograms, coefficients,
+    matrices) are one key of the graph that every slice's task reads. As chunked dask
+    arrays, they would add a task per slice and per table, and keep dask from fusing
+    the slice's read with the step's function (1 750 tasks instead of 700 for
+    histogram matching of 350 slices; measured 5-15 % of the step's time). Passed as
+    plain arguments instead, they would be sent with every task to a cluster's
+    workers.
+    """
+    shared = dask.delayed(tables, pure=True)
+    return data.map_blocks(_slice_task, shared, kernel=func, params=kwargs, dtype=dtype,
+                           meta=np.empty((0,) * data.ndim, dtype=dtype))
 
 
 def check_thresholds(table: str, threshold_min: float | None,

@@ -27,7 +27,7 @@ from ..kernels.polynomial import (
     term_names,
 )
 from ..kernels.robust import mean_prediction, robust_lstsq
-from .base import StepOutput, check_thresholds
+from .base import StepOutput, check_thresholds, map_slices
 
 __all__ = ["DEFAULT_MAX_SAMPLES", "apply", "basis", "check", "prepare", "prepared_names",
            "validate"]
@@ -141,11 +141,11 @@ def prepare(stack: xr.DataArray, compute: Callable[[list[Any]], list[Any]],
         attrs={"powers": [list(p) for p in powers]})}
 
 
-def _apply_3d_block(block: np.ndarray, coefs: np.ndarray, zindex: np.ndarray, nz: int,
+def _apply_3d_block(block: np.ndarray, c: int, z: int, coefs: np.ndarray, nz: int,
                     powers: Powers, tmin: float | None, tmax: float | None,
                     keep_constant: bool) -> np.ndarray:
-    zpos = float(zindex[0]) / max(nz - 1, 1)
-    out = remove_background(block[0, 0], coefs[0], powers, zpos, tmin, tmax, keep_constant)
+    zpos = z / max(nz - 1, 1)
+    out = remove_background(block[0, 0], coefs[c], powers, zpos, tmin, tmax, keep_constant)
     return cast_to(out, block.dtype)[None, None]
 
 
@@ -174,12 +174,10 @@ def apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], **params: Any)
     nc, nz = stack.shape[:2]
     names = term_names(powers)
     if dim == 3:
-        coefs = da.from_array(np.asarray(prepared["coefs_3d"].values), chunks=(1, len(powers)))
-        zindex = da.arange(nz, chunks=1)
-        out = da.blockwise(_apply_3d_block, "czyx", data, "czyx", coefs, "ct", zindex, "z",
-                           nz=nz, powers=powers, tmin=tmin, tmax=tmax,
-                           keep_constant=bool(params.get("preserve_avg")),
-                           dtype=stack.dtype, concatenate=True)
+        out = map_slices(_apply_3d_block, data,
+                         {"coefs": np.asarray(prepared["coefs_3d"].values)}, stack.dtype,
+                         nz=nz, powers=powers, tmin=tmin, tmax=tmax,
+                         keep_constant=bool(params.get("preserve_avg")))
         return StepOutput(stack.copy(data=out))
     fits = da.map_blocks(_fit_2d_block, data, powers=powers, skip=skip, tmin=tmin, tmax=tmax,
                          weight_func=params.get("weight_func"),

@@ -22,7 +22,7 @@ from ..kernels.destriping import (
     wavelet_fourier,
 )
 from ..kernels.dtype import cast_to
-from .base import Derived, StepOutput
+from .base import Derived, StepOutput, map_slices
 
 __all__ = ["apply", "prepare", "prepared_names", "resolve", "validate"]
 
@@ -139,8 +139,9 @@ def prepare(stack: xr.DataArray, compute: Compute, only_striped: bool = False,
             "treated": xr.DataArray(treated, dims=("channel", "z"), coords=coords)}
 
 
-def _cpu_block(block: np.ndarray, treated: np.ndarray, settings: Settings) -> np.ndarray:
-    if not treated[0, 0]:
+def _cpu_block(block: np.ndarray, c: int, z: int, treated: np.ndarray, settings: Settings
+               ) -> np.ndarray:
+    if not treated[c, z]:
         return block
     # the package's VSNR releases the GIL in its FFTs and array passes: threads do as well
     # as the process pool pyvsnr needed, without sending slices to other processes
@@ -192,9 +193,8 @@ def apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], device: str = 
         out = da.blockwise(_gpu_block, "czyx", data, "czyx", flags, "cz", dtype=stack.dtype,
                            concatenate=True, settings=settings).rechunk({1: 1})
     else:
-        flags = da.from_array(treated, chunks=(1, 1))
-        out = da.blockwise(_cpu_block, "czyx", stack.data, "czyx", flags, "cz",
-                           dtype=stack.dtype, concatenate=True, settings=settings)
+        out = map_slices(_cpu_block, stack.data, {"treated": treated}, stack.dtype,
+                         settings=settings)
     return StepOutput(stack.copy(data=out),
                       derived={"stripe_score_out": Derived(
                           functools.partial(_score_out, angle=angle))})

@@ -24,7 +24,7 @@ from ..kernels.histogram import (
     matching_lut,
     reference_histograms,
 )
-from .base import Derived, StepOutput, check_thresholds
+from .base import Derived, StepOutput, check_thresholds, map_slices
 
 __all__ = [
     "area_apply",
@@ -120,22 +120,21 @@ def _final_histogram(img: np.ndarray, c: int, ranges: np.ndarray, nbins: int) ->
     return histogram(img, nbins, tuple(ranges[c]))
 
 
-def _match_block(block: np.ndarray, ref: np.ndarray, orig: np.ndarray, ranges: np.ndarray
-                 ) -> np.ndarray:
-    out = match_histogram(block[0, 0], ref[0, 0], tuple(ranges[0]),
-                          cast=lambda levels: cast_to(levels, block.dtype), hist=orig[0, 0])
+def _match_block(block: np.ndarray, c: int, z: int, refs: np.ndarray, origs: np.ndarray,
+                 ranges: np.ndarray) -> np.ndarray:
+    out = match_histogram(block[0, 0], refs[c, z], tuple(ranges[c]),
+                          cast=lambda levels: cast_to(levels, block.dtype), hist=origs[c, z])
     return out[None, None]
 
 
 def rescaling_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], nbins: int = 256,
                     filter_size: int = 10) -> StepOutput:
     """Match every slice's histogram to its reference, in its own task."""
-    refs = da.from_array(np.asarray(prepared["histos_ref"].values), chunks=(1, 1, nbins))
-    origs = da.from_array(np.asarray(prepared["histos_orig"].values), chunks=(1, 1, nbins))
-    ranges = da.from_array(np.asarray(prepared["value_range"].values), chunks=(1, 2))
     # each slice's own histogram was counted by prepare: not counted again here
-    out = da.blockwise(_match_block, "czyx", stack.data, "czyx", refs, "czb", origs, "czb",
-                       ranges, "cr", dtype=stack.dtype, concatenate=True)
+    tables = {"refs": np.asarray(prepared["histos_ref"].values),
+              "origs": np.asarray(prepared["histos_orig"].values),
+              "ranges": np.asarray(prepared["value_range"].values)}
+    out = map_slices(_match_block, stack.data, tables, stack.dtype)
     if "histos_final" in prepared:  # known from the level counts (uint8)
         return StepOutput(stack.copy(data=out))
     ranges = np.asarray(prepared["value_range"].values)
@@ -203,14 +202,13 @@ def area_prepare(stack: xr.DataArray, compute: Compute, area: list[int] | None =
             "factors": xr.DataArray(factors, dims=("channel", "z"), coords=coords)}
 
 
-def _scale_block(block: np.ndarray, factor: np.ndarray) -> np.ndarray:
-    return cast_to(block[0, 0] * float(factor[0, 0]), block.dtype)[None, None]
+def _scale_block(block: np.ndarray, c: int, z: int, factors: np.ndarray) -> np.ndarray:
+    return cast_to(block[0, 0] * float(factors[c, z]), block.dtype)[None, None]
 
 
 def area_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], **params: Any
                ) -> xr.DataArray:
     """Multiply every slice by its factor, cast back to the input dtype."""
-    factors = da.from_array(np.asarray(prepared["factors"].values), chunks=(1, 1))
-    out = da.blockwise(_scale_block, "czyx", stack.data, "czyx", factors, "cz",
-                       dtype=stack.dtype, concatenate=True)
+    out = map_slices(_scale_block, stack.data,
+                     {"factors": np.asarray(prepared["factors"].values)}, stack.dtype)
     return stack.copy(data=out)

@@ -28,6 +28,7 @@ from ..kernels.registration import (
     warp_slice,
 )
 from ..pool import run_gil_free
+from .base import map_slices
 
 __all__ = ["calc_apply", "calc_prepare", "calc_validate", "transform_apply", "transform_prepare"]
 
@@ -244,9 +245,9 @@ def _valid_masks(cumul: np.ndarray, shape: tuple[int, int], blocks: tuple[int, i
                          dtype=bool)
 
 
-def _warp_block(block: np.ndarray, cumul: np.ndarray, blocks: tuple[int, int], mode: str
-                ) -> np.ndarray:
-    out = warp_slice(block[0, 0], cumul[0], blocks, mode)
+def _warp_block(block: np.ndarray, c: int, z: int, cumul: np.ndarray, blocks: tuple[int, int],
+                mode: str) -> np.ndarray:
+    out = warp_slice(block[0, 0], cumul[z], blocks, mode)
     return cast_to(out, block.dtype)[None, None]
 
 
@@ -256,9 +257,8 @@ def transform_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], mode
     then keep the rectangle valid under every warp when ``cropping``."""
     cumul = np.asarray(prepared["tmats_cumul"].values)
     blocks = tuple(prepared["tmats_cumul"].attrs.get("nb_blocks", (1, 1)))
-    matrices = da.from_array(cumul, chunks=(1, *cumul.shape[1:]))
-    out = da.blockwise(_warp_block, "czyx", stack.data, "czyx", matrices, "zbrk",
-                       blocks=blocks, mode=mode, dtype=stack.dtype, concatenate=True)
+    out = map_slices(_warp_block, stack.data, {"cumul": cumul}, stack.dtype, blocks=blocks,
+                     mode=mode)
     result = stack.copy(data=out)
     if cropping:
         imin, imax, jmin, jmax = (int(v) for v in prepared["crop"].values)
