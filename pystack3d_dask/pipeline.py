@@ -189,6 +189,7 @@ def _input_fingerprint(wf: Workflow, source: SliceSource) -> tuple[str, str]:
 def _ingest(store: Store, wf: Workflow, source: SliceSource, run: Executor,
             provenance: dict[str, Any], fp: str, manifest_id: str) -> StepReport:
     stack = lazy_stack(source, wf.input["pixel_size"])
+    run.slice_bytes = int(np.prod(stack.shape[2:])) * stack.dtype.itemsize
     attrs = {
         "step": INPUT_GROUP,
         "source": {"root": str(source.root.resolve()), "channels": source.channels,
@@ -216,6 +217,7 @@ def _build(name: str, stack: xr.DataArray, params: dict[str, Any], ex: Executor,
     outputs of the steps before it, for the steps that need them."""
     step = get_step(name)
     prepared: dict[str, xr.DataArray] = {}
+    ex.slice_bytes = int(np.prod(stack.shape[2:])) * stack.dtype.itemsize
     try:
         if step.prepare is not None:
             loaded = None

@@ -271,3 +271,23 @@ def test_blosc_store_goes_through_zarr_and_gives_same_values(tmp_path, stack_dir
     assert type(arr.compressors[0]).__name__ == "BloscCodec"
     np.testing.assert_array_equal(p3d.open_result(res.store).values,
                                   p3d.open_result(ref.store).values)
+
+
+def test_threads_get_tasks_in_batches_bounded_by_bytes():
+    import dask
+
+    from pystack3d_dask.cluster import BATCH_BYTES, MAX_BATCH, Executor
+
+    ex = Executor("threads", 2)
+    assert "chunksize" not in ex._local_options()  # slice size unknown: one task at a time
+    ex.slice_bytes = 600 * 640
+    assert ex._local_options()["chunksize"] == MAX_BATCH
+    ex.slice_bytes = 1024 * 1024 * 4
+    assert ex._local_options()["chunksize"] == BATCH_BYTES // ex.slice_bytes == 1
+    ex.slice_bytes = 1024 * 1024
+    assert ex._local_options()["chunksize"] == 4
+    assert "chunksize" not in Executor("processes", 2, slice_bytes=1024)._local_options()
+    # the batches give the same results, in order
+    tasks = [dask.delayed(pow)(k, 2) for k in range(50)]
+    ex.slice_bytes = 100
+    assert ex.compute(tasks) == [k * k for k in range(50)]
