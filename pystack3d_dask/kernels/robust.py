@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["CHUNK", "WEIGHT_FUNCS", "mean_prediction", "predict", "robust_lstsq"]
+__all__ = ["CHUNK", "WEIGHT_FUNCS", "mean_prediction", "robust_lstsq"]
 
 _MAD_NORMAL = 0.6744897501960817  # Phi^-1(3/4): the MAD of a unit normal
 
@@ -72,14 +72,6 @@ def _wls(design: Design, values: np.ndarray, weights: np.ndarray | None) -> np.n
         g, r = weighted.T @ block, weighted.T @ values[rows]
         gram, rhs = (g, r) if gram is None else (gram + g, rhs + r)
     return np.linalg.lstsq(gram, rhs, rcond=None)[0]
-
-
-def predict(design: Design, coefs: np.ndarray, n: int) -> np.ndarray:
-    """``design @ coefs``, chunk by chunk."""
-    out = np.empty(n)
-    for rows, block in _rows(design, n):
-        out[rows] = block @ coefs
-    return out
 
 
 def mean_prediction(design: Design, coefs: np.ndarray, n: int) -> float:
