@@ -189,7 +189,7 @@ def _input_fingerprint(wf: Workflow, source: SliceSource) -> tuple[str, str]:
 def _ingest(store: Store, wf: Workflow, source: SliceSource, run: Executor,
             provenance: dict[str, Any], fp: str, manifest_id: str) -> StepReport:
     stack = lazy_stack(source, wf.input["pixel_size"])
-    run.slice_bytes = int(np.prod(stack.shape[2:])) * stack.dtype.itemsize
+    run.slice_bytes = _slice_bytes(stack)
     attrs = {
         "step": INPUT_GROUP,
         "source": {"root": str(source.root.resolve()), "channels": source.channels,
@@ -202,6 +202,11 @@ def _ingest(store: Store, wf: Workflow, source: SliceSource, run: Executor,
     }
     rep = store.write(INPUT_GROUP, stack, fp, attrs, run.as_compute("ingest"))
     return _report(INPUT_GROUP, rep)
+
+
+def _slice_bytes(stack: xr.DataArray) -> int:
+    """Bytes of one (y, x) slice of a stack (the executor's batches are sized by it)."""
+    return int(np.prod(stack.shape[2:])) * stack.dtype.itemsize
 
 
 def _report(name: str, rep: WriteReport, fused: list[str] | None = None) -> StepReport:
@@ -217,7 +222,7 @@ def _build(name: str, stack: xr.DataArray, params: dict[str, Any], ex: Executor,
     outputs of the steps before it, for the steps that need them."""
     step = get_step(name)
     prepared: dict[str, xr.DataArray] = {}
-    ex.slice_bytes = int(np.prod(stack.shape[2:])) * stack.dtype.itemsize
+    ex.slice_bytes = _slice_bytes(stack)
     try:
         if step.prepare is not None:
             loaded = None

@@ -50,6 +50,8 @@ __all__ = ["LAYOUT_VERSION", "Store", "WriteReport", "make_compressors"]
 LAYOUT_VERSION = 1
 _ROOT_KEY = "pystack3d_dask"
 STAT_NAMES = ("min", "max", "mean")
+#: Attributes that open_stack sets on a stack it reads, not array metadata to write.
+_RUNTIME_ATTRS = ("group", "fingerprint")
 
 
 def make_compressors(name: str = "zstd", level: int = 3) -> list[Any]:
@@ -153,7 +155,7 @@ def _xarray_attrs(value: xr.DataArray, coordinates: Sequence[str]) -> tuple[dict
     the base64 of a little-endian float64, whatever the dtype, as xarray does)."""
     attrs: dict[str, Any] = {}
     for key, val in value.attrs.items():
-        if key in ("group", "fingerprint"):  # set by open_stack, not array metadata
+        if key in _RUNTIME_ATTRS:
             continue
         attrs[key] = val.tolist() if isinstance(val, np.ndarray | np.generic) else val
     if coordinates:
@@ -412,7 +414,7 @@ class Store:
         per_shard = min(self.shard_slices, stack.shape[1])
         # xarray writes what is in memory (coordinates, whole extras) with its values;
         # the lazy arrays (stack, per-slice extras) are created empty here, with the
-        # metadata xarray gives them (tests/test_store.py compares the two). xarray's
+        # metadata xarray gives them (tests/test_store_metadata.py compares the two). xarray's
         # own metadata-only write (to_zarr(compute=False)) builds a dask graph that
         # imports distributed: 0.2 s and 13 MiB per process, for nothing.
         lazy = {"stack": stack, **sliced}
@@ -420,7 +422,7 @@ class Store:
                   for name, coord in value.coords.items()}
         template = xr.Dataset(whole, coords=coords)
         for var in template.variables.values():
-            for key in ("group", "fingerprint"):  # set by open_stack, not array metadata
+            for key in _RUNTIME_ATTRS:
                 var.attrs.pop(key, None)
         template.to_zarr(str(self.path), group=group, mode="w", zarr_format=3,
                          consolidated=False)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .polynomial import Powers, accumulate_outer, separable_factors, vandermonde
-from .robust import robust_lstsq
+from .robust import Design, robust_lstsq
 
 __all__ = [
     "constant_index",
@@ -79,23 +79,31 @@ def sample_slice(img: np.ndarray, rows: np.ndarray, cols: np.ndarray,
     return means[rows // sy, cols // sx]
 
 
-def fit_samples(values: np.ndarray, coords: list[np.ndarray], powers: Powers,
-                weight_func: str | None) -> tuple[np.ndarray, int]:
-    """Fit the basis to finite samples; zeros when there is nothing to fit (PyStack3D
-    leaves such a slice unchanged).
+def fit_samples(values: np.ndarray, design_of: Callable[[np.ndarray], Design], n_terms: int,
+                weight_func: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Fit the basis to the finite samples; zeros when there is nothing to fit (PyStack3D
+    leaves such a slice or stack unchanged).
+
+    Parameters
+    ----------
+    values
+        The samples, NaN where left out of the fit.
+    design_of
+        The design matrix (or its function of a slice of rows, see
+        :func:`~.robust.robust_lstsq`) at the samples of the given flat positions.
+    n_terms
+        Number of terms of the basis.
 
     Returns
     -------
     coefs : numpy.ndarray
-    n_used : int
-        Number of samples fitted.
+    index : numpy.ndarray
+        Flat positions of the samples fitted.
     """
-    ok = np.isfinite(values)
-    n_used = int(ok.sum())
-    if n_used == 0 or np.nanmin(values) == np.nanmax(values):
-        return np.zeros(len(powers)), n_used
-    kept = [c[ok] for c in coords]
-    return robust_lstsq(design_rows(kept, powers), values[ok], weight_func), n_used
+    index = np.flatnonzero(np.isfinite(values))
+    if index.size == 0 or np.nanmin(values) == np.nanmax(values):
+        return np.zeros(n_terms), index
+    return robust_lstsq(design_of(index), values[index], weight_func), index
 
 
 def stack_design(index: np.ndarray, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray,
@@ -135,7 +143,9 @@ def fit_slice(img: np.ndarray, powers: Powers, skip: tuple[int, int],
     if averaging:  # block centres
         xs = np.minimum(cols + (skip[1] - 1) / 2, width - 1) / max(width - 1, 1)
         ys = np.minimum(rows + (skip[0] - 1) / 2, height - 1) / max(height - 1, 1)
-    return fit_samples(values, [xs, ys], powers, weight_func)
+    coefs, index = fit_samples(values, lambda idx: design_rows([xs[idx], ys[idx]], powers),
+                               len(powers), weight_func)
+    return coefs, index.size
 
 
 def remove_background(img: np.ndarray, coefs: np.ndarray, powers: Powers, zpos: float = 0.0,

@@ -58,9 +58,13 @@ Design = np.ndarray | Callable[[slice], np.ndarray]
 CHUNK = 1 << 16
 
 
-def _rows(design: Design, n: int) -> Iterator[tuple[slice, np.ndarray]]:
+def _chunks(n: int) -> Iterator[slice]:
     for start in range(0, n, CHUNK):
-        rows = slice(start, min(start + CHUNK, n))
+        yield slice(start, min(start + CHUNK, n))
+
+
+def _rows(design: Design, n: int) -> Iterator[tuple[slice, np.ndarray]]:
+    for rows in _chunks(n):
         yield rows, design[rows] if isinstance(design, np.ndarray) else design(rows)
 
 
@@ -100,8 +104,7 @@ def _weigh(norm: Callable, resid: np.ndarray, scale: float, weights: np.ndarray)
     """The weights of the residuals at this scale (into ``weights``) and the summed
     criterion, chunk by chunk, so that the norm's temporaries stay O(chunk)."""
     total = 0.0
-    for start in range(0, len(resid), CHUNK):
-        rows = slice(start, min(start + CHUNK, len(resid)))
+    for rows in _chunks(len(resid)):
         w, rho = norm(resid[rows] / scale)
         weights[rows] = w
         total += float(rho.sum())

@@ -13,6 +13,7 @@ import xarray as xr
 from ..errors import ConfigError
 from ..kernels.background import (
     constant_index,
+    fit_samples,
     fit_slice,
     grid_positions,
     remove_background,
@@ -26,7 +27,7 @@ from ..kernels.polynomial import (
     powers_from_orders,
     term_names,
 )
-from ..kernels.robust import mean_prediction, robust_lstsq
+from ..kernels.robust import mean_prediction
 from .base import StepOutput, check_thresholds, map_slices
 
 __all__ = ["DEFAULT_MAX_SAMPLES", "apply", "basis", "check", "prepare", "prepared_names",
@@ -94,17 +95,17 @@ def _fit_3d(samples: np.ndarray, zpos: np.ndarray, rows: np.ndarray, cols: np.nd
             shape: tuple[int, int], powers: Powers, weight_func: str | None,
             preserve_avg: bool) -> np.ndarray:
     """One channel's 3D coefficients from the (n_slices, n_points) sample."""
-    values = samples.ravel()
-    index = np.flatnonzero(np.isfinite(values))
-    if index.size == 0 or np.nanmin(values) == np.nanmax(values):
-        return np.zeros(len(powers))  # nothing to fit: PyStack3D leaves the stack unchanged
-    design = stack_design(index, cols / max(shape[1] - 1, 1), rows / max(shape[0] - 1, 1),
-                          np.asarray(zpos, dtype=np.float64), powers)
-    coefs = robust_lstsq(design, values[index], weight_func)
-    if preserve_avg:
+    xs, ys = cols / max(shape[1] - 1, 1), rows / max(shape[0] - 1, 1)
+    zs = np.asarray(zpos, dtype=np.float64)
+
+    def design_of(index: np.ndarray) -> Callable[[slice], np.ndarray]:
+        return stack_design(index, xs, ys, zs, powers)
+
+    coefs, index = fit_samples(samples.ravel(), design_of, len(powers), weight_func)
+    if preserve_avg and index.size:
         # the constant that gives the removed background a zero mean over the sample
         i0 = constant_index(powers)
-        coefs[i0] = -(mean_prediction(design, coefs, index.size) - coefs[i0])
+        coefs[i0] = -(mean_prediction(design_of(index), coefs, index.size) - coefs[i0])
     return coefs
 
 

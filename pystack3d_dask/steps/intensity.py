@@ -137,8 +137,8 @@ def rescaling_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], nbin
     out = map_slices(_match_block, stack.data, tables, stack.dtype)
     if "histos_final" in prepared:  # known from the level counts (uint8)
         return StepOutput(stack.copy(data=out))
-    ranges = np.asarray(prepared["value_range"].values)
-    final = Derived(functools.partial(_final_histogram, ranges=ranges, nbins=nbins), ("bin",))
+    final = Derived(functools.partial(_final_histogram, ranges=tables["ranges"], nbins=nbins),
+                    ("bin",))
     return StepOutput(stack.copy(data=out), derived={"histos_final": final})
 
 
