@@ -151,7 +151,12 @@ def executor(name: str = "threads", workers: int = 1, threads_per_worker: int = 
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers = {workers!r}: expected an integer >= 1")
     if name in ("threads", "processes", "synchronous"):
-        yield Executor(name, workers, progress=progress)
+        ex = Executor(name, workers, progress=progress)
+        # computes made outside the executor (an xarray ``.values`` of a lazy variable)
+        # get the same scheduler; left to find one, dask imports distributed (0.4 s,
+        # 13 MiB) to look for a client that cannot be there
+        with dask.config.set(scheduler=ex._local_get()):
+            yield ex
         return
     from distributed import Client
 

@@ -69,10 +69,11 @@ def _stack_chunks(store: Path) -> dict[str, int]:
     (temporary file renamed over it) gets a new inode."""
     out = {}
     for group in _groups(store):
-        chunks = store / group / "stack" / "c"
+        chunks = store / group / "stack"
         if chunks.is_dir():
             for path in chunks.rglob("*"):
-                if path.is_file() and not path.name.endswith(".partial"):
+                if (path.is_file() and path.name != "zarr.json"
+                        and not path.name.endswith(".partial")):
                     out[str(path.relative_to(store))] = path.stat().st_ino
     return out
 
@@ -89,7 +90,8 @@ def _check_complete_groups_whole(store: Path) -> int:
         nc, nz = arr.shape[:2]
         for c in range(nc):
             for z in range(nz):
-                assert (store / group / "stack" / "c" / str(c) / str(z) / "0" / "0").is_file(), \
+                key = arr.metadata.encode_chunk_key((c, z, 0, 0))
+                assert (store / group / "stack" / key).is_file(), \
                     f"{group} is marked complete without slice ({c}, {z})"
         arr[...]  # every chunk decodes
         for name in ("min", "max", "mean"):
@@ -209,13 +211,13 @@ def test_worker_killed_mid_step_on_local_cluster(tmp_path):
     # them the last bits of a robust fit (hence, rarely, one grey level after truncation)
     reference = p3d.run(toml, store=tmp_path / "ref.zarr", scheduler="local", workers=2,
                         progress=False)
-    group_dir = tmp_path / "local.zarr" / "steps" / "01_bkg_removal" / "stack" / "c"
+    group_dir = tmp_path / "local.zarr" / "steps" / "01_bkg_removal" / "stack"
     killed = []
 
     def kill_a_worker() -> None:
         deadline = time.time() + 300
         while time.time() < deadline:
-            if group_dir.is_dir() and sum(1 for p in group_dir.rglob("0") if p.is_file()) >= 4:
+            if group_dir.is_dir() and sum(1 for p in group_dir.glob("c.*") if p.is_file()) >= 4:
                 workers = [p for p in psutil.Process().children(recursive=True)
                            if any("spawn_main" in part for part in p.cmdline())]
                 if workers:

@@ -174,7 +174,7 @@ def test_sharded_store_reads_back_every_slice(tmp_path, project):
                       if p.is_file())
         assert files_b <= files_a // 4 + 2
     # a killed run resumes shard by shard: remove one shard file, the run rewrites it only
-    shard = sharded.store / "steps/01_cropping" / "stack" / "c" / "0" / "1" / "0" / "0"
+    shard = Store(sharded.store, create=False)._chunk_file("steps/01_cropping", 0, 8)
     assert shard.is_file()
     shard.unlink()
     Store(sharded.store, create=False).update_attrs("steps/01_cropping", complete=False)
@@ -190,9 +190,9 @@ def test_unchanged_slices_are_hard_linked_not_copied(tmp_path, project):
     files of the step before it, and survives that step's slices being removed."""
     result = _run(project, tmp_path / "links.zarr")
     store = result.store
-    calc = store / "steps/04_registration_calculation/stack/c/0"
-    before = store / "steps/03_intensity_rescaling/stack/c/0"
-    files = sorted(p for p in calc.rglob("*") if p.is_file())
+    calc = store / "steps/04_registration_calculation/stack"
+    before = store / "steps/03_intensity_rescaling/stack"
+    files = sorted(p for p in calc.rglob("*") if p.is_file() and p.name != "zarr.json")
     assert len(files) == p3d.open_result(store, "input").sizes["z"]
     for path in files:
         twin = before / path.relative_to(calc)

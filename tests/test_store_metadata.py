@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from pystack3d_dask.io.store import Store, _slice_chunks, _split_extras
+from pystack3d_dask.io.store import CHUNK_KEY_ENCODING, Store, _slice_chunks, _split_extras
 
 
 def _xarray_create(store: Store, group: str, stack: xr.DataArray,
@@ -27,11 +27,13 @@ def _xarray_create(store: Store, group: str, stack: xr.DataArray,
     sliced, whole = _split_extras(extras)
     variables = {"stack": stack.copy(data=da.zeros(stack.shape, chunks=stack.shape,
                                                    dtype=stack.dtype))}
-    encoding = {"stack": {"chunks": (1, 1, ny, nx), "compressors": store.compressors}}
+    encoding = {"stack": {"chunks": (1, 1, ny, nx), "compressors": store.compressors,
+                          "chunk_key_encoding": CHUNK_KEY_ENCODING}}
     for name, value in sliced.items():
         variables[name] = value.copy(data=da.zeros(value.shape, chunks=value.shape,
                                                    dtype=value.dtype))
-        encoding[name] = {"chunks": _slice_chunks(value)}
+        encoding[name] = {"chunks": _slice_chunks(value),
+                          "chunk_key_encoding": CHUNK_KEY_ENCODING}
     variables.update(whole)
     xr.Dataset(variables).to_zarr(str(store.path), group=group, mode="w", compute=False,
                                   zarr_format=3, consolidated=False, encoding=encoding)
