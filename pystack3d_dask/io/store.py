@@ -276,7 +276,9 @@ class Store:
 
     def update_attrs(self, group: str, **values: Any) -> None:
         """Update a group's attributes."""
-        zarr.open_group(str(self.path), path=group, mode="r+").attrs.update(values)
+        # one write of zarr.json: ``attrs.update`` writes it once per key (eleven times
+        # when a group is created)
+        zarr.open_group(str(self.path), path=group, mode="r+").update_attributes(values)
 
     def is_complete(self, group: str, fingerprint: str | None = None) -> bool:
         """Whether the group is complete (with this fingerprint, when given)."""
