@@ -14,6 +14,7 @@ from scipy import ndimage
 
 import pystack3d_dask as p3d
 from pystack3d_dask.errors import ConfigError, NotAvailableError
+from pystack3d_dask.io.store import Store
 from pystack3d_dask.kernels.destriping import (
     FALLBACK_THRESHOLD,
     auto_threshold,
@@ -188,6 +189,35 @@ def test_only_striped_treats_the_curtain_slices(synthetic, tmp_path):
     result = run_ours(files.slices_dir, params, ["cropping", "destriping"], tmp_path / "all.zarr")
     ds = xr.open_zarr(result.store, group="steps/02_destriping", consolidated=False)
     assert ds["treated"].values.all() and ds["stripe_score"].attrs["threshold"] is None
+    # without a pass of their own, the input's scores are those of the slices read
+    inputs = p3d.open_result(result.store, "cropping").values[0]
+    np.testing.assert_allclose(ds["stripe_score"].values[0],
+                               [stripe_score(img) for img in inputs], rtol=1e-12)
+    outputs = ds["stack"].values[0]
+    np.testing.assert_allclose(ds["stripe_score_out"].values[0],
+                               [stripe_score(img) for img in outputs], rtol=1e-12)
+    assert ds["stripe_score"].attrs["only_striped"] is False
+
+
+def test_input_scores_of_a_resumed_write_come_from_the_input(synthetic, tmp_path):
+    """Slices already written when a killed destriping resumes: their input scores are
+    computed from the input slices, not from the written ones."""
+    files, workflow = synthetic
+    params = copy.deepcopy(workflow)
+    params["destriping"]["maxit"] = 5
+    result = run_ours(files.slices_dir, params, ["cropping", "destriping"], tmp_path / "s.zarr")
+    st = Store(result.store, create=False)
+    group = "steps/02_destriping"
+    expected = xr.open_zarr(result.store, group=group, consolidated=False)["stripe_score"].values
+    for z in (0, 3, 7):  # as if the run had been killed with these slices unwritten
+        st._chunk_file(group, 0, z).unlink()
+    st.update_attrs(group, complete=False)
+    again = run_ours(files.slices_dir, params, ["cropping", "destriping"], tmp_path / "s.zarr")
+    assert {r.group: r.chunks_computed for r in again.reports}[group] == 3
+    ds = xr.open_zarr(result.store, group=group, consolidated=False)
+    np.testing.assert_allclose(ds["stripe_score"].values, expected, rtol=1e-12)
+    outputs = ds["stack"].values[0]
+    assert not np.allclose(expected[0], [stripe_score(img) for img in outputs])
 
 
 @pytest.mark.parametrize("scheduler", ["threads", "local"])

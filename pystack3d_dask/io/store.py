@@ -78,9 +78,13 @@ def _array(store: str, path: str, token: str = "") -> zarr.Array:
     return zarr.open_array(store, path=path, mode="r+").with_config({"write_empty_chunks": True})
 
 
-def _derive(img: np.ndarray, c: int, derived: Sequence[Callable[[np.ndarray, int], Any]]
-            ) -> list[np.ndarray]:
-    return [slice_stats(img)] + [np.asarray(f(img, c)) for f in derived]
+def _derive(img: np.ndarray, c: int, derived: Sequence[Callable[[np.ndarray, int], Any]],
+            sources: Sequence[Any] = ()) -> list[np.ndarray]:
+    """Statistics of ``img``, then each derived quantity: of ``img``, or of the slice
+    of its source where ``sources`` has one (a (1, 1, y, x) block; None: ``img``)."""
+    sources = list(sources) or [None] * len(derived)
+    return [slice_stats(img)] + [np.asarray(f(img if s is None else np.asarray(s)[0, 0], c))
+                                 for f, s in zip(derived, sources)]
 
 
 def _write_extras(extra_blocks: Sequence[Any], extra_specs: Sequence[tuple[str, bool]],
@@ -96,10 +100,11 @@ def _write_extras(extra_blocks: Sequence[Any], extra_specs: Sequence[tuple[str, 
 
 def _write_chunk(block: np.ndarray, extra_blocks: Sequence[Any], extra_specs: Sequence[tuple[str, bool]],
                  store: str, group: str, c: int, z: int, token: str = "",
-                 derived: Sequence[Callable[[np.ndarray, int], Any]] = ()) -> list[np.ndarray]:
+                 derived: Sequence[Callable[[np.ndarray, int], Any]] = (),
+                 sources: Sequence[Any] = ()) -> list[np.ndarray]:
     """Write one slice and its per-slice extras, the slice last (so that a slice on disk
     always has what goes with it); return its statistics (min, max, mean) and derived
-    quantities."""
+    quantities (of the source slices given in ``sources``, see :func:`_derive`)."""
     img = np.asarray(block)[0, 0]
     _write_extras(extra_blocks, extra_specs, store, group, c, z, token)
     fast = fast_chunks(store, f"{group}/stack", token)
@@ -107,13 +112,14 @@ def _write_chunk(block: np.ndarray, extra_blocks: Sequence[Any], extra_specs: Se
         fast.write((c, z, 0, 0), img[None, None])
     else:
         _array(store, f"{group}/stack", token)[c, z] = img
-    return _derive(img, c, derived)
+    return _derive(img, c, derived, sources)
 
 
 def _write_shard(blocks: Sequence[np.ndarray], extra_blocks: Sequence[Sequence[Any]],
                  extra_specs: Sequence[tuple[str, bool]], store: str, group: str, c: int,
                  z0: int, token: str = "",
-                 derived: Sequence[Callable[[np.ndarray, int], Any]] = ()) -> list[list[np.ndarray]]:
+                 derived: Sequence[Callable[[np.ndarray, int], Any]] = (),
+                 sources: Sequence[Sequence[Any]] = ()) -> list[list[np.ndarray]]:
     """Write the consecutive slices ``z0, z0 + 1, ...`` of one whole shard in a single
     zarr write (a shard is rewritten whole on every update: two tasks writing into one
     shard would lose slices), their extras first; return each slice's statistics."""
@@ -121,16 +127,18 @@ def _write_shard(blocks: Sequence[np.ndarray], extra_blocks: Sequence[Sequence[A
     for k, extras in enumerate(extra_blocks):
         _write_extras(extras, extra_specs, store, group, c, z0 + k, token)
     _array(store, f"{group}/stack", token)[c, z0:z0 + len(imgs)] = np.stack(imgs)
-    return [_derive(img, c, derived) for img in imgs]
+    sources = list(sources) or [()] * len(imgs)
+    return [_derive(img, c, derived, s) for img, s in zip(imgs, sources)]
 
 
 def _read_stats(store: str, group: str, c: int, z: int, token: str = "",
-                derived: Sequence[Callable[[np.ndarray, int], Any]] = ()) -> list[np.ndarray]:
+                derived: Sequence[Callable[[np.ndarray, int], Any]] = (),
+                sources: Sequence[Any] = ()) -> list[np.ndarray]:
     """Statistics and derived quantities of a slice already on disk (resumed writes)."""
     fast = fast_chunks(store, f"{group}/stack", token)
     img = fast.read((c, z, 0, 0))[0, 0] if fast is not None else _array(
         store, f"{group}/stack", token)[c, z]
-    return _derive(img, c, derived)
+    return _derive(img, c, derived, sources)
 
 
 def _read_block(store: str, path: str, token: str, block_info: dict | None = None) -> np.ndarray:
@@ -551,10 +559,19 @@ class Store:
         read = dask.delayed(_read_stats, pure=False)
         derived = dict(derived or {})
         funcs = [d.func for d in derived.values()]
+        # a source's slice is a key of the graph (the step's input, read once for the
+        # step and for the quantity), handed to the task that writes the output slice
+        source_blocks = [None if d.source is None else
+                         d.source.rechunk((1, 1, *d.source.shape[2:])).to_delayed(
+                             optimize_graph=False) for d in derived.values()]
+
+        def sources(c: int, z: int) -> list[Any]:
+            return [None if b is None else b[c, z, 0, 0] for b in source_blocks]
+
         arr = _array(str(self.path), f"{group}/stack", fingerprint)
         if arr.shards is None:
             tasks = [write(blocks[c, z, 0, 0], pick(c, z), specs, str(self.path), group, c, z,
-                           fingerprint, funcs) for c, z in missing]
+                           fingerprint, funcs, sources(c, z)) for c, z in missing]
         else:
             # one task per missing shard (a shard is whole or absent: all its slices)
             per_shard = arr.shards[1]
@@ -566,10 +583,12 @@ class Store:
                                                          stack.shape[1])))
                 tasks.append(write_shard([blocks[c, z, 0, 0] for z in zs],
                                          [pick(c, z) for z in zs], specs, str(self.path), group,
-                                         c, zs[0], fingerprint, funcs))
+                                         c, zs[0], fingerprint, funcs,
+                                         [sources(c, z) for z in zs]))
                 order.append([(c, z) for z in zs])
         n_write = len(tasks)
-        tasks += [read(str(self.path), group, c, z, fingerprint, funcs) for c, z in done]
+        tasks += [read(str(self.path), group, c, z, fingerprint, funcs, sources(c, z))
+                  for c, z in done]
         results = list((compute or (lambda t: dask.compute(*t)))(tasks))
         if arr.shards is not None:  # back to one result per slice, in order
             flat, flat_order = [], []
@@ -590,7 +609,8 @@ class Store:
                     per_slice[name] = np.empty((*stack.shape[:2], *np.shape(value)),
                                                dtype=np.asarray(value).dtype)
                 per_slice[name][c, z] = value
-        self._finish(group, per_slice, {n: d.dims for n, d in derived.items()})
+        self._finish(group, per_slice, {n: d.dims for n, d in derived.items()},
+                     {n: d.attrs for n, d in derived.items()})
         fault_point("mark-complete", group)
         seconds = time.perf_counter() - start
         self.update_attrs(group, complete=True, finished=time.time(), seconds=seconds,
@@ -636,9 +656,10 @@ class Store:
         return linked
 
     def _finish(self, group: str, per_slice: dict[str, np.ndarray],
-                dims: dict[str, tuple[str, ...]]) -> None:
+                dims: dict[str, tuple[str, ...]],
+                attrs: dict[str, dict[str, Any]] | None = None) -> None:
         """Write the per-slice statistics (``min``, ``max``, ``mean``) and derived
-        quantities as data variables of dims (channel, z, ...)."""
+        quantities as data variables of dims (channel, z, ...), with their ``attrs``."""
         stats = per_slice.pop("_stats")
         arrays = {name: (stats[..., i], ()) for i, name in enumerate(STAT_NAMES)}
         arrays.update({name: (values, dims[name]) for name, values in per_slice.items()})
@@ -646,7 +667,9 @@ class Store:
         # attributes (the fingerprint among them)
         for name, (values, extra_dims) in arrays.items():
             zarr.create_array(str(self.path), name=f"{group}/{name}", data=values,
-                              dimension_names=("channel", "z", *extra_dims), overwrite=True)
+                              dimension_names=("channel", "z", *extra_dims),
+                              attributes=to_json((attrs or {}).get(name) or {}),
+                              overwrite=True)
 
 
 def to_json(value: Any) -> Any:

@@ -37,10 +37,18 @@ __all__ = ["REGISTRY", "Derived", "Step", "StepOutput", "available_steps", "get_
 class Derived:
     """A per-slice quantity computed from each output slice as it is written (and from
     the slices already on disk when a write resumes), stored as (channel, z, *dims).
-    ``func(slice, channel_index) -> array``."""
+    ``func(slice, channel_index) -> array``.
+
+    With ``source`` (a dask array of the same (channel, z) slices, one per chunk:
+    typically the step's input), ``func`` gets the source's slice instead, in the task
+    that writes the output slice: a quantity of the input without a pass of its own
+    over it. ``attrs`` are stored with the array.
+    """
 
     func: Callable[[np.ndarray, int], np.ndarray]
     dims: tuple[str, ...] = ()
+    source: Any = None
+    attrs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -106,9 +106,10 @@ def _require_gpu() -> None:
         raise NotAvailableError('[destriping] device = "gpu": CuPy sees no CUDA GPU')
 
 
-def prepared_names(**params: Any) -> list[str]:
-    """What :func:`prepare` returns."""
-    return ["stripe_score", "treated"]
+def prepared_names(only_striped: bool = False, **params: Any) -> list[str]:
+    """What :func:`prepare` returns (the stripe scores only when they choose the slices:
+    otherwise the slices' tasks compute them, see :func:`apply`)."""
+    return ["stripe_score", "treated"] if only_striped else ["treated"]
 
 
 def _score_block(block: np.ndarray, angle: float) -> np.ndarray:
@@ -118,22 +119,22 @@ def _score_block(block: np.ndarray, angle: float) -> np.ndarray:
 def prepare(stack: xr.DataArray, compute: Compute, only_striped: bool = False,
             stripe_threshold: str | float = "auto", angle: float = 0.0, **params: Any
             ) -> dict[str, xr.DataArray]:
-    """Stripe score of every slice (a reduction to one number per slice), the threshold,
-    and which slices are treated: those above it with ``only_striped``, else all."""
+    """Which slices are treated: with ``only_striped``, those whose stripe score (a
+    reduction to one number per slice, in a pass of its own) is above the threshold;
+    else all, and no pass is made (the scores come with the slices, see :func:`apply`)."""
     resolve(tuple(stack.shape[2:]), angle=angle, warn=True, **params)  # before any read
     nc, nz = stack.shape[:2]
+    coords = {"channel": stack["channel"].values, "z": stack["z"].values}
+    if not only_striped:
+        return {"treated": xr.DataArray(np.ones((nc, nz), dtype=bool), dims=("channel", "z"),
+                                        coords=coords)}
     lazy = da.map_blocks(_score_block, stack.data, angle=angle, drop_axis=(2, 3),
                          chunks=((1,) * nc, (1,) * nz), dtype=np.float64)
     (scores,) = compute([lazy])
-    if only_striped:
-        threshold = auto_threshold(scores) if stripe_threshold == "auto" else float(stripe_threshold)
-        treated = scores > threshold
-    else:
-        threshold = None
-        treated = np.ones_like(scores, dtype=bool)
-    coords = {"channel": stack["channel"].values, "z": stack["z"].values}
+    threshold = auto_threshold(scores) if stripe_threshold == "auto" else float(stripe_threshold)
+    treated = scores > threshold
     attrs = {"threshold": threshold, "threshold_rule": str(stripe_threshold),
-             "only_striped": bool(only_striped)}
+             "only_striped": True}
     return {"stripe_score": xr.DataArray(scores, dims=("channel", "z"), coords=coords,
                                          attrs=attrs),
             "treated": xr.DataArray(treated, dims=("channel", "z"), coords=coords)}
@@ -179,11 +180,13 @@ def _score_out(img: np.ndarray, c: int, angle: float) -> float:
 
 
 def apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], device: str = "cpu",
-          batch_size: int | None = None, angle: float = 0.0, **params: Any
-          ) -> StepOutput:
+          batch_size: int | None = None, angle: float = 0.0,
+          stripe_threshold: str | float = "auto", **params: Any) -> StepOutput:
     """Destripe the treated slices, each in its own task (on the CPU) or in batches of
     ``batch_size`` slices (on the GPU); the others pass through unchanged. The stripe
-    score of every output slice is stored beside the input's."""
+    score of every output slice is stored beside the input's; without ``prepare``'s
+    scores (``only_striped`` false), the input's are computed by the tasks that write
+    the slices, from the input slices they read anyway."""
     settings = resolve(tuple(stack.shape[2:]), angle=angle, device=device, **params)
     treated = np.asarray(prepared["treated"].values, dtype=bool)
     if device == "gpu":
@@ -195,6 +198,10 @@ def apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], device: str = 
     else:
         out = map_slices(_cpu_block, stack.data, {"treated": treated}, stack.dtype,
                          settings=settings)
-    return StepOutput(stack.copy(data=out),
-                      derived={"stripe_score_out": Derived(
-                          functools.partial(_score_out, angle=angle))})
+    derived = {"stripe_score_out": Derived(functools.partial(_score_out, angle=angle))}
+    if "stripe_score" not in prepared:
+        derived["stripe_score"] = Derived(
+            functools.partial(_score_out, angle=angle), source=stack.data,
+            attrs={"threshold": None, "threshold_rule": str(stripe_threshold),
+                   "only_striped": False})
+    return StepOutput(stack.copy(data=out), derived=derived)
