@@ -39,32 +39,36 @@ class Executor:
         Number of workers (threads, processes, or LocalCluster workers).
     client
         The ``distributed.Client`` of a local cluster, else None.
-    slice_bytes
-        Size of one slice of the stack being processed, when known: the threaded
-        scheduler then hands its threads several tasks at a time (see
-        :meth:`_local_options`).
+    task_bytes
+        Bytes of the slices one task of the step being processed handles (a slab of a
+        few), when known: the threaded scheduler then hands its threads several tasks
+        at a time (see :meth:`_local_options`).
     """
 
     name: str
     workers: int
     client: Any = None
     progress: bool = True
-    slice_bytes: int | None = None
+    task_bytes: int | None = None
 
-    def compute(self, tasks: Sequence[Any], label: str = "") -> list[Any]:
-        """Compute delayed objects and return their results, in order."""
+    def compute(self, tasks: Sequence[Any], label: str = "",
+                weights: Sequence[int] | None = None) -> list[Any]:
+        """Compute delayed objects and return their results, in order; ``weights``:
+        the slices of each task, which the progress bar counts (default: 1 each)."""
         if not tasks:
             return []
+        weights = list(weights) if weights is not None else [1] * len(tasks)
         if self.client is not None:
             from distributed import as_completed
 
             futures = self.client.compute(list(tasks))
-            with self._bar(len(futures), label) as bar:
-                for _ in as_completed(futures):
-                    bar.update(1)
+            size = {f.key: w for f, w in zip(futures, weights)}
+            with self._bar(sum(weights), label) as bar:
+                for done in as_completed(futures):
+                    bar.update(size.get(done.key, 1))
             return self.client.gather(futures)
-        with self._bar(len(tasks), label) as bar:
-            callback = _TaskCounter(bar, {t.key for t in tasks})
+        with self._bar(sum(weights), label) as bar:
+            callback = _TaskCounter(bar, {t.key: w for t, w in zip(tasks, weights)})
             with callback:
                 return list(dask.compute(*tasks, **self._local_options()))
 
@@ -78,11 +82,11 @@ class Executor:
         # Each task handed to a thread costs the scheduler's thread and the worker's a
         # few hand-overs (about 0.5 ms here, as long as reading and counting a 600 x 640
         # slice); handed in batches, the threads run through several. A batch holds its
-        # tasks' outputs until it ends, so its size is bounded by bytes: a few slices
-        # of up to BATCH_BYTES in all, one task at a time for large slices.
+        # tasks' outputs until it ends, so its size is bounded by bytes: a few tasks
+        # of up to BATCH_BYTES in all, one task at a time for large slabs.
         options: dict[str, Any] = {"scheduler": self._local_get(), "num_workers": self.workers}
-        if self.name == "threads" and self.slice_bytes:
-            options["chunksize"] = int(np.clip(BATCH_BYTES // self.slice_bytes, 1, MAX_BATCH))
+        if self.name == "threads" and self.task_bytes:
+            options["chunksize"] = int(np.clip(BATCH_BYTES // self.task_bytes, 1, MAX_BATCH))
         return options
 
     def _local_get(self) -> Callable[..., Any]:
@@ -100,21 +104,23 @@ class Executor:
         return tqdm(total=total, desc=label or "slices", unit="slice", disable=not self.progress,
                     file=sys.stderr, leave=False, dynamic_ncols=True)
 
-    def as_compute(self, label: str) -> Callable[[Sequence[Any]], list[Any]]:
-        """``compute`` bound to a label, in the form :meth:`Store.write` expects."""
-        return lambda tasks: self.compute(tasks, label)
+    def as_compute(self, label: str) -> Callable[..., list[Any]]:
+        """``compute`` bound to a label, in the form :meth:`Store.write` expects
+        (``compute(tasks, weights=None)``)."""
+        return lambda tasks, weights=None: self.compute(tasks, label, weights)
 
 
 class _TaskCounter(Callback):
-    """Advance a progress bar when one of the watched tasks finishes."""
+    """Advance a progress bar by its weight when one of the watched tasks finishes."""
 
-    def __init__(self, bar: tqdm, keys: set[Any]) -> None:
+    def __init__(self, bar: tqdm, keys: dict[Any, int]) -> None:
         super().__init__()
         self._bar, self._keys = bar, keys
 
     def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-        if key in self._keys:
-            self._bar.update(1)
+        weight = self._keys.get(key)
+        if weight:
+            self._bar.update(weight)
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ from .config import Workflow, load_workflow
 from .errors import ConfigError, Pystack3dDaskError, StoreError
 from .faults import fault_point
 from .heap import keep_heap, release_heap
+from .io.chunks import slab_size
 from .io.lock import StoreLock
 from .io.store import LAYOUT_VERSION, Store, WriteReport, make_compressors, to_json
 from .io.tiff import SliceSource, discover, lazy_stack
@@ -189,7 +190,7 @@ def _input_fingerprint(wf: Workflow, source: SliceSource) -> tuple[str, str]:
 def _ingest(store: Store, wf: Workflow, source: SliceSource, run: Executor,
             provenance: dict[str, Any], fp: str, manifest_id: str) -> StepReport:
     stack = lazy_stack(source, wf.input["pixel_size"])
-    run.slice_bytes = _slice_bytes(stack)
+    run.task_bytes = _task_bytes(stack)
     attrs = {
         "step": INPUT_GROUP,
         "source": {"root": str(source.root.resolve()), "channels": source.channels,
@@ -204,9 +205,11 @@ def _ingest(store: Store, wf: Workflow, source: SliceSource, run: Executor,
     return _report(INPUT_GROUP, rep)
 
 
-def _slice_bytes(stack: xr.DataArray) -> int:
-    """Bytes of one (y, x) slice of a stack (the executor's batches are sized by it)."""
-    return int(np.prod(stack.shape[2:])) * stack.dtype.itemsize
+def _task_bytes(stack: xr.DataArray) -> int:
+    """Bytes of the slab of slices one task of a stack handles (the executor's batches
+    are sized by it)."""
+    slice_bytes = int(np.prod(stack.shape[2:])) * stack.dtype.itemsize
+    return slice_bytes * slab_size(slice_bytes)
 
 
 def _report(name: str, rep: WriteReport, fused: list[str] | None = None) -> StepReport:
@@ -222,7 +225,7 @@ def _build(name: str, stack: xr.DataArray, params: dict[str, Any], ex: Executor,
     outputs of the steps before it, for the steps that need them."""
     step = get_step(name)
     prepared: dict[str, xr.DataArray] = {}
-    ex.slice_bytes = _slice_bytes(stack)
+    ex.task_bytes = _task_bytes(stack)
     try:
         if step.prepare is not None:
             loaded = None

@@ -39,18 +39,19 @@ def _workflow(tmp_path: Path, **tables) -> dict:
 def counters(monkeypatch):
     """Count the TIFF slices read and the chunks written, per group."""
     counts = {"reads": 0, "writes": {}}
-    read, write = tiff_mod.read_slice, store_mod._write_chunk
+    read, write = tiff_mod.read_slice, store_mod._write_slab
 
     def counting_read(*args, **kwargs):
         counts["reads"] += 1
         return read(*args, **kwargs)
 
-    def counting_write(block, extra_blocks, extra_specs, store, group, *args):
-        counts["writes"][group] = counts["writes"].get(group, 0) + 1
-        return write(block, extra_blocks, extra_specs, store, group, *args)
+    def counting_write(block, extra_blocks, extra_specs, store, group, c, z0, n, todo, *args):
+        if todo:  # a task that writes slices (the others read the statistics back)
+            counts["writes"][group] = counts["writes"].get(group, 0) + len(todo)
+        return write(block, extra_blocks, extra_specs, store, group, c, z0, n, todo, *args)
 
     monkeypatch.setattr(tiff_mod, "read_slice", counting_read)
-    monkeypatch.setattr(store_mod, "_write_chunk", counting_write)
+    monkeypatch.setattr(store_mod, "_write_slab", counting_write)
     return counts
 
 
@@ -281,14 +282,14 @@ def test_threads_get_tasks_in_batches_bounded_by_bytes():
 
     ex = Executor("threads", 2)
     assert "chunksize" not in ex._local_options()  # slice size unknown: one task at a time
-    ex.slice_bytes = 600 * 640
+    ex.task_bytes = 600 * 640
     assert ex._local_options()["chunksize"] == MAX_BATCH
-    ex.slice_bytes = 1024 * 1024 * 4
-    assert ex._local_options()["chunksize"] == BATCH_BYTES // ex.slice_bytes == 1
-    ex.slice_bytes = 1024 * 1024
+    ex.task_bytes = 1024 * 1024 * 4
+    assert ex._local_options()["chunksize"] == BATCH_BYTES // ex.task_bytes == 1
+    ex.task_bytes = 1024 * 1024
     assert ex._local_options()["chunksize"] == 4
-    assert "chunksize" not in Executor("processes", 2, slice_bytes=1024)._local_options()
+    assert "chunksize" not in Executor("processes", 2, task_bytes=1024)._local_options()
     # the batches give the same results, in order
     tasks = [dask.delayed(pow)(k, 2) for k in range(50)]
-    ex.slice_bytes = 100
+    ex.task_bytes = 100
     assert ex.compute(tasks) == [k * k for k in range(50)]

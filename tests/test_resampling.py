@@ -62,15 +62,35 @@ def test_non_increasing_slices_are_skipped_with_a_warning():
     np.testing.assert_allclose(out.values[0, :, 0, 0], [0, 5, 10, 15])
 
 
-def test_each_output_slice_reads_two_input_chunks():
-    stack = _stack([10, 20, 40, 50], [0.0, 0.01, 0.03, 0.04])
-    out = get_step("resampling")(stack, dz=0.015)
+def _input_blocks(out: xr.DataArray, inputs: str) -> dict[tuple, set[int]]:
+    """For each output block, the z indices of the input blocks its task reads."""
     layer = out.data.dask.layers[out.data.name]
-    keys = list(layer.keys())
-    assert len(keys) == 3  # z = 0, 0.015, 0.03
-    deps = {key: set(layer[key][1:3]) for key in keys}
-    inputs = stack.data.name
-    assert deps[(out.data.name, 0, 1, 0, 0)] == {(inputs, 0, 1, 0, 0), (inputs, 0, 2, 0, 0)}
+    return {key: {dep[2] for dep in layer[key][1]} for key in layer
+            if layer[key][1] and layer[key][1][0][0] == inputs}
+
+
+def test_each_output_slice_reads_its_two_input_neighbours():
+    # slices of 4 MiB go one a task: each output slice reads its two neighbours
+    z = [0.0, 0.01, 0.03, 0.04]
+    big = xr.DataArray(da.zeros((1, 4, 1024, 1024), dtype=np.float32, chunks=(1, 1, 1024, 1024)),
+                       dims=("channel", "z", "y", "x"), coords={"z": ("z", np.asarray(z))})
+    out = get_step("resampling")(big, dz=0.015)
+    assert out.data.chunks[1] == (1, 1, 1)  # z = 0, 0.015, 0.03
+    blocks = _input_blocks(out, big.data.name)
+    assert blocks[(out.data.name, 0, 1, 0, 0)] == {1, 2}
+    # small slices go in slabs: each slab of outputs reads the input blocks holding
+    # its neighbours, no other
+    z_in = np.arange(40) * 0.01
+    small = _stack(np.arange(40), list(z_in)).chunk({"z": 8})
+    out = get_step("resampling")(small, dz=0.013)
+    starts = np.concatenate([[0], np.cumsum(out.data.chunks[1])])
+    for (_, _, j, _, _), read in _input_blocks(out, small.data.name).items():
+        zs = np.arange(starts[j], starts[j + 1]) * 0.013
+        lower = np.searchsorted(z_in, zs, side="right") - 1
+        upper = np.minimum(lower + 1, 39)
+        assert read == set(range(lower.min() // 8, upper.max() // 8 + 1))
+    np.testing.assert_allclose(out.values[0, :, 0, 0], np.interp(out["z"].values, z_in,
+                                                                  np.arange(40.0)), atol=1e-5)
 
 
 def test_through_pipeline_with_integer_truncation(tmp_path):

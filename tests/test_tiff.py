@@ -7,6 +7,7 @@ import xarray as xr
 from helpers import write_stack
 
 from pystack3d_dask.errors import InputError
+from pystack3d_dask.io.chunks import slab_chunks
 from pystack3d_dask.io.tiff import discover, lazy_stack, natural_key, policy_regex
 
 
@@ -42,7 +43,9 @@ def test_lazy_stack_labels_and_values(stack_dir):
     folder, data = stack_dir
     arr = lazy_stack(discover(folder))
     assert arr.dims == ("channel", "z", "y", "x")
-    assert arr.data.chunksize == (1, 1, 48, 64)
+    # one channel and whole slices a block, a few slices (a slab) along z
+    assert arr.data.chunks == ((1,), slab_chunks(len(data), 48 * 64 * 2), (48,), (64,))
+    assert max(arr.data.chunks[1]) > 1
     assert arr.dtype == np.uint16
     assert arr["z"].attrs["units"] == "um"
     np.testing.assert_array_equal(arr.values[0], data)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import inspect
 import json
 import os
 import shutil
@@ -43,7 +44,7 @@ from .._version import __version__
 from ..errors import StoreError
 from ..faults import fault_point
 from ..kernels.stats import slice_stats
-from .chunks import fast_chunks
+from .chunks import fast_chunks, slab_chunks, slab_size
 
 __all__ = ["LAYOUT_VERSION", "Store", "WriteReport", "make_compressors"]
 
@@ -88,62 +89,111 @@ def _derive(img: np.ndarray, c: int, derived: Sequence[Callable[[np.ndarray, int
 
 
 def _write_extras(extra_blocks: Sequence[Any], extra_specs: Sequence[tuple[str, bool]],
-                  store: str, group: str, c: int, z: int, token: str) -> None:
-    """Write slice (c, z)'s per-slice extras (None: an extra without channel, written
-    with channel 0 only)."""
+                  store: str, group: str, c: int, z: int, k: int, token: str) -> None:
+    """Write slice (c, z)'s per-slice extras, the ``k``-th slice of their slab blocks
+    (None: an extra without channel, written with channel 0 only)."""
     for (name, with_channel), extra in zip(extra_specs, extra_blocks):
         if extra is None:
             continue
+        value = np.asarray(extra)[0, k] if with_channel else np.asarray(extra)[k]
         index = (c, z) if with_channel else (z,)
-        _array(store, f"{group}/{name}", token)[index] = np.asarray(extra)[(0,) * len(index)]
+        _array(store, f"{group}/{name}", token)[index] = value
 
 
-def _write_chunk(block: np.ndarray, extra_blocks: Sequence[Any], extra_specs: Sequence[tuple[str, bool]],
-                 store: str, group: str, c: int, z: int, token: str = "",
-                 derived: Sequence[Callable[[np.ndarray, int], Any]] = (),
-                 sources: Sequence[Any] = ()) -> list[np.ndarray]:
-    """Write one slice and its per-slice extras, the slice last (so that a slice on disk
-    always has what goes with it); return its statistics (min, max, mean) and derived
-    quantities (of the source slices given in ``sources``, see :func:`_derive`)."""
-    img = np.asarray(block)[0, 0]
-    _write_extras(extra_blocks, extra_specs, store, group, c, z, token)
+def _stored_slice(store: str, group: str, c: int, z: int, token: str) -> np.ndarray:
     fast = fast_chunks(store, f"{group}/stack", token)
-    if fast is not None:
-        fast.write((c, z, 0, 0), img[None, None])
-    else:
-        _array(store, f"{group}/stack", token)[c, z] = img
-    return _derive(img, c, derived, sources)
-
-
-def _write_shard(blocks: Sequence[np.ndarray], extra_blocks: Sequence[Sequence[Any]],
-                 extra_specs: Sequence[tuple[str, bool]], store: str, group: str, c: int,
-                 z0: int, token: str = "",
-                 derived: Sequence[Callable[[np.ndarray, int], Any]] = (),
-                 sources: Sequence[Sequence[Any]] = ()) -> list[list[np.ndarray]]:
-    """Write the consecutive slices ``z0, z0 + 1, ...`` of one whole shard in a single
-    zarr write (a shard is rewritten whole on every update: two tasks writing into one
-    shard would lose slices), their extras first; return each slice's statistics."""
-    imgs = [np.asarray(b)[0, 0] for b in blocks]
-    for k, extras in enumerate(extra_blocks):
-        _write_extras(extras, extra_specs, store, group, c, z0 + k, token)
-    _array(store, f"{group}/stack", token)[c, z0:z0 + len(imgs)] = np.stack(imgs)
-    sources = list(sources) or [()] * len(imgs)
-    return [_derive(img, c, derived, s) for img, s in zip(imgs, sources)]
-
-
-def _read_stats(store: str, group: str, c: int, z: int, token: str = "",
-                derived: Sequence[Callable[[np.ndarray, int], Any]] = (),
-                sources: Sequence[Any] = ()) -> list[np.ndarray]:
-    """Statistics and derived quantities of a slice already on disk (resumed writes)."""
-    fast = fast_chunks(store, f"{group}/stack", token)
-    img = fast.read((c, z, 0, 0))[0, 0] if fast is not None else _array(
+    return fast.read((c, z, 0, 0))[0, 0] if fast is not None else _array(
         store, f"{group}/stack", token)[c, z]
-    return _derive(img, c, derived, sources)
+
+
+def _write_slab(block: np.ndarray | None, extra_blocks: Sequence[Any],
+                extra_specs: Sequence[tuple[str, bool]], store: str, group: str, c: int,
+                z0: int, n: int, todo: Sequence[int], token: str = "",
+                derived: Sequence[Callable[[np.ndarray, int], Any]] = (),
+                sources: Sequence[Any] = (), shard: bool = False) -> list[list[np.ndarray]]:
+    """Write the slices ``z0 + k`` (``k`` in ``todo``) of a slab of ``n`` slices of
+    channel ``c``, each slice's extras before it (so that a slice on disk always has
+    what goes with it); return every slice's statistics (min, max, mean) and derived
+    quantities (of the source slices given in ``sources``, see :func:`_derive`). Slices
+    not in ``todo`` are on disk already: theirs are computed from the files (``block``
+    is None when no slice of the slab is to be written).
+
+    With ``shard``, the slab is one whole shard, written in one zarr write (a shard is
+    rewritten whole on every update: two tasks writing into one shard would lose
+    slices)."""
+    todo = set(todo)
+    imgs = [np.asarray(block)[0, k] if k in todo else None for k in range(n)]
+    for k in sorted(todo):
+        _write_extras(extra_blocks, extra_specs, store, group, c, z0 + k, k, token)
+    if shard:
+        _array(store, f"{group}/stack", token)[c, z0:z0 + n] = np.asarray(block)[0]
+    elif todo:
+        fast = fast_chunks(store, f"{group}/stack", token)
+        for k in sorted(todo):
+            if fast is not None:
+                fast.write((c, z0 + k, 0, 0), imgs[k][None, None])
+            else:
+                _array(store, f"{group}/stack", token)[c, z0 + k] = imgs[k]
+    out = []
+    for k in range(n):
+        img = imgs[k] if imgs[k] is not None else _stored_slice(store, group, c, z0 + k, token)
+        out.append(_derive(img, c, derived, [None if s is None else np.asarray(s)[:, k:k + 1]
+                                             for s in sources]))
+    return out
 
 
 def _read_block(store: str, path: str, token: str, block_info: dict | None = None) -> np.ndarray:
-    c, z = block_info[None]["chunk-location"][:2]
-    return fast_chunks(store, path, token).read((c, z, 0, 0))
+    """The slab of slices of a block (channel c, slices z0 to z1), one chunk file each."""
+    (c, _), (z0, z1) = block_info[None]["array-location"][:2]
+    fast = fast_chunks(store, path, token)
+    if z1 - z0 == 1:
+        return fast.read((c, z0, 0, 0))
+    out = np.empty((1, z1 - z0, *fast.chunk_shape[2:]), dtype=fast.dtype)
+    for z in range(z0, z1):
+        out[0, z - z0] = fast.read((c, z, 0, 0))[0, 0]
+    return out
+
+
+def _slabbed(stack: xr.DataArray, per_shard: int) -> da.Array:
+    """The stack's dask array in the blocks its write goes by: one channel, whole slices,
+    and along z the slabs it comes in (split where longer than
+    :func:`~.chunks.slab_size`) or, in a sharded array, exactly the shards."""
+    nc, nz, ny, nx = stack.shape
+    slice_bytes = ny * nx * np.dtype(stack.dtype).itemsize
+    data = stack.data
+    if not isinstance(data, da.Array):
+        data = da.from_array(np.asarray(data), chunks=(1, slab_chunks(nz, slice_bytes), ny, nx))
+    if per_shard > 1:
+        zs = tuple(min(per_shard, nz - s) for s in range(0, nz, per_shard))
+    elif max(data.chunks[1], default=1) > slab_size(slice_bytes):
+        zs = slab_chunks(nz, slice_bytes)
+    else:
+        zs = data.chunks[1]
+    wanted = ((1,) * nc, zs, (ny,), (nx,))
+    return data if data.chunks == wanted else data.rechunk(wanted)
+
+
+def _along_z(value: xr.DataArray, zchunks: tuple[int, ...]) -> da.Array:
+    """A per-slice extra in the z blocks of its stack's write (one channel a block)."""
+    data = value.data
+    if value.dims[:2] == ("channel", "z"):
+        wanted = ((1,) * data.shape[0], zchunks, *((n,) for n in data.shape[2:]))
+    else:
+        wanted = (zchunks, *((n,) for n in data.shape[1:]))
+    return data if data.chunks == wanted else data.rechunk(wanted)
+
+
+def _call_compute(compute: Callable[..., Sequence[Any]] | None, tasks: list[Any],
+                  weights: list[int]) -> Sequence[Any]:
+    """``compute(tasks)``, with the slices of each task as ``weights`` for a compute that
+    takes them (the executor's, for its progress bar)."""
+    if compute is None:
+        return dask.compute(*tasks)
+    try:
+        takes_weights = "weights" in inspect.signature(compute).parameters
+    except (TypeError, ValueError):  # no signature (some builtins)
+        takes_weights = False
+    return compute(tasks, weights=weights) if takes_weights else compute(tasks)
 
 
 def _split_extras(extras: dict[str, xr.DataArray]) -> tuple[dict, dict]:
@@ -379,15 +429,17 @@ class Store:
         return {name: ds[name].load() for name in names}
 
     def open_stack(self, group: str, ds: xr.Dataset | None = None) -> xr.DataArray:
-        """A group's stack as a lazy DataArray (channel, z, y, x), one slice per chunk
-        (``ds``: the group's Dataset, when the caller has already opened it)."""
+        """A group's stack as a lazy DataArray (channel, z, y, x) in slabs of a few
+        slices (one file per slice, see :func:`~.chunks.slab_chunks`; ``ds``: the
+        group's Dataset, when the caller has already opened it)."""
         ds = self.open_dataset(group) if ds is None else ds
         stack = ds["stack"]
         token = ds.attrs.get("fingerprint") or ""
         fast = fast_chunks(str(self.path), f"{group}/stack", token)
         if fast is not None and fast.chunk_shape == (1, 1, *stack.shape[2:]):
             reader = functools.partial(_read_block, str(self.path), f"{group}/stack", token)
-            data = da.map_blocks(reader, chunks=((1,) * stack.shape[0], (1,) * stack.shape[1],
+            zs = slab_chunks(stack.shape[1], int(np.prod(stack.shape[2:])) * stack.dtype.itemsize)
+            data = da.map_blocks(reader, chunks=((1,) * stack.shape[0], zs,
                                                  (stack.shape[2],), (stack.shape[3],)),
                                  dtype=stack.dtype, meta=np.empty((0,) * 4, stack.dtype),
                                  name=f"read-{group.replace('/', '-')}-{token[:16]}")
@@ -402,6 +454,11 @@ class Store:
         per_shard = arr.shards[1] if arr.shards is not None else 1
         key = arr.metadata.encode_chunk_key((c, z // per_shard, 0, 0))
         return self.group_dir(group) / "stack" / key
+
+    def _shard_slices(self, group: str) -> int:
+        """Slices per shard of a group's stack (0: not sharded)."""
+        shards = _array(str(self.path), f"{group}/stack").shards
+        return int(shards[1]) if shards is not None else 0
 
     def missing_chunks(self, group: str, shape: tuple[int, ...]) -> list[tuple[int, int]]:
         """The (channel, z) slices of a group not yet on disk."""
@@ -486,14 +543,17 @@ class Store:
         group
             Group path, e.g. ``steps/01_cropping``.
         stack
-            Lazy (channel, z, y, x) DataArray backed by dask, one slice per chunk.
+            Lazy (channel, z, y, x) DataArray backed by dask (any chunks; it is written
+            one slab of slices a task, see :func:`~.chunks.slab_chunks`, one slice a
+            file).
         fingerprint
             Identity of the content; a group with another fingerprint is replaced.
         attrs
             Attributes stored with the group (parameters, provenance).
         compute
             ``compute(delayed_list) -> results``: runs the tasks on the chosen
-            scheduler. Default: ``dask.compute``.
+            scheduler; one that takes a ``weights`` keyword also gets the slices of
+            each task (for a progress bar). Default: ``dask.compute``.
         extras
             Arrays stored beside the stack: lazy ones along z (dims ``(channel, z, ...)``
             or ``(z, ...)``) are written slice by slice with the stack; in-memory ones
@@ -528,82 +588,63 @@ class Store:
             self._create(group, stack, {"fingerprint": fingerprint, **(attrs or {}),
                                         "started": time.time(), "extras": sorted(extras)},
                          extras)
-        data = stack.data
-        if not isinstance(data, da.Array):
-            data = da.from_array(np.asarray(data), chunks=(1, 1, *stack.shape[2:]))
-        data = data.rechunk((1, 1, *stack.shape[2:]))
+        data = _slabbed(stack, self._shard_slices(group))
         missing = self.missing_chunks(group, stack.shape)
         if link_from is not None and missing and not _split_extras(extras)[0] and not derived:
             self._link_chunks(link_from, group, missing)
             missing = self.missing_chunks(group, stack.shape)
-        done = sorted(set(np.ndindex(*stack.shape[:2])) - set(missing))
         # unoptimised, so that the stack and its extras share their task keys: each
-        # slice is computed once, and dask.compute optimises the whole graph
+        # slab is computed once, and dask.compute optimises the whole graph
         blocks = data.to_delayed(optimize_graph=False)
+        zchunks = data.chunks[1]
         sliced, _ = _split_extras(extras)
         specs = [(name, value.dims[0] == "channel") for name, value in sliced.items()]
-        extra_blocks = [value.data.rechunk(_slice_chunks(value)).to_delayed(optimize_graph=False)
+        extra_blocks = [_along_z(value, zchunks).to_delayed(optimize_graph=False)
                         for value in sliced.values()]
 
-        def pick(c: int, z: int) -> list[Any]:
+        def pick(c: int, j: int) -> list[Any]:
             out = []
             for (_, with_channel), delayed_blocks in zip(specs, extra_blocks):
                 if with_channel:
-                    out.append(delayed_blocks[(c, z) + (0,) * (delayed_blocks.ndim - 2)])
+                    out.append(delayed_blocks[(c, j) + (0,) * (delayed_blocks.ndim - 2)])
                 else:
-                    out.append(delayed_blocks[(z,) + (0,) * (delayed_blocks.ndim - 1)]
+                    out.append(delayed_blocks[(j,) + (0,) * (delayed_blocks.ndim - 1)]
                                if c == 0 else None)
             return out
 
-        write = dask.delayed(_write_chunk, pure=False)
-        read = dask.delayed(_read_stats, pure=False)
         derived = dict(derived or {})
         funcs = [d.func for d in derived.values()]
-        # a source's slice is a key of the graph (the step's input, read once for the
-        # step and for the quantity), handed to the task that writes the output slice
+        # a source's slab is a key of the graph (the step's input, read once for the
+        # step and for the quantity), handed to the task that writes the output slab
         source_blocks = [None if d.source is None else
-                         d.source.rechunk((1, 1, *d.source.shape[2:])).to_delayed(
+                         d.source.rechunk({0: 1, 1: zchunks, 2: -1, 3: -1}).to_delayed(
                              optimize_graph=False) for d in derived.values()]
-
-        def sources(c: int, z: int) -> list[Any]:
-            return [None if b is None else b[c, z, 0, 0] for b in source_blocks]
-
-        arr = _array(str(self.path), f"{group}/stack", fingerprint)
-        if arr.shards is None:
-            tasks = [write(blocks[c, z, 0, 0], pick(c, z), specs, str(self.path), group, c, z,
-                           fingerprint, funcs, sources(c, z)) for c, z in missing]
-        else:
-            # one task per missing shard (a shard is whole or absent: all its slices)
-            per_shard = arr.shards[1]
-            shards = sorted({(c, z // per_shard) for c, z in missing})
-            write_shard = dask.delayed(_write_shard, pure=False)
-            tasks, order = [], []
-            for c, s_index in shards:
-                zs = list(range(s_index * per_shard, min((s_index + 1) * per_shard,
-                                                         stack.shape[1])))
-                tasks.append(write_shard([blocks[c, z, 0, 0] for z in zs],
-                                         [pick(c, z) for z in zs], specs, str(self.path), group,
-                                         c, zs[0], fingerprint, funcs,
-                                         [sources(c, z) for z in zs]))
-                order.append([(c, z) for z in zs])
-        n_write = len(tasks)
-        tasks += [read(str(self.path), group, c, z, fingerprint, funcs, sources(c, z))
-                  for c, z in done]
-        results = list((compute or (lambda t: dask.compute(*t)))(tasks))
-        if arr.shards is not None:  # back to one result per slice, in order
-            flat, flat_order = [], []
-            for slices, values in zip(order, results[:n_write]):
-                flat_order += slices
-                flat += values
-            missing = flat_order
-            results = flat + results[n_write:]
+        sharded = _array(str(self.path), f"{group}/stack", fingerprint).shards is not None
+        write = dask.delayed(_write_slab, pure=False)
+        todo = set(missing)
+        tasks, order, weights = [], [], []
+        bounds = np.concatenate([[0], np.cumsum(zchunks)]).astype(int)
+        for c in range(stack.shape[0]):
+            for j in range(len(zchunks)):
+                z0, z1 = int(bounds[j]), int(bounds[j + 1])
+                ks = [z - z0 for z in range(z0, z1) if (c, z) in todo]
+                block = blocks[c, j, 0, 0] if ks else None  # nothing computed for a done slab
+                sources = [None if b is None else b[c, j, 0, 0] for b in source_blocks]
+                tasks.append(write(block, pick(c, j) if ks else [], specs, str(self.path),
+                                   group, c, z0, z1 - z0, ks, fingerprint, funcs, sources,
+                                   sharded and bool(ks)))
+                order.append([(c, z) for z in range(z0, z1)])
+                weights.append(z1 - z0)
+        results = list(_call_compute(compute, tasks, weights))
+        slices = [cz for block in order for cz in block]
+        results = [values for block in results for values in block]
         still = self.missing_chunks(group, stack.shape)
         if still:
             raise StoreError(f"{group}: {len(still)} slices were not written (first: channel "
                              f"{still[0][0]}, z index {still[0][1]})")
         fault_point("chunks-written", group)
         per_slice = {}
-        for (c, z), values in zip(missing + done, results):
+        for (c, z), values in zip(slices, results):
             for name, value in zip(["_stats", *derived], values):
                 if name not in per_slice:
                     per_slice[name] = np.empty((*stack.shape[:2], *np.shape(value)),

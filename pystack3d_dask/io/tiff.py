@@ -22,6 +22,7 @@ import tifffile
 import xarray as xr
 
 from ..errors import InputError
+from .chunks import slab_chunks
 from .zeiss import FIBICS_TAG, beam_current
 
 __all__ = [
@@ -435,12 +436,17 @@ def read_slice(path: str | Path, page: int, shape: tuple[int, int], dtype: np.dt
 
 def _read_block(source_files: list[list[str]], pages: list[int], shape: tuple[int, int],
                 dtype: np.dtype, block_info: dict | None = None) -> np.ndarray:
-    c, k = block_info[None]["chunk-location"][:2]
-    return read_slice(source_files[c][k], pages[k], shape, dtype)[None, None]
+    """The slab of slices z0 to z1 of channel c (a block of the lazy stack)."""
+    (c, _), (z0, z1) = block_info[None]["array-location"][:2]
+    out = np.empty((1, z1 - z0, *shape), dtype=dtype)
+    for k in range(z0, z1):
+        out[0, k - z0] = read_slice(source_files[c][k], pages[k], shape, dtype)
+    return out
 
 
 def lazy_stack(source: SliceSource, pixel_size: float | None = None) -> xr.DataArray:
-    """The input as a lazy (channel, z, y, x) DataArray, one task per slice and channel.
+    """The input as a lazy (channel, z, y, x) DataArray, one task per channel and slab of
+    a few slices (:func:`~.chunks.slab_chunks`).
 
     Coordinates: ``channel`` names, ``z`` in micrometres, and ``y``/``x`` in
     micrometres when ``pixel_size`` is given, else in pixels of the original frame;
@@ -451,7 +457,8 @@ def lazy_stack(source: SliceSource, pixel_size: float | None = None) -> xr.DataA
     reader = functools.partial(_read_block, files, list(source.pages), source.shape, source.dtype)
     data = da.map_blocks(
         reader,
-        chunks=((1,) * len(files), (1,) * source.nz, (ny,), (nx,)),
+        chunks=((1,) * len(files), slab_chunks(source.nz, ny * nx * source.dtype.itemsize),
+                (ny,), (nx,)),
         dtype=source.dtype, meta=np.empty((0, 0, 0, 0), dtype=source.dtype),
         name=f"read-tiff-{hashlib.sha256(repr(files).encode()).hexdigest()[:16]}",
     )

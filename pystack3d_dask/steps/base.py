@@ -30,7 +30,7 @@ from ..errors import ConfigError, NotAvailableError
 from ..schema import PYSTACK3D_STEPS, suggest
 
 __all__ = ["REGISTRY", "Derived", "Step", "StepOutput", "available_steps", "get_step",
-           "map_slices", "register"]
+           "map_slice_values", "map_slices", "register"]
 
 
 @dataclass(frozen=True)
@@ -118,16 +118,33 @@ def _compute(objects: list[Any]) -> list[Any]:
     return list(dask.compute(*objects))
 
 
+def _origin(block_info: dict, index: Any = 0) -> tuple[int, int]:
+    """Channel and first slice of a block, from dask's ``block_info``."""
+    (c, _), (z0, _) = block_info[index]["array-location"][:2]
+    return int(c), int(z0)
+
+
 def _slice_task(block: np.ndarray, tables: dict[str, np.ndarray], kernel: Callable[..., Any],
-                params: dict[str, Any], block_info: dict | None = None) -> np.ndarray:
-    c, z = block_info[0]["chunk-location"][:2]
-    return kernel(block, c, z, **tables, **params)
+                params: dict[str, Any], out_dtype: Any, block_info: dict | None = None
+                ) -> np.ndarray:
+    c, z0 = _origin(block_info)
+    if block.shape[1] == 1:
+        return kernel(block, c, z0, **tables, **params)
+    out = None
+    for k in range(block.shape[1]):
+        one = kernel(block[:, k:k + 1], c, z0 + k, **tables, **params)
+        if out is None:
+            out = np.empty((1, block.shape[1], *one.shape[2:]), dtype=out_dtype)
+        out[:, k:k + 1] = one
+    return out
 
 
 def map_slices(func: Callable[..., np.ndarray], data: Any, tables: dict[str, np.ndarray],
                dtype: Any, **kwargs: Any) -> Any:
-    """``func(block, c, z, **tables, **kwargs)`` on every (1, 1, y, x) block of ``data``,
-    a dask array of the stack, with the block's channel and slice indices.
+    """``func(block, c, z, **tables, **kwargs)`` on every slice of ``data``, a dask
+    array of the stack (one channel per block, whole slices, any number of slices per
+    block: a slab of a few), given as a (1, 1, y, x) block with its channel and slice
+    indices; ``func`` returns the slice's (1, 1, y, x) output, of ``dtype``.
 
     ``tables`` (small arrays indexed by channel and slice: histograms, coefficients,
     matrices) are one key of the graph that every slice's task reads. As chunked dask
@@ -137,7 +154,30 @@ def map_slices(func: Callable[..., np.ndarray], data: Any, tables: dict[str, np.
     """
     shared = dask.delayed(tables, pure=True)
     return data.map_blocks(_slice_task, shared, kernel=func, params=kwargs, dtype=dtype,
-                           meta=np.empty((0,) * data.ndim, dtype=dtype))
+                           out_dtype=dtype, meta=np.empty((0,) * data.ndim, dtype=dtype))
+
+
+def _values_task(block: np.ndarray, kernel: Callable[..., Any], shape: tuple[int, ...],
+                 out_dtype: Any, params: dict[str, Any], block_info: dict | None = None
+                 ) -> np.ndarray:
+    c, z0 = _origin(block_info)
+    out = np.empty((1, block.shape[1], *shape), dtype=out_dtype)
+    for k in range(block.shape[1]):
+        out[0, k] = kernel(block[0, k], c, z0 + k, **params)
+    return out
+
+
+def map_slice_values(func: Callable[..., Any], data: Any, shape: tuple[int, ...],
+                     dtype: Any, **kwargs: Any) -> Any:
+    """``func(slice, c, z, **kwargs)`` (a 2D slice with its channel and slice indices)
+    for every slice of ``data`` (one channel per block, whole slices): a lazy
+    (channel, z, *shape) array of its values, in the z blocks of ``data``. The per-slice
+    reductions of the steps (histograms, means, samples, scores) are made with it."""
+    chunks = (data.chunks[0], data.chunks[1], *((n,) for n in shape))
+    return data.map_blocks(_values_task, kernel=func, shape=tuple(shape), out_dtype=dtype,
+                           dtype=dtype, params=kwargs, chunks=chunks, drop_axis=(2, 3),
+                           new_axis=list(range(2, 2 + len(shape))),
+                           meta=np.empty((0,) * (2 + len(shape)), dtype=dtype))
 
 
 def check_thresholds(table: str, threshold_min: float | None,

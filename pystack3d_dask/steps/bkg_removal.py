@@ -28,7 +28,7 @@ from ..kernels.polynomial import (
     term_names,
 )
 from ..kernels.robust import mean_prediction
-from .base import StepOutput, check_thresholds, map_slices
+from .base import StepOutput, check_thresholds, map_slice_values, map_slices
 
 __all__ = ["DEFAULT_MAX_SAMPLES", "apply", "basis", "check", "prepare", "prepared_names",
            "validate"]
@@ -86,9 +86,9 @@ def prepared_names(**params: Any) -> list[str]:
 
 # -- 3D ---------------------------------------------------------------------------------
 
-def _sample_block(block: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+def _slice_sample(img: np.ndarray, c: int, z: int, rows: np.ndarray, cols: np.ndarray,
                   tmin: float | None, tmax: float | None) -> np.ndarray:
-    return sample_slice(block[0, 0], rows, cols, tmin, tmax)[None, None]
+    return sample_slice(img, rows, cols, tmin, tmax)
 
 
 def _fit_3d(samples: np.ndarray, zpos: np.ndarray, rows: np.ndarray, cols: np.ndarray,
@@ -125,10 +125,9 @@ def prepare(stack: xr.DataArray, compute: Callable[[list[Any]], list[Any]],
     cap = max((params.get("max_samples") or DEFAULT_MAX_SAMPLES) // len(kept), 1)
     rows, cols = grid_positions((ny, nx), (skip[1], skip[0]), cap)
     sub = stack.data[:, ::skip[2]]
-    samples = da.map_blocks(_sample_block, sub, rows=rows, cols=cols,
-                            tmin=params.get("threshold_min"), tmax=params.get("threshold_max"),
-                            drop_axis=3,
-                            chunks=((1,) * nc, (1,) * len(kept), (rows.size,)), dtype=np.float64)
+    samples = map_slice_values(_slice_sample, sub, (rows.size,), np.float64, rows=rows,
+                               cols=cols, tmin=params.get("threshold_min"),
+                               tmax=params.get("threshold_max"))
     zpos = kept / max(nz - 1, 1)
     # the sample is capped by max_samples: it comes back to fit here, which saves
     # building a dask graph around an array graph for one task
@@ -152,19 +151,24 @@ def _apply_3d_block(block: np.ndarray, c: int, z: int, coefs: np.ndarray, nz: in
 
 # -- 2D ---------------------------------------------------------------------------------
 
-def _fit_2d_block(block: np.ndarray, powers: Powers, skip: list[int], tmin: float | None,
-                  tmax: float | None, weight_func: str | None, averaging: bool) -> np.ndarray:
+def _fit_2d_slice(img: np.ndarray, c: int, z: int, powers: Powers, skip: list[int],
+                  tmin: float | None, tmax: float | None, weight_func: str | None,
+                  averaging: bool) -> np.ndarray:
     # skip_factors are [sx, sy]: columns first, as PyStack3D's basis uses them
-    coefs, n_used = fit_slice(block[0, 0], powers, (skip[1], skip[0]), tmin, tmax, weight_func,
+    coefs, n_used = fit_slice(img, powers, (skip[1], skip[0]), tmin, tmax, weight_func,
                               averaging)
-    return np.append(coefs, n_used)[None, None, None]
+    return np.append(coefs, n_used)
 
 
-def _apply_2d_block(block: np.ndarray, fit: np.ndarray, powers: Powers, tmin: float | None,
+def _apply_2d_block(block: np.ndarray, fits: np.ndarray, powers: Powers, tmin: float | None,
                     tmax: float | None) -> np.ndarray:
-    coefs = fit[0, 0, 0, :-1]
-    out = remove_background(block[0, 0], coefs, powers, 0.0, tmin, tmax)
-    return cast_to(out, block.dtype)[None, None]
+    """The slices of a block, each less its own fitted background (``fits``: their
+    coefficients and pixel counts, one row a slice)."""
+    out = np.empty_like(block)
+    for k in range(block.shape[1]):
+        fitted = remove_background(block[0, k], fits[0, k, :-1], powers, 0.0, tmin, tmax)
+        out[0, k] = cast_to(fitted, block.dtype)
+    return out
 
 
 def apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], **params: Any) -> StepOutput:
@@ -172,7 +176,7 @@ def apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], **params: Any)
     powers, dim, skip = _checked(params)
     tmin, tmax = params.get("threshold_min"), params.get("threshold_max")
     data = stack.data
-    nc, nz = stack.shape[:2]
+    nz = stack.shape[1]
     names = term_names(powers)
     if dim == 3:
         out = map_slices(_apply_3d_block, data,
@@ -180,18 +184,17 @@ def apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], **params: Any)
                          nz=nz, powers=powers, tmin=tmin, tmax=tmax,
                          keep_constant=bool(params.get("preserve_avg")))
         return StepOutput(stack.copy(data=out))
-    fits = da.map_blocks(_fit_2d_block, data, powers=powers, skip=skip, tmin=tmin, tmax=tmax,
-                         weight_func=params.get("weight_func"),
-                         averaging=bool(params.get("skip_averaging")),
-                         chunks=((1,) * nc, (1,) * nz, (1,), (len(powers) + 1,)),
-                         dtype=np.float64)
-    out = da.blockwise(_apply_2d_block, "czyx", data, "czyx", fits, "czab", powers=powers,
+    fits = map_slice_values(_fit_2d_slice, data, (len(powers) + 1,), np.float64,
+                            powers=powers, skip=skip, tmin=tmin, tmax=tmax,
+                            weight_func=params.get("weight_func"),
+                            averaging=bool(params.get("skip_averaging")))
+    out = da.blockwise(_apply_2d_block, "czyx", data, "czyx", fits, "cza", powers=powers,
                        tmin=tmin, tmax=tmax, dtype=stack.dtype, concatenate=True)
     coords = {"channel": stack["channel"].values, "z": stack["z"].values}
     extras = {
-        "coefs": xr.DataArray(fits[:, :, 0, :-1], dims=("channel", "z", "term"),
+        "coefs": xr.DataArray(fits[:, :, :-1], dims=("channel", "z", "term"),
                               coords={**coords, "term": names}),
-        "fit_pixels": xr.DataArray(fits[:, :, 0, -1], dims=("channel", "z"), coords=coords),
+        "fit_pixels": xr.DataArray(fits[:, :, -1], dims=("channel", "z"), coords=coords),
     }
     return StepOutput(stack.copy(data=out), extras)
 

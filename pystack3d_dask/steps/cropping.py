@@ -17,7 +17,7 @@ def cropping(stack: xr.DataArray, area: list[int] | None = None) -> xr.DataArray
     Parameters
     ----------
     stack
-        (channel, z, y, x) stack, one slice per chunk.
+        (channel, z, y, x) stack, whole slices per chunk.
     area
         ``[xmin, xmax, ymin, ymax]`` in pixels, origin at the bottom-left of the image
         (PyStack3D's convention). An area past the image is clipped, with a warning.
@@ -33,7 +33,7 @@ def cropping(stack: xr.DataArray, area: list[int] | None = None) -> xr.DataArray
     rows, cols, notes = area_to_slices(area, (stack.sizes["y"], stack.sizes["x"]))
     for note in notes:
         warnings.warn(note, UserWarning, stacklevel=2)
-    # dask slicing keeps one task per slice: each output chunk reads one input chunk
+    # dask slicing keeps the blocks: each output block reads its own input block
     return stack.isel(y=rows, x=cols)
 
 

@@ -22,7 +22,7 @@ from ..kernels.destriping import (
     wavelet_fourier,
 )
 from ..kernels.dtype import cast_to
-from .base import Derived, StepOutput, map_slices
+from .base import Derived, StepOutput, map_slice_values, map_slices
 
 __all__ = ["apply", "prepare", "prepared_names", "resolve", "validate"]
 
@@ -112,8 +112,8 @@ def prepared_names(only_striped: bool = False, **params: Any) -> list[str]:
     return ["stripe_score", "treated"] if only_striped else ["treated"]
 
 
-def _score_block(block: np.ndarray, angle: float) -> np.ndarray:
-    return np.array([[stripe_score(block[0, 0], angle)]])
+def _slice_score(img: np.ndarray, c: int, z: int, angle: float) -> float:
+    return stripe_score(img, angle)
 
 
 def prepare(stack: xr.DataArray, compute: Compute, only_striped: bool = False,
@@ -128,8 +128,7 @@ def prepare(stack: xr.DataArray, compute: Compute, only_striped: bool = False,
     if not only_striped:
         return {"treated": xr.DataArray(np.ones((nc, nz), dtype=bool), dims=("channel", "z"),
                                         coords=coords)}
-    lazy = da.map_blocks(_score_block, stack.data, angle=angle, drop_axis=(2, 3),
-                         chunks=((1,) * nc, (1,) * nz), dtype=np.float64)
+    lazy = map_slice_values(_slice_score, stack.data, (), np.float64, angle=angle)
     (scores,) = compute([lazy])
     threshold = auto_threshold(scores) if stripe_threshold == "auto" else float(stripe_threshold)
     treated = scores > threshold
@@ -194,7 +193,7 @@ def apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], device: str = 
         data = stack.data.rechunk({1: batch})
         flags = da.from_array(treated, chunks=(1, batch))
         out = da.blockwise(_gpu_block, "czyx", data, "czyx", flags, "cz", dtype=stack.dtype,
-                           concatenate=True, settings=settings).rechunk({1: 1})
+                           concatenate=True, settings=settings).rechunk(stack.data.chunks)
     else:
         out = map_slices(_cpu_block, stack.data, {"treated": treated}, stack.dtype,
                          settings=settings)

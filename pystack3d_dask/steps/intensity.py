@@ -24,7 +24,7 @@ from ..kernels.histogram import (
     matching_lut,
     reference_histograms,
 )
-from .base import Derived, StepOutput, check_thresholds, map_slices
+from .base import Derived, StepOutput, check_thresholds, map_slice_values, map_slices
 
 __all__ = [
     "area_apply",
@@ -50,20 +50,18 @@ def _check_rescaling(stack: xr.DataArray, nbins: int, filter_size: int) -> None:
                           f"of all slices) or 1 <= filter_size <= {nz} (the number of slices)")
 
 
-def _hist_block(block: np.ndarray, ranges: np.ndarray, nbins: int,
-                block_info: dict | None = None) -> np.ndarray:
-    c = block_info[0]["chunk-location"][0]
-    return histogram(block[0, 0], nbins, tuple(ranges[c]))[None, None]
+def _slice_histogram(img: np.ndarray, c: int, z: int, ranges: np.ndarray, nbins: int
+                     ) -> np.ndarray:
+    return histogram(img, nbins, tuple(ranges[c]))
 
 
-def _count_block(block: np.ndarray) -> np.ndarray:
-    return np.bincount(block.ravel(), minlength=256)[None, None]
+def _slice_counts(img: np.ndarray, c: int, z: int) -> np.ndarray:
+    return np.bincount(img.ravel(), minlength=256)
 
 
 def _histograms(data: da.Array, ranges: np.ndarray, nbins: int) -> da.Array:
-    nc, nz = data.shape[:2]
-    return da.map_blocks(_hist_block, data, ranges=ranges, nbins=nbins, drop_axis=3,
-                         chunks=((1,) * nc, (1,) * nz, (nbins,)), dtype=np.int64)
+    return map_slice_values(_slice_histogram, data, (nbins,), np.int64, ranges=ranges,
+                            nbins=nbins)
 
 
 def rescaling_prepared_names(**params: Any) -> list[str]:
@@ -81,9 +79,7 @@ def rescaling_prepare(stack: xr.DataArray, compute: Compute, nbins: int = 256,
         # one pass: the 256 grey-level counts of every slice give both the range and
         # the histograms
         nc, nz = data.shape[:2]
-        (counts,) = compute([da.map_blocks(_count_block, data, drop_axis=3,
-                                           chunks=((1,) * nc, (1,) * nz, (256,)),
-                                           dtype=np.int64)])
+        (counts,) = compute([map_slice_values(_slice_counts, data, (256,), np.int64)])
         present = counts.sum(axis=1) > 0
         ranges = np.array([[np.flatnonzero(p)[0], np.flatnonzero(p)[-1]] for p in present],
                           dtype=np.float64)
@@ -163,9 +159,9 @@ def area_prepared_names(**params: Any) -> list[str]:
     return ["means", "factors"]
 
 
-def _mean_block(block: np.ndarray, rows: slice, cols: slice, tmin: float | None,
-                tmax: float | None) -> np.ndarray:
-    return np.array([[area_mean(block[0, 0], rows, cols, tmin, tmax)]])
+def _slice_mean(img: np.ndarray, c: int, z: int, rows: slice, cols: slice,
+                tmin: float | None, tmax: float | None) -> float:
+    return area_mean(img, rows, cols, tmin, tmax)
 
 
 def area_prepare(stack: xr.DataArray, compute: Compute, area: list[int] | None = None,
@@ -181,10 +177,8 @@ def area_prepare(stack: xr.DataArray, compute: Compute, area: list[int] | None =
         rows, cols, notes = area_to_slices(area, (stack.sizes["y"], stack.sizes["x"]))
         for note in notes:
             warnings.warn(f"[intensity_rescaling_area] {note}", UserWarning, stacklevel=2)
-    nc, nz = stack.shape[:2]
-    means_lazy = da.map_blocks(_mean_block, stack.data, rows=rows, cols=cols,
-                               tmin=threshold_min, tmax=threshold_max, drop_axis=(2, 3),
-                               chunks=((1,) * nc, (1,) * nz), dtype=np.float64)
+    means_lazy = map_slice_values(_slice_mean, stack.data, (), np.float64, rows=rows,
+                                  cols=cols, tmin=threshold_min, tmax=threshold_max)
     (means,) = compute([means_lazy])
     bad = np.argwhere(~np.isfinite(means))
     if bad.size:

@@ -10,6 +10,7 @@ import numpy as np
 import xarray as xr
 from dask.highlevelgraph import HighLevelGraph
 
+from ..io.chunks import slab_chunks
 from ..kernels.dtype import cast_to
 from ..kernels.resampling import interpolate, output_positions, plan
 from .base import StepOutput
@@ -17,19 +18,27 @@ from .base import StepOutput
 __all__ = ["apply"]
 
 
-def _slice_block(lower: np.ndarray, upper: np.ndarray, z_lower: float, z_upper: float,
-                 z: float) -> np.ndarray:
-    out = interpolate(lower[0, 0], upper[0, 0], z_lower, z_upper, z)
-    return cast_to(out, lower.dtype)[None, None]
+def _slab_block(inputs: list[np.ndarray], first: int, lower: list[int], upper: list[int],
+                z_lower: list[float], z_upper: list[float], z_out: list[float]) -> np.ndarray:
+    """Output slices ``z_out``, each from its input neighbours ``lower`` and ``upper``
+    (indices into the stack; ``inputs``: the consecutive input blocks holding them, the
+    first starting at slice ``first``)."""
+    slab = inputs[0] if len(inputs) == 1 else np.concatenate(inputs, axis=1)
+    out = np.empty((1, len(z_out), *slab.shape[2:]), dtype=slab.dtype)
+    for k, (lo, hi, zl, zu, z) in enumerate(zip(lower, upper, z_lower, z_upper, z_out)):
+        out[0, k] = cast_to(interpolate(slab[0, lo - first], slab[0, hi - first], zl, zu, z),
+                            slab.dtype)
+    return out
 
 
 def apply(stack: xr.DataArray, prepared: dict, policy: str | None = None,
           dz: float | None = None, zpos_out: list[float] | None = None) -> StepOutput:
     """Resample the stack on a uniform z grid (``dz``) or on ``zpos_out``.
 
-    Each output slice is one task that reads exactly its two input neighbours (found
-    from the z coordinate). ``policy`` is used at ingest, where z is read from the file
-    names; it is accepted here for PyStack3D's files.
+    Output slices go in slabs of a few (:func:`~..io.chunks.slab_chunks`), each a task
+    that reads just the input blocks holding their neighbours (found from the z
+    coordinate). ``policy`` is used at ingest, where z is read from the file names; it
+    is accepted here for PyStack3D's files.
     """
     z_in = stack["z"].values.astype(np.float64)
     how = plan(z_in, output_positions(z_in, dz, zpos_out))
@@ -37,18 +46,29 @@ def apply(stack: xr.DataArray, prepared: dict, policy: str | None = None,
         listed = ", ".join(f"{k} (z = {z_in[k]:.4f})" for k in how.skipped[:5])
         warnings.warn(f"resampling: {len(how.skipped)} slice(s) whose z does not increase are "
                       f"skipped: {listed}", UserWarning, stacklevel=2)
-    data = stack.data.rechunk((1, 1, *stack.shape[2:]))
-    nc = stack.shape[0]
+    nc, _, ny, nx = stack.shape
+    data = stack.data
+    wanted = ((1,) * nc, data.chunks[1], (ny,), (nx,))
+    data = data if data.chunks == wanted else data.rechunk(wanted)
+    starts = np.concatenate([[0], np.cumsum(data.chunks[1])]).astype(int)
+    out_z = slab_chunks(len(how.z_out), ny * nx * stack.dtype.itemsize)
+    out_starts = np.concatenate([[0], np.cumsum(out_z)]).astype(int)
     token = hashlib.sha256(data.name.encode() + how.z_out.tobytes()).hexdigest()[:16]
     name = f"resample-{token}"
     dsk = {}
     for c in range(nc):
-        for j, (lo, hi, z) in enumerate(zip(how.lower, how.upper, how.z_out)):
-            dsk[(name, c, j, 0, 0)] = (_slice_block, (data.name, c, int(lo), 0, 0),
-                                       (data.name, c, int(hi), 0, 0), float(z_in[lo]),
-                                       float(z_in[hi]), float(z))
+        for j in range(len(out_z)):
+            part = slice(int(out_starts[j]), int(out_starts[j + 1]))
+            lower = [int(k) for k in how.lower[part]]
+            upper = [int(k) for k in how.upper[part]]
+            b0 = int(np.searchsorted(starts, min(lower), side="right")) - 1
+            b1 = int(np.searchsorted(starts, max(upper), side="right")) - 1
+            dsk[(name, c, j, 0, 0)] = (
+                _slab_block, [(data.name, c, b, 0, 0) for b in range(b0, b1 + 1)],
+                int(starts[b0]), lower, upper, [float(z_in[k]) for k in lower],
+                [float(z_in[k]) for k in upper], [float(z) for z in how.z_out[part]])
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
-    chunks = ((1,) * nc, (1,) * len(how.z_out), (stack.shape[2],), (stack.shape[3],))
+    chunks = ((1,) * nc, out_z, (ny,), (nx,))
     out = da.Array(graph, name, chunks, dtype=stack.dtype)
     coords = {k: v for k, v in stack.coords.items() if "z" not in v.dims}
     result = xr.DataArray(out, dims=stack.dims, coords={**coords, "z": ("z", how.z_out)},
