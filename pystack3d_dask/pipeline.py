@@ -369,9 +369,7 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
                 # a step that leaves the slices as they are links its input's files
                 link = stack_group if get_step(name).passthrough and not pending else None
                 rep = st.write(group, out.stack, fp, attrs, ex.as_compute(name), out.extras,
-                               out.derived, link_from=link)
-                rep.seconds = time.perf_counter() - start  # prepare included
-                st.update_attrs(group, seconds=rep.seconds)
+                               out.derived, link_from=link, started=start)
                 _release_memory()
             ds = st.open_dataset(group)  # once: report, check, next input, later steps
             if rep is None:

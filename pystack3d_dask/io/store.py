@@ -183,6 +183,12 @@ def _along_z(value: xr.DataArray, zchunks: tuple[int, ...]) -> da.Array:
     return data if data.chunks == wanted else data.rechunk(wanted)
 
 
+def _create_arrays(store: str, specs: Sequence[dict[str, Any]]) -> None:
+    """``zarr.create_array(store, **spec)`` for every spec."""
+    for spec in specs:
+        zarr.create_array(store, **spec)
+
+
 def _call_compute(compute: Callable[..., Sequence[Any]] | None, tasks: list[Any],
                   weights: list[int]) -> Sequence[Any]:
     """``compute(tasks)``, with the slices of each task as ``weights`` for a compute that
@@ -500,6 +506,7 @@ class Store:
         non_index = {name: coord.dims for name, coord in template.coords.items()
                      if name not in template.dims}
         attached: set[str] = set()
+        specs = []
         for name, value in lazy.items():
             if name == "stack":
                 chunks = (1, 1, ny, nx)
@@ -510,12 +517,12 @@ class Store:
             names = sorted(n for n, dims in non_index.items() if set(dims) <= set(value.dims))
             attached.update(names)
             meta_attrs, fill = _xarray_attrs(value, names)
-            zarr.create_array(str(self.path), name=f"{group}/{name}", shape=value.shape,
-                              chunks=chunks, shards=shards, dtype=value.dtype,
-                              compressors=compressors, fill_value=fill,
-                              chunk_key_encoding=CHUNK_KEY_ENCODING,
-                              dimension_names=list(value.dims), attributes=meta_attrs,
-                              zarr_format=3, overwrite=True)
+            specs.append({"name": f"{group}/{name}", "shape": value.shape, "chunks": chunks,
+                          "shards": shards, "dtype": value.dtype, "compressors": compressors,
+                          "fill_value": fill, "chunk_key_encoding": CHUNK_KEY_ENCODING,
+                          "dimension_names": list(value.dims), "attributes": meta_attrs,
+                          "zarr_format": 3, "overwrite": True})
+        _create_arrays(str(self.path), specs)
         # xarray listed at group level the coordinates it found no variable for; those
         # now held by a lazy array are listed there instead
         node = zarr.open_group(str(self.path), path=group, mode="r+")
@@ -533,8 +540,8 @@ class Store:
               attrs: dict[str, Any] | None = None,
               compute: Callable[[list[Any]], Sequence[Any]] | None = None,
               extras: dict[str, xr.DataArray] | None = None,
-              derived: dict[str, Any] | None = None, link_from: str | None = None
-              ) -> WriteReport:
+              derived: dict[str, Any] | None = None, link_from: str | None = None,
+              started: float | None = None) -> WriteReport:
         """Write a lazy stack as a checkpoint, resuming a partial write of the same
         fingerprint, and mark it complete.
 
@@ -566,6 +573,10 @@ class Store:
             computes small outputs): its chunk files are hard-linked into this group, no
             byte copied, when both have the same layout and file system; otherwise (or
             for what could not be linked) the slices are written as usual.
+
+        started
+            ``time.perf_counter()`` when the step began (its preparation included): the
+            ``seconds`` recorded count from then. Default: when this call began.
 
         Returns
         -------
@@ -653,7 +664,7 @@ class Store:
         self._finish(group, per_slice, {n: d.dims for n, d in derived.items()},
                      {n: d.attrs for n, d in derived.items()})
         fault_point("mark-complete", group)
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - (start if started is None else started)
         self.update_attrs(group, complete=True, finished=time.time(), seconds=seconds,
                           chunks_computed=len(missing))
         status = "resumed" if resumed and len(missing) < int(np.prod(stack.shape[:2])) else "computed"
@@ -706,11 +717,11 @@ class Store:
         arrays.update({name: (values, dims[name]) for name, values in per_slice.items()})
         # zarr directly rather than xarray: xarray's append would replace the group's
         # attributes (the fingerprint among them)
-        for name, (values, extra_dims) in arrays.items():
-            zarr.create_array(str(self.path), name=f"{group}/{name}", data=values,
-                              dimension_names=("channel", "z", *extra_dims),
-                              attributes=to_json((attrs or {}).get(name) or {}),
-                              overwrite=True)
+        _create_arrays(str(self.path), [
+            {"name": f"{group}/{name}", "data": values,
+             "dimension_names": ("channel", "z", *extra_dims),
+             "attributes": to_json((attrs or {}).get(name) or {}), "overwrite": True}
+            for name, (values, extra_dims) in arrays.items()])
 
 
 def to_json(value: Any) -> Any:
