@@ -72,28 +72,20 @@ class Executor:
             with callback:
                 return list(dask.compute(*tasks, **self._local_options()))
 
-    def compute_values(self, objects: Sequence[Any], pooled: bool = False) -> list[Any]:
-        """Compute dask collections (small reductions) and return their values.
-
-        ``pooled``: the tasks mostly wait for the process pool (:mod:`~.pool`). On the
-        threaded scheduler they then get twice as many threads as the pool has
-        processes, one task at a time, so that the next pair is queued in the pool
-        when a process finishes one: 185 pystackreg pairs took 2.0-2.2 s with 3 or 4
-        submitting threads against 2.2-2.4 s with 2 (2 processes)."""
+    def compute_values(self, objects: Sequence[Any]) -> list[Any]:
+        """Compute dask collections (small reductions) and return their values."""
         if self.client is not None:
             return self.client.gather(self.client.compute(list(objects)))
-        return list(dask.compute(*objects, **self._local_options(pooled)))
+        return list(dask.compute(*objects, **self._local_options()))
 
-    def _local_options(self, pooled: bool = False) -> dict[str, Any]:
+    def _local_options(self) -> dict[str, Any]:
         # Each task handed to a thread costs the scheduler's thread and the worker's a
         # few hand-overs (about 0.5 ms here, as long as reading and counting a 600 x 640
         # slice); handed in batches, the threads run through several. A batch holds its
         # tasks' outputs until it ends, so its size is bounded by bytes: a few tasks
         # of up to BATCH_BYTES in all, one task at a time for large slabs.
         options: dict[str, Any] = {"scheduler": self._local_get(), "num_workers": self.workers}
-        if self.name == "threads" and pooled:
-            options["num_workers"] = 2 * self.workers
-        elif self.name == "threads" and self.task_bytes:
+        if self.name == "threads" and self.task_bytes:
             options["chunksize"] = int(np.clip(BATCH_BYTES // self.task_bytes, 1, MAX_BATCH))
         return options
 

@@ -9,7 +9,6 @@ is reused; a partial one is resumed; any other is replaced. A step whose table s
 from __future__ import annotations
 
 import errno
-import functools
 import getpass
 import hashlib
 import json
@@ -236,10 +235,8 @@ def _build(name: str, stack: xr.DataArray, params: dict[str, Any], ex: Executor,
             if loaded is not None:
                 prepared = loaded
             else:
-                compute = (functools.partial(ex.compute_values, pooled=True)
-                           if step.uses_pool else ex.compute_values)
-                prepared = step.prepare(stack, compute, **(extra if step.needs else {}),
-                                        **params)
+                prepared = step.prepare(stack, ex.compute_values,
+                                        **(extra if step.needs else {}), **params)
                 # what the reduction held (a fit sample, its residuals and weights)
                 # goes back to the system before the slices are written: kept in the
                 # main thread's heap, the writer threads' own heaps would add to it

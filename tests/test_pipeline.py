@@ -18,7 +18,6 @@ import pystack3d_dask as p3d
 import pystack3d_dask.io.store as store_mod
 import pystack3d_dask.io.tiff as tiff_mod
 from pystack3d_dask.errors import ConfigError, StoreError
-from pystack3d_dask.steps import get_step
 
 
 def _workflow(tmp_path: Path, **tables) -> dict:
@@ -290,10 +289,6 @@ def test_threads_get_tasks_in_batches_bounded_by_bytes():
     ex.task_bytes = 1024 * 1024
     assert ex._local_options()["chunksize"] == 4
     assert "chunksize" not in Executor("processes", 2, task_bytes=1024)._local_options()
-    # tasks that wait for the process pool: twice the threads, one task at a time
-    pooled = ex._local_options(pooled=True)
-    assert pooled["num_workers"] == 4 and "chunksize" not in pooled
-    assert get_step("registration_calculation").uses_pool
     # the batches give the same results, in order
     tasks = [dask.delayed(pow)(k, 2) for k in range(50)]
     ex.task_bytes = 100

@@ -43,7 +43,7 @@ register(Step("registration_calculation", _registration.calc_apply, "cross-slice
               "register every slice on the previous one (pystackreg), pairs in parallel",
               prepare=_registration.calc_prepare,
               prepared_names=_registration.calc_prepared_names, passthrough=True,
-              validate=_registration.calc_validate, uses_pool=True))
+              validate=_registration.calc_validate))
 register(Step("registration_transformation", _registration.transform_apply, "cross-slice",
               "apply the cumulative matrices of registration_calculation, slice by slice",
               prepare=_registration.transform_prepare,

@@ -91,10 +91,6 @@ class Step:
     passthrough
         The step's slices are its input's, unchanged (it only computes small outputs):
         its checkpoint hard-links the input's chunk files instead of writing copies.
-    uses_pool
-        ``prepare``'s tasks run their kernels in the process pool of
-        :mod:`~pystack3d_dask.pool` under the threaded scheduler (pystackreg holds the
-        GIL): they get more threads than the pool has processes, to keep it busy.
     """
 
     name: str
@@ -107,7 +103,6 @@ class Step:
     needs: tuple[str, ...] = ()
     validate: Callable[..., None] | None = None
     passthrough: bool = False
-    uses_pool: bool = False
 
     def __call__(self, stack: xr.DataArray, **params: Any) -> xr.DataArray:
         """Run ``prepare`` (small reductions, computed now) and return the lazy output.
