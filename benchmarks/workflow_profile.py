@@ -61,7 +61,7 @@ SECTIONS = ("profile", "fusion", "schedulers", "scaling", "depth")
 def _category(name: str) -> str:
     if name.startswith(("read-", "getitem-read", "open_dataset", "original-")):
         return "read"
-    if name.startswith(("write_chunk", "write_shard", "_write")):
+    if name.startswith(("write_slab", "_write_slab", "write_chunk", "write_shard", "_write")):
         return "write"
     return "compute"
 
