@@ -183,12 +183,6 @@ def _along_z(value: xr.DataArray, zchunks: tuple[int, ...]) -> da.Array:
     return data if data.chunks == wanted else data.rechunk(wanted)
 
 
-def _create_arrays(store: str, specs: Sequence[dict[str, Any]]) -> None:
-    """``zarr.create_array(store, **spec)`` for every spec."""
-    for spec in specs:
-        zarr.create_array(store, **spec)
-
-
 def _call_compute(compute: Callable[..., Sequence[Any]] | None, tasks: list[Any],
                   weights: list[int]) -> Sequence[Any]:
     """``compute(tasks)``, with the slices of each task as ``weights`` for a compute that
@@ -461,9 +455,9 @@ class Store:
         key = arr.metadata.encode_chunk_key((c, z // per_shard, 0, 0))
         return self.group_dir(group) / "stack" / key
 
-    def _shard_slices(self, group: str) -> int:
+    def _shard_slices(self, group: str, fingerprint: str) -> int:
         """Slices per shard of a group's stack (0: not sharded)."""
-        shards = _array(str(self.path), f"{group}/stack").shards
+        shards = _array(str(self.path), f"{group}/stack", fingerprint).shards
         return int(shards[1]) if shards is not None else 0
 
     def missing_chunks(self, group: str, shape: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -506,7 +500,6 @@ class Store:
         non_index = {name: coord.dims for name, coord in template.coords.items()
                      if name not in template.dims}
         attached: set[str] = set()
-        specs = []
         for name, value in lazy.items():
             if name == "stack":
                 chunks = (1, 1, ny, nx)
@@ -517,12 +510,12 @@ class Store:
             names = sorted(n for n, dims in non_index.items() if set(dims) <= set(value.dims))
             attached.update(names)
             meta_attrs, fill = _xarray_attrs(value, names)
-            specs.append({"name": f"{group}/{name}", "shape": value.shape, "chunks": chunks,
-                          "shards": shards, "dtype": value.dtype, "compressors": compressors,
-                          "fill_value": fill, "chunk_key_encoding": CHUNK_KEY_ENCODING,
-                          "dimension_names": list(value.dims), "attributes": meta_attrs,
-                          "zarr_format": 3, "overwrite": True})
-        _create_arrays(str(self.path), specs)
+            zarr.create_array(str(self.path), name=f"{group}/{name}", shape=value.shape,
+                              chunks=chunks, shards=shards, dtype=value.dtype,
+                              compressors=compressors, fill_value=fill,
+                              chunk_key_encoding=CHUNK_KEY_ENCODING,
+                              dimension_names=list(value.dims), attributes=meta_attrs,
+                              zarr_format=3, overwrite=True)
         # xarray listed at group level the coordinates it found no variable for; those
         # now held by a lazy array are listed there instead
         node = zarr.open_group(str(self.path), path=group, mode="r+")
@@ -599,7 +592,8 @@ class Store:
             self._create(group, stack, {"fingerprint": fingerprint, **(attrs or {}),
                                         "started": time.time(), "extras": sorted(extras)},
                          extras)
-        data = _slabbed(stack, self._shard_slices(group))
+        per_shard = self._shard_slices(group, fingerprint)
+        data = _slabbed(stack, per_shard)
         missing = self.missing_chunks(group, stack.shape)
         if link_from is not None and missing and not _split_extras(extras)[0] and not derived:
             self._link_chunks(link_from, group, missing)
@@ -630,7 +624,7 @@ class Store:
         source_blocks = [None if d.source is None else
                          d.source.rechunk({0: 1, 1: zchunks, 2: -1, 3: -1}).to_delayed(
                              optimize_graph=False) for d in derived.values()]
-        sharded = _array(str(self.path), f"{group}/stack", fingerprint).shards is not None
+        sharded = per_shard > 0
         write = dask.delayed(_write_slab, pure=False)
         todo = set(missing)
         tasks, order, weights = [], [], []
@@ -717,11 +711,11 @@ class Store:
         arrays.update({name: (values, dims[name]) for name, values in per_slice.items()})
         # zarr directly rather than xarray: xarray's append would replace the group's
         # attributes (the fingerprint among them)
-        _create_arrays(str(self.path), [
-            {"name": f"{group}/{name}", "data": values,
-             "dimension_names": ("channel", "z", *extra_dims),
-             "attributes": to_json((attrs or {}).get(name) or {}), "overwrite": True}
-            for name, (values, extra_dims) in arrays.items()])
+        for name, (values, extra_dims) in arrays.items():
+            zarr.create_array(str(self.path), name=f"{group}/{name}", data=values,
+                              dimension_names=("channel", "z", *extra_dims),
+                              attributes=to_json((attrs or {}).get(name) or {}),
+                              overwrite=True)
 
 
 def to_json(value: Any) -> Any:
