@@ -293,3 +293,18 @@ def test_threads_get_tasks_in_batches_bounded_by_bytes():
     tasks = [dask.delayed(pow)(k, 2) for k in range(50)]
     ex.task_bytes = 100
     assert ex.compute(tasks) == [k * k for k in range(50)]
+
+
+def test_local_runs_do_not_import_distributed():
+    """Within a local executor, a stray compute (an xarray ``.values`` of a lazy array)
+    uses the run's scheduler: left to find one, dask imports distributed (0.4 s) to look
+    for a client."""
+    code = (
+        "import sys, dask.array as da, xarray as xr\n"
+        "from pystack3d_dask.cluster import executor\n"
+        "with executor('threads', 2, progress=False):\n"
+        "    assert float(xr.DataArray(da.ones(4, chunks=2)).sum().values) == 4.0\n"
+        "print('distributed' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
