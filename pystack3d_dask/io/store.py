@@ -627,7 +627,7 @@ class Store:
         sharded = per_shard > 0
         write = dask.delayed(_write_slab, pure=False)
         todo = set(missing)
-        tasks, order, weights = [], [], []
+        tasks, weights = [], []
         bounds = np.concatenate([[0], np.cumsum(zchunks)]).astype(int)
         for c in range(stack.shape[0]):
             for j in range(len(zchunks)):
@@ -638,11 +638,11 @@ class Store:
                 tasks.append(write(block, pick(c, j) if ks else [], specs, str(self.path),
                                    group, c, z0, z1 - z0, ks, fingerprint, funcs, sources,
                                    sharded and bool(ks)))
-                order.append([(c, z) for z in range(z0, z1)])
                 weights.append(z1 - z0)
-        results = list(_call_compute(compute, tasks, weights))
-        slices = [cz for block in order for cz in block]
-        results = [values for block in results for values in block]
+        # one result per slice, in (channel, z) order: the order the tasks were made in
+        results = [values for block in _call_compute(compute, tasks, weights)
+                   for values in block]
+        slices = list(np.ndindex(*stack.shape[:2]))
         still = self.missing_chunks(group, stack.shape)
         if still:
             raise StoreError(f"{group}: {len(still)} slices were not written (first: channel "

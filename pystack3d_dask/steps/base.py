@@ -39,8 +39,8 @@ class Derived:
     the slices already on disk when a write resumes), stored as (channel, z, *dims).
     ``func(slice, channel_index) -> array``.
 
-    With ``source`` (a dask array of the same (channel, z) slices, one per chunk:
-    typically the step's input), ``func`` gets the source's slice instead, in the task
+    With ``source`` (a dask array of the same (channel, z) slices, whole slices per
+    chunk: typically the step's input), ``func`` gets the source's slice instead, in the task
     that writes the output slice: a quantity of the input without a pass of its own
     over it. ``attrs`` are stored with the array.
     """
@@ -118,9 +118,9 @@ def _compute(objects: list[Any]) -> list[Any]:
     return list(dask.compute(*objects))
 
 
-def _origin(block_info: dict, index: Any = 0) -> tuple[int, int]:
+def _origin(block_info: dict) -> tuple[int, int]:
     """Channel and first slice of a block, from dask's ``block_info``."""
-    (c, _), (z0, _) = block_info[index]["array-location"][:2]
+    (c, _), (z0, _) = block_info[0]["array-location"][:2]
     return int(c), int(z0)
 
 
@@ -130,12 +130,9 @@ def _slice_task(block: np.ndarray, tables: dict[str, np.ndarray], kernel: Callab
     c, z0 = _origin(block_info)
     if block.shape[1] == 1:
         return kernel(block, c, z0, **tables, **params)
-    out = None
+    out = np.empty(block.shape, dtype=out_dtype)  # map_blocks keeps the block's shape
     for k in range(block.shape[1]):
-        one = kernel(block[:, k:k + 1], c, z0 + k, **tables, **params)
-        if out is None:
-            out = np.empty((1, block.shape[1], *one.shape[2:]), dtype=out_dtype)
-        out[:, k:k + 1] = one
+        out[:, k:k + 1] = kernel(block[:, k:k + 1], c, z0 + k, **tables, **params)
     return out
 
 
