@@ -237,6 +237,41 @@ def test_pairs_from_threads_run_in_a_process_pool_with_same_result():
     np.testing.assert_allclose(found, direct)
 
 
+@pytest.mark.parametrize("options", [{}, {"bandpass": [1.0, 6.0]}, {"threshold": "median"}])
+def test_matrices_do_not_depend_on_the_slabs(options):
+    """calc_prepare registers a slab of slices per task, each on the one before it (the
+    first of a slab on the previous slab's last): same matrices as pair by pair, however
+    the stack is cut into slabs."""
+    import dask
+
+    from pystack3d_dask.steps import registration as reg
+
+    rng = np.random.default_rng(5)
+    base = _structured((64, 72), seed=2)
+    shifts = np.cumsum(rng.uniform(-1.5, 1.5, (7, 2)), axis=0)
+    slices = [ndimage.shift(base, s, order=3, mode="nearest") for s in shifts]
+    stack = np.stack(slices)[None]
+    if options.get("threshold") == "median":
+        options = {"threshold": float(np.median(base))}
+    rows, cols = slice(4, 60), slice(6, 66)
+    expected = [reg._pair(stack[:, k - 1:k], stack[:, k:k + 1], rows, cols,
+                          options.get("threshold"), "TRANSLATION", (1, 1), "",
+                          0.0, options.get("bandpass")) for k in range(1, 7)]
+    for chunks in ((1,) * 7, (3, 3, 1), (7,), (2, 5)):
+        data = xr.DataArray(dask.array.from_array(stack, chunks=(1, chunks, 64, 72)),
+                            dims=("channel", "z", "y", "x"),
+                            coords={"z": np.arange(7) * 0.01})
+        zs = data["z"].values
+        blocks = data.data[:1].to_delayed(optimize_graph=False)[0, :, 0, 0]
+        starts = np.cumsum((0, *chunks[:-1]))
+        found = dask.compute(*[dask.delayed(reg._slab_pairs)(
+            blocks[b - 1] if b else None, blocks[b], int(starts[b]), zs, rows, cols,
+            options.get("threshold"), "TRANSLATION", (1, 1), 0.0,
+            None if "bandpass" not in options else tuple(options["bandpass"]))
+            for b in range(len(chunks))], scheduler="threads")
+        np.testing.assert_array_equal(np.concatenate(found), np.asarray(expected))
+
+
 def test_gaussian_sigma_reduces_the_error_that_noise_brings():
     from pystack3d_dask.steps import registration as reg
 

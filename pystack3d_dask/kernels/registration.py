@@ -16,6 +16,7 @@ from ..errors import ConfigError
 __all__ = [
     "TRANSFORMATIONS",
     "axis_aligned_bounds",
+    "chain_matrices",
     "check_transformation",
     "cumulative",
     "inner_rectangle",
@@ -59,6 +60,14 @@ def pair_matrices(ref: np.ndarray, img: np.ndarray, transformation: str = "TRANS
             rows, cols = slice(i * h, (i + 1) * h), slice(j * w, (j + 1) * w)
             out.append(reg.register(ref[rows, cols], img[rows, cols]))
     return np.asarray(out)
+
+
+def chain_matrices(chain: list[np.ndarray], transformation: str = "TRANSLATION",
+                   nb_blocks: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """:func:`pair_matrices` of every slice of ``chain`` on the one before it:
+    (len(chain) - 1, p * q, 3, 3)."""
+    return np.asarray([pair_matrices(ref, img, transformation, nb_blocks)
+                       for ref, img in zip(chain[:-1], chain[1:])])
 
 
 def cumulative(tmats: np.ndarray) -> np.ndarray:
