@@ -66,11 +66,17 @@ def _cases() -> dict[str, tuple[xr.DataArray, dict[str, xr.DataArray]]]:
             "uint16, beam, no extra": (u16, {})}
 
 
+def _refuse(*args, **kwargs):
+    raise AssertionError("xarray's to_zarr was called")
+
+
 @pytest.mark.parametrize("case", list(_cases()))
-def test_create_writes_xarray_metadata(tmp_path, case):
+def test_create_writes_xarray_metadata(tmp_path, case, monkeypatch):
     stack, extras = _cases()[case]
     ours, ref = Store(tmp_path / "ours.zarr"), Store(tmp_path / "ref.zarr")
-    ours._create("g", stack, {}, extras)
+    with monkeypatch.context() as patch:  # these dtypes take the direct zarr path
+        patch.setattr(xr.Dataset, "to_zarr", _refuse)
+        ours._create("g", stack, {}, extras)
     _xarray_create(ref, "g", stack, extras)
     assert _metadata(ours.path / "g") == _metadata(ref.path / "g")
     ds = xr.open_zarr(str(ours.path), group="g", zarr_format=3, consolidated=False)
@@ -95,3 +101,18 @@ def test_create_does_not_import_distributed(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_create_leaves_what_xarray_encodes_to_xarray(tmp_path):
+    """Dates need xarray's encoding (units, calendar): the group is then written by
+    xarray, with the same metadata as its own write."""
+    stack, _ = _cases()["uint8"]
+    extras = {"when": xr.DataArray(np.array(["2026-01-02", "2026-03-04"], dtype="M8[ns]"),
+                                   dims=("k",))}
+    for name, extra in extras.items():
+        ours, ref = Store(tmp_path / f"ours-{name}.zarr"), Store(tmp_path / f"ref-{name}.zarr")
+        ours._create("g", stack, {}, {name: extra})
+        _xarray_create(ref, "g", stack, {name: extra})
+        assert _metadata(ours.path / "g") == _metadata(ref.path / "g")
+        ds = xr.open_zarr(str(ours.path), group="g", zarr_format=3, consolidated=False)
+        np.testing.assert_array_equal(ds[name].values, extra.values)
