@@ -27,7 +27,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from harness import format_bytes, format_table, measure, measure_function, ratio  # noqa: E402
+from harness import (  # noqa: E402
+    format_bytes,
+    format_table,
+    measure,
+    measure_function,
+    ratio,
+    settle,
+)
 
 try:
     import tomllib
@@ -61,6 +68,7 @@ def main() -> None:
         steps = [s for s in params["process_steps"] if s in have]
         left = [s for s in params["process_steps"] if s not in have]
 
+        settle()
         ref = run_pystack3d_subprocess(files.slices_dir, params, steps, scratch / "ps3d",
                                        nproc=args.workers, plots=False, launcher=measure,
                                        timeout=7200).raise_on_error()
@@ -68,6 +76,7 @@ def main() -> None:
         wf.update({"project_dir": str(files.slices_dir), "process_steps": steps,
                    "store": {"path": str(scratch / "ours.zarr")},
                    "scheduler": {"name": args.scheduler, "workers": args.workers}})
+        settle()
         mine = measure_function("harness:run_workflow", wf, sys_path=[HERE])
         mine.check()
 

@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ __all__ = [
     "measure_function",
     "measure_python",
     "ratio",
+    "settle",
     "write_result",
 ]
 
@@ -381,6 +383,27 @@ def write_result(value: Any) -> None:
         raise RuntimeError(f"{RESULT_ENV} is not set: not running under harness.measure")
     with open(path, "w", encoding="utf-8") as fid:
         json.dump(value, fid, default=repr)
+
+
+def settle(timeout: float = 60.0) -> float:
+    """Write the page cache's dirty pages to disk before a measured run; returns the
+    seconds it took.
+
+    What one run wrote (PyStack3D writes every step's slices as TIFF files: 250 MB at
+    the default size) is otherwise flushed by the kernel 30 s later, during the next
+    run, which then shares the disk and the CPU with that flush: the second tool of a
+    comparison paid for the first one's files. ``os.sync`` waits for the flush.
+    """
+    start = time.perf_counter()
+    done = threading.Event()
+
+    def flush() -> None:
+        os.sync()
+        done.set()
+
+    threading.Thread(target=flush, daemon=True).start()
+    done.wait(timeout)  # a stuck network file system must not hang the benchmark
+    return time.perf_counter() - start
 
 
 def ratio(a: float | None, b: float | None) -> float:
