@@ -1,4 +1,4 @@
-"""``registration_calculation`` (pairwise pystackreg matrices, every pair its own task)
+"""``registration_calculation`` (pairwise pystackreg matrices, a task per slab of slices)
 and ``registration_transformation`` (cumulative matrices applied slice by slice)."""
 
 from __future__ import annotations
