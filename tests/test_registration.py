@@ -403,3 +403,24 @@ def test_unguarded_script_gets_a_clear_error_and_no_second_run(tmp_path):
 
     complete = {g["step"]: g["complete"] for g in store_status(tmp_path / "s.zarr")}
     assert complete.get("registration_calculation") is not True  # never recorded as done
+
+
+def test_calc_prepare_same_matrices_whatever_the_chunks():
+    """A stack given through the Python API in any chunks (z in one chunk, y and x cut)
+    is registered as one read from the store."""
+    import dask
+
+    from pystack3d_dask.steps import registration as reg
+
+    rng = np.random.default_rng(8)
+    base = _structured((48, 56), seed=4)
+    shifts = np.cumsum(rng.uniform(-1.0, 1.0, (11, 2)), axis=0)
+    stack = np.stack([ndimage.shift(base, s, order=3, mode="nearest") for s in shifts])[None]
+    expected = [np.identity(3)] + [
+        reg._pair(stack[:, k - 1:k], stack[:, k:k + 1], slice(None), slice(None), None,
+                  "TRANSLATION", (1, 1))[0] for k in range(1, 11)]
+    for chunks in ((1, 1, 48, 56), (1, 11, 48, 56), (1, 4, 24, 20)):
+        data = xr.DataArray(dask.array.from_array(stack, chunks=chunks),
+                            dims=("channel", "z", "y", "x"), coords={"z": np.arange(11) * 0.01})
+        tmats = reg.calc_prepare(data, lambda tasks: list(dask.compute(*tasks)))["tmats"]
+        np.testing.assert_array_equal(tmats.values[:, 0], np.asarray(expected))
