@@ -32,7 +32,7 @@ from .config import Workflow, load_workflow
 from .errors import ConfigError, Pystack3dDaskError, StoreError
 from .faults import fault_point
 from .heap import keep_heap, release_heap
-from .io.chunks import slab_size
+from .io.chunks import slab_size, slice_bytes
 from .io.lock import StoreLock
 from .io.store import LAYOUT_VERSION, Store, WriteReport, make_compressors, to_json
 from .io.tiff import SliceSource, discover, lazy_stack
@@ -208,8 +208,8 @@ def _ingest(store: Store, wf: Workflow, source: SliceSource, run: Executor,
 def _task_bytes(stack: xr.DataArray) -> int:
     """Bytes of the slab of slices one task of a stack handles (the executor's batches
     are sized by it)."""
-    slice_bytes = int(np.prod(stack.shape[2:])) * stack.dtype.itemsize
-    return slice_bytes * slab_size(slice_bytes)
+    one = slice_bytes(stack.shape, stack.dtype)
+    return one * slab_size(one)
 
 
 def _report(name: str, rep: WriteReport, fused: list[str] | None = None) -> StepReport:

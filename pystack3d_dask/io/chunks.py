@@ -18,15 +18,17 @@ from __future__ import annotations
 import functools
 import sys
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numcodecs
 import numpy as np
 import zarr
 from zarr.codecs import BytesCodec, ZstdCodec
 
-__all__ = ["FastChunks", "fast_chunks", "slab_chunks", "slab_size"]
+__all__ = ["FastChunks", "fast_chunks", "slab_chunks", "slab_size", "slice_bytes"]
 
 #: Bytes of slices that one task reads, corrects and writes together (a *slab*), and
 #: the most slices in a slab. On disk every slice stays a chunk of its own; in the dask
@@ -36,6 +38,11 @@ __all__ = ["FastChunks", "fast_chunks", "slab_chunks", "slab_size"]
 #: at most a few MiB, or one slice, whatever the depth of the stack.
 SLAB_BYTES = 4 << 20
 MAX_SLAB = 8
+
+
+def slice_bytes(shape: Sequence[int], dtype: Any) -> int:
+    """Bytes of one slice of an array whose last two dimensions are (y, x)."""
+    return int(shape[-2]) * int(shape[-1]) * np.dtype(dtype).itemsize
 
 
 def slab_size(slice_bytes: int) -> int:

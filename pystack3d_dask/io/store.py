@@ -44,7 +44,7 @@ from .._version import __version__
 from ..errors import StoreError
 from ..faults import fault_point
 from ..kernels.stats import slice_stats
-from .chunks import fast_chunks, slab_chunks, slab_size
+from .chunks import fast_chunks, slab_chunks, slab_size, slice_bytes
 
 __all__ = ["LAYOUT_VERSION", "Store", "WriteReport", "make_compressors"]
 
@@ -159,14 +159,14 @@ def _slabbed(stack: xr.DataArray, per_shard: int) -> da.Array:
     and along z the slabs it comes in (split where longer than
     :func:`~.chunks.slab_size`) or, in a sharded array, exactly the shards."""
     nc, nz, ny, nx = stack.shape
-    slice_bytes = ny * nx * np.dtype(stack.dtype).itemsize
+    one = slice_bytes(stack.shape, stack.dtype)
     data = stack.data
     if not isinstance(data, da.Array):
-        data = da.from_array(np.asarray(data), chunks=(1, slab_chunks(nz, slice_bytes), ny, nx))
+        data = da.from_array(np.asarray(data), chunks=(1, slab_chunks(nz, one), ny, nx))
     if per_shard > 1:
         zs = tuple(min(per_shard, nz - s) for s in range(0, nz, per_shard))
-    elif max(data.chunks[1], default=1) > slab_size(slice_bytes):
-        zs = slab_chunks(nz, slice_bytes)
+    elif max(data.chunks[1], default=1) > slab_size(one):
+        zs = slab_chunks(nz, one)
     else:
         zs = data.chunks[1]
     wanted = ((1,) * nc, zs, (ny,), (nx,))
@@ -488,7 +488,7 @@ class Store:
         fast = fast_chunks(str(self.path), f"{group}/stack", token)
         if fast is not None and fast.chunk_shape == (1, 1, *stack.shape[2:]):
             reader = functools.partial(_read_block, str(self.path), f"{group}/stack", token)
-            zs = slab_chunks(stack.shape[1], int(np.prod(stack.shape[2:])) * stack.dtype.itemsize)
+            zs = slab_chunks(stack.shape[1], slice_bytes(stack.shape, stack.dtype))
             data = da.map_blocks(reader, chunks=((1,) * stack.shape[0], zs,
                                                  (stack.shape[2],), (stack.shape[3],)),
                                  dtype=stack.dtype, meta=np.empty((0,) * 4, stack.dtype),

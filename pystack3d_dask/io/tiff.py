@@ -22,7 +22,7 @@ import tifffile
 import xarray as xr
 
 from ..errors import InputError
-from .chunks import slab_chunks
+from .chunks import slab_chunks, slice_bytes
 from .zeiss import FIBICS_TAG, beam_current
 
 __all__ = [
@@ -457,7 +457,7 @@ def lazy_stack(source: SliceSource, pixel_size: float | None = None) -> xr.DataA
     reader = functools.partial(_read_block, files, list(source.pages), source.shape, source.dtype)
     data = da.map_blocks(
         reader,
-        chunks=((1,) * len(files), slab_chunks(source.nz, ny * nx * source.dtype.itemsize),
+        chunks=((1,) * len(files), slab_chunks(source.nz, slice_bytes(source.shape, source.dtype)),
                 (ny,), (nx,)),
         dtype=source.dtype, meta=np.empty((0, 0, 0, 0), dtype=source.dtype),
         name=f"read-tiff-{hashlib.sha256(repr(files).encode()).hexdigest()[:16]}",

@@ -14,7 +14,7 @@ import xarray as xr
 from scipy import ndimage
 
 from ..errors import ConfigError
-from ..io.chunks import slab_chunks
+from ..io.chunks import slab_chunks, slice_bytes
 from ..kernels.cropping import area_to_slices
 from ..kernels.dtype import cast_to
 from ..kernels.registration import (
@@ -195,8 +195,7 @@ def calc_prepare(stack: xr.DataArray, compute: Compute, area: list[int] | None =
     # whole slices in slabs of a few (a no-op on a stack read from the store); a stack
     # given in other chunks through the Python API is cut the same way
     data = stack.data[:1].rechunk(
-        {1: slab_chunks(nz, int(np.prod(stack.shape[2:])) * stack.dtype.itemsize),
-         2: -1, 3: -1})
+        {1: slab_chunks(nz, slice_bytes(stack.shape, stack.dtype)), 2: -1, 3: -1})
     slabs = data.to_delayed(optimize_graph=False)[0, :, 0, 0]
     starts = np.cumsum((0, *data.chunks[1][:-1]))
     pairs = dask.delayed(_slab_pairs, pure=True)

@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 from dask.highlevelgraph import HighLevelGraph
 
-from ..io.chunks import slab_chunks
+from ..io.chunks import slab_chunks, slice_bytes
 from ..kernels.dtype import cast_to
 from ..kernels.resampling import interpolate, output_positions, plan
 from .base import StepOutput
@@ -51,7 +51,7 @@ def apply(stack: xr.DataArray, prepared: dict, policy: str | None = None,
     wanted = ((1,) * nc, data.chunks[1], (ny,), (nx,))
     data = data if data.chunks == wanted else data.rechunk(wanted)
     starts = np.concatenate([[0], np.cumsum(data.chunks[1])]).astype(int)
-    out_z = slab_chunks(len(how.z_out), ny * nx * stack.dtype.itemsize)
+    out_z = slab_chunks(len(how.z_out), slice_bytes(stack.shape, stack.dtype))
     out_starts = np.concatenate([[0], np.cumsum(out_z)]).astype(int)
     token = hashlib.sha256(data.name.encode() + how.z_out.tobytes()).hexdigest()[:16]
     name = f"resample-{token}"
