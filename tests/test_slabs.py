@@ -70,3 +70,19 @@ def test_a_resumed_slab_writes_only_its_missing_slices(tmp_path, shard_slices):
     np.testing.assert_array_equal(ds["stack"].values, stack.values)
     np.testing.assert_allclose(ds["mean"].values, stack.values.mean(axis=(2, 3)))
     np.testing.assert_array_equal(st.open_stack("g").values, stack.values)
+
+
+def test_missing_slices_of_a_store_with_nested_chunk_files(tmp_path):
+    """Stores written before the '.' chunk names keep their nested files (c/0/3/0/0):
+    the slices on disk are found there too."""
+    import zarr
+
+    st = Store(tmp_path / "s.zarr")
+    arr = zarr.create_array(str(st.path), name="g/stack", shape=(2, 6, 3, 5), chunks=(1, 1, 3, 5),
+                            dtype="u1", zarr_format=3)
+    arr[0, 1] = 1
+    arr[1, 4] = 2
+    assert (st.group_dir("g") / "stack" / "c" / "0" / "1" / "0" / "0").is_file()
+    done = {(0, 1), (1, 4)}
+    assert st.missing_chunks("g", (2, 6)) == [(c, z) for c in range(2) for z in range(6)
+                                              if (c, z) not in done]

@@ -243,6 +243,18 @@ def _zarr_dtype(values: np.ndarray) -> Any:
     return None
 
 
+def _non_index_coords(template: xr.Dataset) -> dict[str, tuple[str, ...]]:
+    """The coordinates of ``template`` that are not a dimension's index, with their dims."""
+    return {name: coord.dims for name, coord in template.coords.items()
+            if name not in template.dims}
+
+
+def _coords_along(non_index: dict[str, tuple[str, ...]], dims: Sequence[str]) -> list[str]:
+    """The non-index coordinates that a variable of ``dims`` lists (xarray's
+    ``coordinates`` attribute): those whose dims are all among its own."""
+    return sorted(n for n, coord_dims in non_index.items() if set(coord_dims) <= set(dims))
+
+
 def _create_in_memory(path: str, group: str, template: xr.Dataset) -> bool:
     """Create ``group`` with the variables of ``template`` (all in memory), their values
     and the metadata xarray's ``to_zarr`` writes for them (tests/test_store_metadata.py
@@ -256,14 +268,13 @@ def _create_in_memory(path: str, group: str, template: xr.Dataset) -> bool:
     dtypes = {name: _zarr_dtype(np.asarray(var.values)) for name, var in template.variables.items()}
     if any(dtype is None for dtype in dtypes.values()):
         return False
-    non_index = {name: coord.dims for name, coord in template.coords.items()
-                 if name not in template.dims}
+    non_index = _non_index_coords(template)
     attached: set[str] = set()
     meta: dict[str, tuple[dict, Any]] = {}
     for name, var in template.variables.items():
         names: list[str] = []
         if name in template.data_vars:
-            names = sorted(n for n, dims in non_index.items() if set(dims) <= set(var.dims))
+            names = _coords_along(non_index, var.dims)
             attached.update(names)
         meta[name] = _xarray_attrs(xr.DataArray(var), names)
     unattached = sorted(set(non_index) - attached)
@@ -512,8 +523,6 @@ class Store:
 
     def missing_chunks(self, group: str, shape: tuple[int, ...]) -> list[tuple[int, int]]:
         """The (channel, z) slices of a group not yet on disk."""
-        arr = _array(str(self.path), f"{group}/stack")
-        per_shard = arr.shards[1] if arr.shards is not None else 1
         folder = self.group_dir(group) / "stack"
         try:  # one listing, not a stat per slice (chunk files of "/" stores are nested)
             present = {entry.name for entry in os.scandir(folder) if entry.is_file()}
@@ -522,8 +531,8 @@ class Store:
         out = []
         for c in range(shape[0]):
             for z in range(shape[1]):
-                key = arr.metadata.encode_chunk_key((c, z // per_shard, 0, 0))
-                if not (key in present if "/" not in key else (folder / key).exists()):
+                path = self._chunk_file(group, c, z)
+                if not (path.name in present if path.parent == folder else path.exists()):
                     out.append((c, z))
         return out
 
@@ -560,8 +569,7 @@ class Store:
         if not _create_in_memory(str(self.path), group, template):
             template.to_zarr(str(self.path), group=group, mode="w", zarr_format=3,
                              consolidated=False)
-        non_index = {name: coord.dims for name, coord in template.coords.items()
-                     if name not in template.dims}
+        non_index = _non_index_coords(template)
         attached: set[str] = set()
         for name, value in lazy.items():
             if name == "stack":
@@ -570,7 +578,7 @@ class Store:
                 compressors: Any = self.compressors
             else:
                 chunks, shards, compressors = _slice_chunks(value), None, "auto"
-            names = sorted(n for n, dims in non_index.items() if set(dims) <= set(value.dims))
+            names = _coords_along(non_index, value.dims)
             attached.update(names)
             meta_attrs, fill = _xarray_attrs(value, names)
             zarr.create_array(str(self.path), name=f"{group}/{name}", shape=value.shape,
