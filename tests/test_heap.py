@@ -27,6 +27,41 @@ print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
+# two threads each hold a 1 MiB buffer while glibc describes its heaps: one <heap> per
+# arena in use
+ARENAS = """
+import ctypes, sys, threading
+import numpy as np
+from pystack3d_dask.heap import keep_heap
+kept = keep_heap() if sys.argv[1] == "keep" else False
+both_hold = threading.Barrier(3)
+described = threading.Barrier(3)
+def work():
+    held = np.ones((512, 512), np.float32)
+    both_hold.wait()
+    described.wait()
+threads = [threading.Thread(target=work) for _ in range(2)]
+for t in threads:
+    t.start()
+both_hold.wait()
+libc = ctypes.CDLL("libc.so.6")
+libc.fdopen.restype = ctypes.c_void_p
+out = ctypes.c_void_p(libc.fdopen(1, b"w"))
+sys.stdout.flush()
+libc.malloc_info(0, out)
+libc.fflush(out)
+described.wait()
+for t in threads:
+    t.join()
+"""
+
+
+def _arenas(mode: str, **env: str) -> int:
+    done = subprocess.run([sys.executable, "-c", ARENAS, mode], capture_output=True,
+                          text=True, env={**os.environ, **env}, check=True)
+    return done.stdout.count("<heap nr=")
+
+
 def _faults(mode: str, **env: str) -> tuple[bool, int]:
     done = subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True,
                           env={**os.environ, **env}, check=True)
@@ -51,6 +86,15 @@ def test_keep_heap_can_be_turned_off():
     kept, faults = _faults("keep", PYSTACK3D_DASK_MALLOC="system")
     assert not kept
     assert faults > 20_000
+
+
+@glibc
+def test_keep_heap_gives_threads_one_arena():
+    """Per-thread arenas delete their maps as soon as they are free, which made two VSNR
+    threads cost twenty times the page faults of one."""
+    assert _arenas("default") == 3  # the main arena and one per thread
+    assert _arenas("keep") == 1
+    assert _arenas("keep", PYSTACK3D_DASK_MALLOC="system") == 3
 
 
 def test_release_heap_and_keep_heap_are_safe_to_call_again():

@@ -19,7 +19,8 @@ works on ``A = D psi*``. Where the time goes, and what this version does about i
   (normalised) slice, a scalar factor: its spectrum and ``|psi|^2 (|d1|^2 + |d2|^2)``
   are computed once per slice shape and filter list, and ``D u0`` in real space.
 - **Memory traffic.** The element-wise passes run block of rows by block of rows, in
-  the CPU cache, in place; ``hypot`` (ten times slower than a square root in NumPy)
+  the CPU cache, in place, and form the next ``D^T (y - m)`` in the same pass (``y - m``
+  is never a whole array: two slice-sized buffers fewer); ``hypot`` (ten times slower than a square root in NumPy)
   and the boolean mask of the shrinkage become ``max(1 - 1 / (beta |t|), 0)``; pyvsnr's
   convergence criterion is not computed when no threshold is set.
 """
@@ -129,14 +130,17 @@ def _difference_into(w: np.ndarray, out1: np.ndarray, out2: np.ndarray, b: slice
         np.subtract(wb[-1], w[0], out=out2[-1])
 
 
-def _adjoint_sum(t1: np.ndarray, t2: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``D1^T t1 + D2^T t2``: ``t1 - t1(x - 1) + t2 - t2(y - 1)`` (periodic)."""
+def _adjoint_rows(t1: np.ndarray, t2: np.ndarray, above: np.ndarray | None,
+                  out: np.ndarray) -> None:
+    """``D1^T t1 + D2^T t2`` (``t1 - t1(x - 1) + t2 - t2(y - 1)``, periodic in x) on a
+    block of rows, ``above`` being ``t2``'s row just above the block (``None`` for the
+    first block, whose row 0 waits for the slice's last row: see :func:`vsnr_slice`)."""
     np.add(t1, t2, out=out)
     out[:, 1:] -= t1[:, :-1]
     out[:, 0] -= t1[:, -1]
     out[1:] -= t2[:-1]
-    out[0] -= t2[-1]
-    return out
+    if above is not None:
+        out[0] -= above
 
 
 def vsnr_slice(img: np.ndarray, filters: Sequence[dict[str, Any]], maxit: int = 100,
@@ -186,16 +190,17 @@ def vsnr_slice(img: np.ndarray, filters: Sequence[dict[str, Any]], maxit: int = 
 
     m1 = np.zeros((n0, n1), np.float32)  # the scaled duals lambda / beta
     m2 = np.zeros_like(m1)
-    t1 = np.zeros_like(m1)  # y - m, the x-update's input (0 at the start)
-    t2 = np.zeros_like(m1)
-    adjoint = np.empty_like(m1)
+    # D^T (y - m), the x-update's input (y - m is 0 at the start); y - m itself only
+    # ever exists a block at a time, in the cache
+    adjoint = np.zeros_like(m1)
     rows = blocks[0][0].stop
     w1, w2, w3, w4 = (np.empty((rows, n1), np.float32) for _ in range(4))
+    above = np.empty(n1, np.float32)
     neg_inv_beta = np.float32(-1.0) / beta32
     eps = np.finfo(np.float32).eps
     fx: np.ndarray | None = None
     for _ in range(int(maxit)):
-        fx_old, fx = fx, sfft.rfft2(_adjoint_sum(t1, t2, adjoint))
+        fx_old, fx = fx, sfft.rfft2(adjoint)
         fx *= gain
         if cvg_threshold > 0 and fx_old is not None:
             top = float(np.abs(fx).max())
@@ -226,10 +231,13 @@ def vsnr_slice(img: np.ndarray, filters: Sequence[dict[str, Any]], maxit: int = 
             np.multiply(q, r2, out=m2[b])
             r1 *= s_
             r1 += du1[b]
-            np.subtract(r1, m1[b], out=t1[b])
+            r1 -= m1[b]  # t1 = y1 - m1
             r2 *= s_
             r2 += du2[b]
-            np.subtract(r2, m2[b], out=t2[b])
+            r2 -= m2[b]
+            _adjoint_rows(r1, r2, above if b.start else None, adjoint[b])
+            above[:] = r2[-1]
+        adjoint[0] -= above  # row 0's neighbour above is the last row
         if stop:
             break
     u = u0 - stripes
