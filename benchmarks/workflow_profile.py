@@ -5,7 +5,7 @@ Usage::
 
     python benchmarks/workflow_profile.py [--shape 200 300 340] [--workers 2]
         [--sections profile fusion schedulers scaling depth]
-        [--depths 200 400 800] [--depth-size 1024] [--dir TMP]
+        [--depths 200 400 800] [--depth-size 1024] [--repeat 3] [--dir TMP]
 
 Each run is a fresh process (``harness.measure_function``), so its peak memory is that of
 its own process tree. Sections:
@@ -26,7 +26,9 @@ its own process tree. Sections:
     The whole workflow on ``threads``, ``processes`` and a ``local`` distributed
     cluster, same workers.
 ``scaling``
-    The whole workflow with 1 and with 2 workers (threads).
+    The whole workflow with 1 and with 2 workers (threads), ``--repeat`` times each,
+    alternated (a slow spell of the host then weighs on both): every pair of runs, then
+    the medians, whole and per step.
 ``depth``
     The whole workflow on synthetic stacks of ``--depths`` slices of ``--depth-size``
     squared: peak memory of the process tree.
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import copy
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -215,19 +218,34 @@ def section_schedulers(files: Any, scratch: Path, workers: int) -> None:
                               "peak memory"]))
 
 
-def section_scaling(files: Any, scratch: Path) -> None:
-    rows = []
-    per_step = {}
-    for n in (1, 2):
-        total, peak, seconds = _whole(_workflow(files, scratch / f"scale-{n}.zarr", "threads",
-                                                n))
-        per_step[n] = seconds
-        rows.append({"workers": n, "total s": total, "peak memory": format_bytes(peak)})
-    rows[1]["speed-up"] = ratio(rows[0]["total s"], rows[1]["total s"])
-    print("\nscaling, whole workflow (threads)")
-    print(format_table(rows, ["workers", "total s", "speed-up", "peak memory"]))
-    steps = [{"step": s, "1 worker s": per_step[1][s], "2 workers s": per_step[2][s],
-              "speed-up": ratio(per_step[1][s], per_step[2][s])} for s in per_step[1]]
+def section_scaling(files: Any, scratch: Path, repeat: int) -> None:
+    runs, rounds = [], []
+    for r in range(repeat):  # 1, 2, 1, 2, ...: a slow spell of the host hits both
+        for n in (1, 2):
+            wf = _workflow(files, scratch / f"scale-{n}-{r}.zarr", "threads", n)
+            total, peak, seconds = _whole(wf)
+            shutil.rmtree(scratch / f"scale-{n}-{r}.zarr", ignore_errors=True)
+            runs.append({"workers": n, "total s": total, "peak": peak, "seconds": seconds})
+        rounds.append({"run": r + 1, "1 worker s": runs[-2]["total s"],
+                       "2 workers s": runs[-1]["total s"],
+                       "speed-up": ratio(runs[-2]["total s"], runs[-1]["total s"])})
+    print(f"\nscaling, whole workflow (threads), {repeat} run(s) of each, alternated")
+    print(format_table(rounds, ["run", "1 worker s", "2 workers s", "speed-up"]))
+
+    def median_of(n: int, step: str | None = None) -> float:
+        values = [r["seconds"][step] if step else r["total s"] for r in runs
+                  if r["workers"] == n]
+        return float(statistics.median(values))
+
+    summary = [{"workers": n, "median total s": median_of(n),
+                "peak memory": format_bytes(max(r["peak"] for r in runs
+                                                if r["workers"] == n))} for n in (1, 2)]
+    summary[1]["speed-up"] = ratio(summary[0]["median total s"], summary[1]["median total s"])
+    print(format_table(summary, ["workers", "median total s", "speed-up", "peak memory"]))
+    steps = [{"step": s, "1 worker s": median_of(1, s), "2 workers s": median_of(2, s),
+              "speed-up": ratio(median_of(1, s), median_of(2, s))}
+             for s in runs[0]["seconds"]]
+    print("per step, medians")
     print(format_table(steps, ["step", "1 worker s", "2 workers s", "speed-up"]))
 
 
@@ -257,6 +275,8 @@ def main() -> None:
                         default=["profile", "fusion", "schedulers", "scaling"])
     parser.add_argument("--depths", type=int, nargs="+", default=[200, 400, 800])
     parser.add_argument("--depth-size", type=int, default=1024)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="scaling: runs of each worker count, alternated (default 3)")
     parser.add_argument("--dir", type=Path, default=None)
     args = parser.parse_args()
 
@@ -276,7 +296,7 @@ def main() -> None:
         if "schedulers" in args.sections:
             section_schedulers(files, scratch, args.workers)
         if "scaling" in args.sections:
-            section_scaling(files, scratch)
+            section_scaling(files, scratch, args.repeat)
         if "depth" in args.sections:
             section_depth(args.depths, args.depth_size, scratch, args.workers)
     finally:
