@@ -13,7 +13,7 @@ Threads add a second source of fresh pages: glibc gives each thread its own aren
 of maps of at most 64 MiB, and deletes a whole map as soon as it is free, whatever the
 trim threshold. A VSNR slice holds more than 64 MiB at once, so two worker threads cost
 1.2 million page faults and 3 s of system time for 100 slices of 1024 x 1024, against
-60 000 and 0.9 s with one arena, whose heap grows as one piece and is kept. Worker
+64 000 and 0.9 s with one arena, whose heap grows as one piece and is kept. Worker
 threads allocate little beyond slice-sized buffers (Python's small objects have their
 own allocator), so sharing the arena's lock costs nothing measurable.
 """

@@ -20,9 +20,10 @@ works on ``A = D psi*``. Where the time goes, and what this version does about i
   are computed once per slice shape and filter list, and ``D u0`` in real space.
 - **Memory traffic.** The element-wise passes run block of rows by block of rows, in
   the CPU cache, in place, and form the next ``D^T (y - m)`` in the same pass (``y - m``
-  is never a whole array: two slice-sized buffers fewer); ``hypot`` (ten times slower than a square root in NumPy)
-  and the boolean mask of the shrinkage become ``max(1 - 1 / (beta |t|), 0)``; pyvsnr's
-  convergence criterion is not computed when no threshold is set.
+  is never a whole array: two slice-sized buffers fewer); ``hypot`` (ten times slower
+  than a square root in NumPy) and the boolean mask of the shrinkage become
+  ``max(1 - 1 / (beta |t|), 0)``; pyvsnr's convergence criterion is not computed when
+  no threshold is set.
 """
 
 from __future__ import annotations
