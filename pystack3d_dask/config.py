@@ -18,13 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .profiles import DEFAULT_PROFILE, PROFILES, profile_defaults
 from .schema import (
     CHECKPOINT,
     OWN_TABLES,
     PYSTACK3D_STEPS,
+    ROUNDING,
     STEP_SCHEMAS,
     Param,
     integer,
+    string,
     string_list,
     suggest,
     validate_table,
@@ -59,6 +62,9 @@ _TOP_LEVEL: dict[str, Param] = {
     "nproc": Param(integer(1), 1, "number of workers"),
     "process_steps": Param(_steps_list, [], "steps to run, in order"),
     "history": Param(_steps_list, [], "PyStack3D's list of finished steps (superseded here)"),
+    "profile": Param(string(tuple(PROFILES)), DEFAULT_PROFILE,
+                     '"pystack3d" (PyStack3D\'s results) or "recommended" (this project\'s '
+                     "best-measured settings; keys set in the file still win). Not in PyStack3D"),
 }
 
 
@@ -77,8 +83,8 @@ class Workflow:
     project_dir
         Folder of the slices (or one multi-page TIFF file).
     steps
-        Validated parameters of every step table (defaults filled in), including the
-        ``checkpoint`` key.
+        Validated parameters of every step table (defaults, then the profile's values,
+        filled in), including the ``checkpoint`` and ``rounding`` keys.
     store, scheduler, input
         This project's tables, validated.
     source
@@ -98,6 +104,7 @@ class Workflow:
     input: dict[str, Any]
     raw: dict[str, Any] = field(repr=False)
     source: Path | None = None
+    profile: str = DEFAULT_PROFILE
 
     @property
     def policy(self) -> str:
@@ -215,10 +222,13 @@ def load_workflow(workflow: str | Path | Mapping[str, Any] | Workflow,
         if name not in STEP_SCHEMAS:
             raise ConfigError(f"unknown step {name!r} in history{suggest(name, PYSTACK3D_STEPS)}")
 
-    steps = {
-        name: validate_table(name, tables.get(name, {}), schema, {"checkpoint": CHECKPOINT})
-        for name, schema in STEP_SCHEMAS.items()
-    }
+    common = {"checkpoint": CHECKPOINT, "rounding": ROUNDING}
+    steps = {}
+    for name, schema in STEP_SCHEMAS.items():
+        table = tables.get(name, {})
+        if isinstance(table, Mapping):
+            table = {**profile_defaults(main["profile"], name, table), **table}
+        steps[name] = validate_table(name, table, schema, common)
     own = {name: validate_table(name, tables.get(name, {}), schema)
            for name, schema in OWN_TABLES.items()}
     if own["store"]["path"] and not Path(own["store"]["path"]).is_absolute():
@@ -240,4 +250,5 @@ def load_workflow(workflow: str | Path | Mapping[str, Any] | Workflow,
         input=own["input"],
         raw=raw,
         source=source,
+        profile=main["profile"],
     )

@@ -136,6 +136,7 @@ def _provenance(wf: Workflow, source: SliceSource, manifest_id: str) -> dict[str
     except (KeyError, OSError):  # no name for this uid (containers)
         user = None
     return {
+        "profile": wf.profile,
         "workflow_source": str(wf.source) if wf.source else None,
         "workflow": to_json(wf.raw),
         "workflow_text": _read_text(wf.source),
@@ -225,6 +226,9 @@ def _build(name: str, stack: xr.DataArray, params: dict[str, Any], ex: Executor,
     outputs of the steps before it, for the steps that need them."""
     step = get_step(name)
     prepared: dict[str, xr.DataArray] = {}
+    # how a float goes back to the dtype concerns the slices' tasks alone
+    apply_params = params
+    params = {k: v for k, v in params.items() if k != "rounding"}
     ex.task_bytes = _task_bytes(stack)
     try:
         if step.prepare is not None:
@@ -241,7 +245,7 @@ def _build(name: str, stack: xr.DataArray, params: dict[str, Any], ex: Executor,
                 # goes back to the system before the slices are written: kept in the
                 # main thread's heap, the writer threads' own heaps would add to it
                 release_heap()
-        out = as_output(step.apply(stack, prepared, **params))
+        out = as_output(step.apply(stack, prepared, **apply_params))
     except ConfigError as exc:
         if str(exc).startswith("["):
             raise
@@ -254,7 +258,9 @@ def _check_steps(wf: Workflow) -> None:
     steps = [get_step(name) for name in wf.process_steps]  # unknown names first
     for step in steps:
         if step.validate is not None:
-            step.validate(**wf.step_params(step.name))
+            params = wf.step_params(step.name)
+            params.pop("rounding")
+            step.validate(**params)
 
 
 def _refuse_main_reimport() -> None:

@@ -278,6 +278,9 @@ _SLURM = {
 
 #: Key present in every step table: whether the step's output is written to the store.
 CHECKPOINT = Param(boolean, True, "write this step's output to the store (false: fuse into the next step)")
+#: Key present in every step table: how floats go back to an integer dtype.
+ROUNDING = Param(boolean, False, "round to the nearest grey level when casting back to an integer "
+                 "dtype (false: truncate, as PyStack3D). Not in PyStack3D")
 
 _POLICY = "slice_{slice_nb}_z={z_coord}um.tif"
 
@@ -304,6 +307,12 @@ STEP_SCHEMAS: dict[str, dict[str, Param]] = {
     "intensity_rescaling": {
         "nbins": Param(integer(2), 256, "number of histogram bins"),
         "filter_size": Param(integer(-1), 10, "-1: mean histogram; n: running mean over n slices"),
+        "method": Param(string(("histogram", "gain")), "histogram",
+                        "histogram: match every slice's histogram to the reference (PyStack3D); "
+                        "gain: scale every slice by one factor fitted to the running median of "
+                        "its neighbours' quantiles (keeps each histogram's shape). Not in PyStack3D"),
+        "window": Param(integer(1), None, "gain method: slices of the running reference (default: "
+                        "a fifth of the stack, at least 5). Not in PyStack3D"),
     },
     "intensity_rescaling_area": {
         "area": Param(area, None, "area of the reference means"),
@@ -341,9 +350,13 @@ STEP_SCHEMAS: dict[str, dict[str, Param]] = {
         "cvg_threshold": Param(number(0.0), 0.0, "VSNR convergence threshold"),
         "filters": Param(_filters, None, "VSNR filters"),
         "wavelet_decomposition": Param(_wavelet, None, "{ wavelet, level, sigma } (Münch 2009)"),
-        "method": Param(string(("vsnr", "wavelet")), None,
-                        "vsnr or wavelet; needed only when both filters and "
-                        "wavelet_decomposition are given. Not in PyStack3D"),
+        "method": Param(string(("vsnr", "wavelet", "column_profile")), None,
+                        "vsnr or wavelet (needed only when both filters and "
+                        "wavelet_decomposition are given), or column_profile: subtract only "
+                        "the stripes, each a column run anchored at the slice's edge. Not in "
+                        "PyStack3D"),
+        "width": Param(integer(3), 31, "column_profile: width (pixels) across the stripes "
+                       "that separates them from the structure. Not in PyStack3D"),
         "only_striped": Param(boolean, False,
                               "destripe only the slices whose stripe score passes "
                               "stripe_threshold (PyStack3D: every slice). Not in PyStack3D"),

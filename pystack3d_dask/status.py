@@ -16,7 +16,8 @@ def store_status(store: str | Path) -> list[dict[str, Any]]:
 
     Keys: ``group``, ``step``, ``complete``, ``fingerprint``, ``seconds``,
     ``started`` and ``finished`` (ISO times or None), ``shape``, ``dtype``, ``fused``,
-    ``in_last_workflow``, ``layout_version`` (of the store), ``params`` (the resolved
+    ``in_last_workflow``, ``layout_version`` (of the store), ``profile`` (of the workflow
+    that made the group: ``pystack3d`` or ``recommended``), ``params`` (the resolved
     parameters), ``provenance`` (the workflow as given, package versions, host, user,
     command, identity of the input manifest) and, for ``input``, ``manifest`` (path,
     size, modification time and hash of the first and last 64 KiB of every file).
@@ -52,6 +53,7 @@ def store_status(store: str | Path) -> list[dict[str, Any]]:
             "fused": attrs.get("fused", []),
             "in_last_workflow": group in last,
             "layout_version": layout,
+            "profile": (attrs.get("provenance") or {}).get("profile", "pystack3d"),
             "params": attrs.get("params"),
             "provenance": attrs.get("provenance"),
         }
@@ -68,7 +70,9 @@ def _iso(epoch: float | None) -> str | None:
 def format_status(rows: list[dict[str, Any]]) -> str:
     """A text table of :func:`store_status`."""
     head = f"{'group':<30} {'state':<10} {'fingerprint':<14} {'seconds':>8}  shape"
-    lines = [head]
+    profiles = sorted({r["profile"] for r in rows if r["group"] != "input"})
+    lines = [f"profile: {', '.join(profiles)}"] if profiles else []
+    lines.append(head)
     for r in rows:
         state = "complete" if r["complete"] else ("removed" if r["removed"] else "partial")
         if not r["in_last_workflow"] and r["group"] != "input":

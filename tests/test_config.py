@@ -112,7 +112,7 @@ def test_own_tables_beside_pystack3d(tmp_path):
     wf = load_workflow(_write(tmp_path, text))
     assert wf.project_dir == Path("/abs/slices")
     assert wf.steps["cropping"]["checkpoint"] is False
-    assert wf.step_params("cropping") == {"area": [1, 5, 1, 5]}
+    assert wf.step_params("cropping") == {"area": [1, 5, 1, 5], "rounding": False}
     assert wf.store_path() == tmp_path.resolve() / "out" / "s.zarr"
     assert wf.scheduler == {"name": "local", "workers": 3, "threads_per_worker": 2,
                             "memory_limit": "auto", "dashboard_address": "127.0.0.1:0",

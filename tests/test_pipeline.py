@@ -70,7 +70,7 @@ def test_checkpoints_hold_stack_stats_params_fingerprint(tmp_path, stack_dir):
     np.testing.assert_allclose(crop["min"].values[0], expected.min(axis=(1, 2)))
     np.testing.assert_allclose(crop["max"].values[0], expected.max(axis=(1, 2)))
     np.testing.assert_allclose(crop["mean"].values[0], expected.mean(axis=(1, 2)))
-    assert crop.attrs["params"] == {"area": [4, 60, 6, 44]}
+    assert crop.attrs["params"] == {"area": [4, 60, 6, 44], "rounding": False}
     assert crop.attrs["complete"] is True and len(crop.attrs["fingerprint"]) == 64
     assert crop["y"].values[0] == 4 and crop["x"].values[0] == 4
     final = p3d.open_result(tmp_path / "out.zarr")

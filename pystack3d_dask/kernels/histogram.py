@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
+from scipy.ndimage import median_filter, uniform_filter1d
 
 from .background import fit_mask
 
 __all__ = [
+    "GAIN_QUANTILES",
     "area_mean",
     "bin_counts",
+    "fit_gains",
     "histogram",
     "mapped_histogram",
     "match_histogram",
@@ -141,3 +143,41 @@ def area_mean(img: np.ndarray, rows: slice, cols: slice, threshold_min: float | 
     roi = np.asarray(img[rows, cols], dtype=np.float64)
     mask = fit_mask(roi, threshold_min, threshold_max)
     return float(roi[mask].mean()) if mask.any() else float("nan")
+
+
+#: Quantiles of a slice that :func:`fit_gains` compares with its neighbours'.
+GAIN_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def fit_gains(quantiles: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """One gain per slice that brings its grey levels back to its neighbours'.
+
+    The reference of a slice is the running median, over ``window`` slices along z, of
+    each of its quantiles: a gain jump over fewer than half the window's slices does not
+    move it, while the slow changes of the structure along z pass into it. The gain is
+    the least-squares factor from the slice's quantiles to the reference's, so each
+    slice is only scaled: its histogram keeps its shape (histogram matching reshapes it,
+    which costs contrast and SSIM).
+
+    Parameters
+    ----------
+    quantiles : numpy.ndarray
+        ``(nz, nq)`` quantiles of every slice.
+    window : int
+        Slices of the running median (odd; clipped to the stack).
+
+    Returns
+    -------
+    gains, reference : numpy.ndarray
+        ``(nz,)`` factors (1 where a slice's quantiles are all 0) and the ``(nz, nq)``
+        reference quantiles.
+    """
+    q = np.asarray(quantiles, dtype=np.float64)
+    nz = q.shape[0]
+    size = max(1, min(int(window), nz if nz % 2 else nz - 1)) | 1
+    reference = median_filter(q, size=(size, 1), mode="nearest")
+    num = (q * reference).sum(axis=1)
+    den = (q * q).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gains = np.where(den > 0, num / den, 1.0)
+    return gains, reference

@@ -143,10 +143,10 @@ def prepare(stack: xr.DataArray, compute: Callable[[list[Any]], list[Any]],
 
 def _apply_3d_block(block: np.ndarray, c: int, z: int, coefs: np.ndarray, nz: int,
                     powers: Powers, tmin: float | None, tmax: float | None,
-                    keep_constant: bool) -> np.ndarray:
+                    keep_constant: bool, rounding: bool = False) -> np.ndarray:
     zpos = z / max(nz - 1, 1)
     out = remove_background(block[0, 0], coefs[c], powers, zpos, tmin, tmax, keep_constant)
-    return cast_to(out, block.dtype)[None, None]
+    return cast_to(out, block.dtype, rounding)[None, None]
 
 
 # -- 2D ---------------------------------------------------------------------------------
@@ -161,17 +161,18 @@ def _fit_2d_slice(img: np.ndarray, c: int, z: int, powers: Powers, skip: list[in
 
 
 def _apply_2d_block(block: np.ndarray, fits: np.ndarray, powers: Powers, tmin: float | None,
-                    tmax: float | None) -> np.ndarray:
+                    tmax: float | None, rounding: bool = False) -> np.ndarray:
     """The slices of a block, each less its own fitted background (``fits``: their
     coefficients and pixel counts, one row a slice)."""
     out = np.empty_like(block)
     for k in range(block.shape[1]):
         fitted = remove_background(block[0, k], fits[0, k, :-1], powers, 0.0, tmin, tmax)
-        out[0, k] = cast_to(fitted, block.dtype)
+        out[0, k] = cast_to(fitted, block.dtype, rounding)
     return out
 
 
-def apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], **params: Any) -> StepOutput:
+def apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], rounding: bool = False,
+          **params: Any) -> StepOutput:
     """The per-slice graph: fit (2D) and subtract, cast back to the input dtype."""
     powers, dim, skip = _checked(params)
     tmin, tmax = params.get("threshold_min"), params.get("threshold_max")
@@ -182,14 +183,15 @@ def apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], **params: Any)
         out = map_slices(_apply_3d_block, data,
                          {"coefs": np.asarray(prepared["coefs_3d"].values)}, stack.dtype,
                          nz=nz, powers=powers, tmin=tmin, tmax=tmax,
-                         keep_constant=bool(params.get("preserve_avg")))
+                         keep_constant=bool(params.get("preserve_avg")), rounding=rounding)
         return StepOutput(stack.copy(data=out))
     fits = map_slice_values(_fit_2d_slice, data, (len(powers) + 1,), np.float64,
                             powers=powers, skip=skip, tmin=tmin, tmax=tmax,
                             weight_func=params.get("weight_func"),
                             averaging=bool(params.get("skip_averaging")))
     out = da.blockwise(_apply_2d_block, "czyx", data, "czyx", fits, "cza", powers=powers,
-                       tmin=tmin, tmax=tmax, dtype=stack.dtype, concatenate=True)
+                       tmin=tmin, tmax=tmax, rounding=rounding, dtype=stack.dtype,
+                       concatenate=True)
     coords = {"channel": stack["channel"].values, "z": stack["z"].values}
     extras = {
         "coefs": xr.DataArray(fits[:, :, :-1], dims=("channel", "z", "term"),

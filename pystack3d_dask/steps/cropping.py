@@ -42,6 +42,8 @@ def cropping_final(stack: xr.DataArray, area: list[int] | None = None) -> xr.Dat
     return cropping(stack, area=area)
 
 
-def apply(stack: xr.DataArray, prepared: dict, area: list[int] | None = None) -> xr.DataArray:
-    """Registry entry of both cropping steps (nothing to prepare)."""
+def apply(stack: xr.DataArray, prepared: dict, area: list[int] | None = None,
+          rounding: bool = False) -> xr.DataArray:
+    """Registry entry of both cropping steps (nothing to prepare; ``rounding`` has
+    nothing to round)."""
     return cropping(stack, area=area)

@@ -17,6 +17,7 @@ from ..errors import ConfigError, NotAvailableError
 from ..kernels.destriping import (
     auto_threshold,
     check_wavelet,
+    column_profile,
     stripe_score,
     vsnr,
     wavelet_fourier,
@@ -45,23 +46,35 @@ class Settings:
     level: int = 4
     sigma: float = 4.0
     angle: float = 0.0
+    width: int = 31
+    rounding: bool = False
 
     def destripe(self, img: Any) -> Any:
-        """One slice (or, for VSNR, a batch), back in its own dtype."""
+        """One slice (or, for VSNR, a batch): VSNR gives it back in its own dtype, the
+        other methods as floats."""
         if self.method == "vsnr":
             return vsnr(img, list(self.filters), self.maxit, self.cvg_threshold)
+        if self.method == "column_profile":
+            return column_profile(img, self.width, angle=self.angle)
         return wavelet_fourier(img, self.wavelet, self.level, self.sigma, self.angle)
 
 
 def resolve(shape: tuple[int, int] | None, filters: list[dict] | None = None,
             wavelet_decomposition: dict | None = None, method: str | None = None,
             maxit: int = 100, cvg_threshold: float = 0.0, angle: float = 0.0,
-            device: str = "cpu", warn: bool = False, **_: Any) -> Settings:
+            device: str = "cpu", warn: bool = False, width: int = 31, rounding: bool = False,
+            **_: Any) -> Settings:
     """Check the parameters (against the slice shape, when given) and pick the method.
 
     PyStack3D silently prefers the wavelet method when both ``filters`` and
     ``wavelet_decomposition`` are given; here that needs ``method`` to say which.
+    ``method = "column_profile"`` (this project's) needs neither.
     """
+    if method == "column_profile":
+        if device == "gpu":
+            _require_gpu()
+        return Settings("column_profile", angle=float(angle), width=int(width),
+                        rounding=bool(rounding))
     if method is None:
         if filters is not None and wavelet_decomposition is not None:
             raise ConfigError("[destriping] both filters (VSNR) and wavelet_decomposition are "
@@ -80,13 +93,14 @@ def resolve(shape: tuple[int, int] | None, filters: list[dict] | None = None,
             raise ConfigError('[destriping] method = "vsnr" needs filters, such as filters = '
                               '[{ name = "Gabor", noise_level = 20, sigma = [0.5, 200], '
                               "theta = 0 }]")
-        return Settings("vsnr", tuple(filters), int(maxit), float(cvg_threshold), angle=angle)
+        return Settings("vsnr", tuple(filters), int(maxit), float(cvg_threshold), angle=angle,
+                        rounding=bool(rounding))
     wdec = {**WAVELET_DEFAULTS, **(wavelet_decomposition or {})}
     for note in check_wavelet(wdec["wavelet"], int(wdec["level"]), shape):
         if warn:
             warnings.warn(note, UserWarning, stacklevel=3)
     return Settings("wavelet", wavelet=wdec["wavelet"], level=int(wdec["level"]),
-                    sigma=float(wdec["sigma"]), angle=float(angle))
+                    sigma=float(wdec["sigma"]), angle=float(angle), rounding=bool(rounding))
 
 
 def validate(**params: Any) -> None:
@@ -146,7 +160,7 @@ def _cpu_block(block: np.ndarray, c: int, z: int, treated: np.ndarray, settings:
     # the package's VSNR releases the GIL in its FFTs and array passes: threads do as well
     # as the process pool pyvsnr needed, without sending slices to other processes
     out = settings.destripe(block[0, 0])
-    return cast_to(out, block.dtype)[None, None]
+    return cast_to(out, block.dtype, settings.rounding)[None, None]
 
 
 def _gpu_block(block: np.ndarray, treated: np.ndarray, settings: Settings) -> np.ndarray:
@@ -161,7 +175,7 @@ def _gpu_block(block: np.ndarray, treated: np.ndarray, settings: Settings) -> np
         done = settings.destripe(batch)
     else:
         done = cupy.stack([settings.destripe(img) for img in batch])
-    out[0, chosen] = cast_to(cupy.asnumpy(done), block.dtype)
+    out[0, chosen] = cast_to(cupy.asnumpy(done), block.dtype, settings.rounding)
     return out
 
 

@@ -16,8 +16,10 @@ from ..errors import ConfigError, InputError
 from ..kernels.cropping import area_to_slices
 from ..kernels.dtype import cast_to
 from ..kernels.histogram import (
+    GAIN_QUANTILES,
     area_mean,
     bin_counts,
+    fit_gains,
     histogram,
     mapped_histogram,
     match_histogram,
@@ -64,15 +66,51 @@ def _histograms(data: da.Array, ranges: np.ndarray, nbins: int) -> da.Array:
                             nbins=nbins)
 
 
-def rescaling_prepared_names(**params: Any) -> list[str]:
+def rescaling_prepared_names(method: str = "histogram", **params: Any) -> list[str]:
     """What :func:`rescaling_prepare` returns."""
+    if method == "gain":
+        return ["quantiles", "quantiles_ref", "factors"]
     return ["value_range", "histos_orig", "histos_ref"]
 
 
+def _slice_quantiles(img: np.ndarray, c: int, z: int) -> np.ndarray:
+    return np.quantile(img, GAIN_QUANTILES)
+
+
+def default_window(nz: int) -> int:
+    """Slices of the gain method's running reference: a fifth of the stack (at least
+    5), so that a gain jump over up to a tenth of the slices leaves it unmoved."""
+    return max(5, nz // 5) | 1
+
+
+def _gain_prepare(stack: xr.DataArray, compute: Compute, window: int | None
+                  ) -> dict[str, xr.DataArray]:
+    nz = stack.sizes["z"]
+    if window is not None and window < 1:
+        raise ConfigError(f"[intensity_rescaling] window = {window}: expected an integer >= 1")
+    size = default_window(nz) if window is None else window
+    (quantiles,) = compute([map_slice_values(_slice_quantiles, stack.data,
+                                             (len(GAIN_QUANTILES),), np.float64)])
+    fits = [fit_gains(q, size) for q in quantiles]
+    coords = {"channel": stack["channel"].values, "z": stack["z"].values}
+    qdims = ("channel", "z", "quantile")
+    qcoords = {**coords, "quantile": np.asarray(GAIN_QUANTILES)}
+    return {"quantiles": xr.DataArray(quantiles, dims=qdims, coords=qcoords),
+            "quantiles_ref": xr.DataArray(np.stack([r for _, r in fits]), dims=qdims,
+                                          coords=qcoords, attrs={"window": int(size)}),
+            "factors": xr.DataArray(np.stack([g for g, _ in fits]), dims=("channel", "z"),
+                                    coords=coords)}
+
+
 def rescaling_prepare(stack: xr.DataArray, compute: Compute, nbins: int = 256,
-                      filter_size: int = 10) -> dict[str, xr.DataArray]:
+                      filter_size: int = 10, method: str = "histogram",
+                      window: int | None = None) -> dict[str, xr.DataArray]:
     """Two reductions: the grey-level range of each channel, then every slice's
-    histogram over it; from them, the reference histogram of every slice."""
+    histogram over it; from them, the reference histogram of every slice. With
+    ``method = "gain"``: one reduction to a few quantiles per slice, and from them one
+    gain per slice (:func:`~pystack3d_dask.kernels.histogram.fit_gains`)."""
+    if method == "gain":
+        return _gain_prepare(stack, compute, window)
     _check_rescaling(stack, nbins, filter_size)
     data = stack.data
     if data.dtype == np.uint8:
@@ -117,20 +155,28 @@ def _final_histogram(img: np.ndarray, c: int, ranges: np.ndarray, nbins: int) ->
 
 
 def _match_block(block: np.ndarray, c: int, z: int, refs: np.ndarray, origs: np.ndarray,
-                 ranges: np.ndarray) -> np.ndarray:
+                 ranges: np.ndarray, rounding: bool = False) -> np.ndarray:
     out = match_histogram(block[0, 0], refs[c, z], tuple(ranges[c]),
-                          cast=lambda levels: cast_to(levels, block.dtype), hist=origs[c, z])
+                          cast=lambda levels: cast_to(levels, block.dtype, rounding),
+                          hist=origs[c, z])
     return out[None, None]
 
 
 def rescaling_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], nbins: int = 256,
-                    filter_size: int = 10) -> StepOutput:
-    """Match every slice's histogram to its reference, in its own task."""
+                    filter_size: int = 10, method: str = "histogram", window: int | None = None,
+                    rounding: bool = False) -> StepOutput:
+    """Match every slice's histogram to its reference, or (``method = "gain"``) scale it
+    by its gain, in its own task."""
+    if method == "gain":
+        out = map_slices(_scale_block, stack.data,
+                         {"factors": np.asarray(prepared["factors"].values)}, stack.dtype,
+                         rounding=rounding)
+        return StepOutput(stack.copy(data=out))
     # each slice's own histogram was counted by prepare: not counted again here
     tables = {"refs": np.asarray(prepared["histos_ref"].values),
               "origs": np.asarray(prepared["histos_orig"].values),
               "ranges": np.asarray(prepared["value_range"].values)}
-    out = map_slices(_match_block, stack.data, tables, stack.dtype)
+    out = map_slices(_match_block, stack.data, tables, stack.dtype, rounding=rounding)
     if "histos_final" in prepared:  # known from the level counts (uint8)
         return StepOutput(stack.copy(data=out))
     final = Derived(functools.partial(_final_histogram, ranges=tables["ranges"], nbins=nbins),
@@ -196,13 +242,15 @@ def area_prepare(stack: xr.DataArray, compute: Compute, area: list[int] | None =
             "factors": xr.DataArray(factors, dims=("channel", "z"), coords=coords)}
 
 
-def _scale_block(block: np.ndarray, c: int, z: int, factors: np.ndarray) -> np.ndarray:
-    return cast_to(block[0, 0] * float(factors[c, z]), block.dtype)[None, None]
+def _scale_block(block: np.ndarray, c: int, z: int, factors: np.ndarray,
+                 rounding: bool = False) -> np.ndarray:
+    return cast_to(block[0, 0] * float(factors[c, z]), block.dtype, rounding)[None, None]
 
 
-def area_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], **params: Any
-               ) -> xr.DataArray:
+def area_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], rounding: bool = False,
+               **params: Any) -> xr.DataArray:
     """Multiply every slice by its factor, cast back to the input dtype."""
     out = map_slices(_scale_block, stack.data,
-                     {"factors": np.asarray(prepared["factors"].values)}, stack.dtype)
+                     {"factors": np.asarray(prepared["factors"].values)}, stack.dtype,
+                     rounding=rounding)
     return stack.copy(data=out)

@@ -299,19 +299,20 @@ def _valid_masks(cumul: np.ndarray, shape: tuple[int, int], blocks: tuple[int, i
 
 
 def _warp_block(block: np.ndarray, c: int, z: int, cumul: np.ndarray, blocks: tuple[int, int],
-                mode: str) -> np.ndarray:
+                mode: str, rounding: bool = False) -> np.ndarray:
     out = warp_slice(block[0, 0], cumul[z], blocks, mode)
-    return cast_to(out, block.dtype)[None, None]
+    return cast_to(out, block.dtype, rounding)[None, None]
 
 
 def transform_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], mode: str = "constant",
-                    cropping: bool = False, **params: Any) -> xr.DataArray:
+                    cropping: bool = False, rounding: bool = False, **params: Any
+                    ) -> xr.DataArray:
     """Warp every slice (every channel) with its cumulative matrices, in its own task;
     then keep the rectangle valid under every warp when ``cropping``."""
     cumul = np.asarray(prepared["tmats_cumul"].values)
     blocks = tuple(prepared["tmats_cumul"].attrs.get("nb_blocks", (1, 1)))
     out = map_slices(_warp_block, stack.data, {"cumul": cumul}, stack.dtype, blocks=blocks,
-                     mode=mode)
+                     mode=mode, rounding=rounding)
     result = stack.copy(data=out)
     if cropping:
         imin, imax, jmin, jmax = (int(v) for v in prepared["crop"].values)

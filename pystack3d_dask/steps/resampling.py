@@ -19,7 +19,8 @@ __all__ = ["apply"]
 
 
 def _slab_block(inputs: list[np.ndarray], first: int, lower: list[int], upper: list[int],
-                z_lower: list[float], z_upper: list[float], z_out: list[float]) -> np.ndarray:
+                z_lower: list[float], z_upper: list[float], z_out: list[float],
+                rounding: bool = False) -> np.ndarray:
     """Output slices ``z_out``, each from its input neighbours ``lower`` and ``upper``
     (indices into the stack; ``inputs``: the consecutive input blocks holding them, the
     first starting at slice ``first``)."""
@@ -27,12 +28,13 @@ def _slab_block(inputs: list[np.ndarray], first: int, lower: list[int], upper: l
     out = np.empty((1, len(z_out), *slab.shape[2:]), dtype=slab.dtype)
     for k, (lo, hi, zl, zu, z) in enumerate(zip(lower, upper, z_lower, z_upper, z_out)):
         out[0, k] = cast_to(interpolate(slab[0, lo - first], slab[0, hi - first], zl, zu, z),
-                            slab.dtype)
+                            slab.dtype, rounding)
     return out
 
 
 def apply(stack: xr.DataArray, prepared: dict, policy: str | None = None,
-          dz: float | None = None, zpos_out: list[float] | None = None) -> StepOutput:
+          dz: float | None = None, zpos_out: list[float] | None = None,
+          rounding: bool = False) -> StepOutput:
     """Resample the stack on a uniform z grid (``dz``) or on ``zpos_out``.
 
     Output slices go in slabs of a few (:func:`~..io.chunks.slab_chunks`), each a task
@@ -53,7 +55,7 @@ def apply(stack: xr.DataArray, prepared: dict, policy: str | None = None,
     starts = np.concatenate([[0], np.cumsum(data.chunks[1])]).astype(int)
     out_z = slab_chunks(len(how.z_out), slice_bytes(stack.shape, stack.dtype))
     out_starts = np.concatenate([[0], np.cumsum(out_z)]).astype(int)
-    token = hashlib.sha256(data.name.encode() + how.z_out.tobytes()).hexdigest()[:16]
+    token = hashlib.sha256(data.name.encode() + how.z_out.tobytes() + bytes([rounding])).hexdigest()[:16]
     name = f"resample-{token}"
     dsk = {}
     for c in range(nc):
@@ -66,7 +68,7 @@ def apply(stack: xr.DataArray, prepared: dict, policy: str | None = None,
             dsk[(name, c, j, 0, 0)] = (
                 _slab_block, [(data.name, c, b, 0, 0) for b in range(b0, b1 + 1)],
                 int(starts[b0]), lower, upper, [float(z_in[k]) for k in lower],
-                [float(z_in[k]) for k in upper], [float(z) for z in how.z_out[part]])
+                [float(z_in[k]) for k in upper], [float(z) for z in how.z_out[part]], rounding)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
     chunks = ((1,) * nc, out_z, (ny,), (nx,))
     out = da.Array(graph, name, chunks, dtype=stack.dtype)
