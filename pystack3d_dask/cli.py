@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", type=int, nargs=3, metavar=("NZ", "NY", "NX"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
+    p.add_argument("--profile", choices=("recommended", "pystack3d"), default="recommended",
+                   help="workflow.toml's profile (pystack3d: a file PyStack3D runs as is)")
 
     p = sub.add_parser("report", help="write every step's figures (PNG) from a store")
     p.add_argument("store", type=Path)
@@ -136,7 +138,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from .synthetic import write_synthetic
 
-    kwargs = {"seed": args.seed, "overwrite": args.overwrite}
+    kwargs = {"seed": args.seed, "overwrite": args.overwrite, "profile": args.profile}
     if args.shape:
         kwargs["shape"] = tuple(args.shape)
     start = time.perf_counter()

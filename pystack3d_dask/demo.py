@@ -18,7 +18,8 @@ def demo(folder: str | Path = "pystack3d-dask-demo", shape: tuple[int, int, int]
          progress: bool = True, report: bool = True) -> tuple[RunResult, dict[str, dict]]:
     """Make (or reuse) a synthetic stack in ``folder``, run its workflow, score the result.
 
-    The synthetic workflow names every PyStack3D step; the steps this version does not
+    The synthetic workflow (``profile = "recommended"``) names every PyStack3D step; the
+    steps this version does not
     have yet are left out, and said so. With ``report``, every step's figures are written
     to ``folder/demo-report`` (see :func:`pystack3d_dask.report.write_report`).
 
@@ -40,7 +41,7 @@ def demo(folder: str | Path = "pystack3d-dask-demo", shape: tuple[int, int, int]
     else:
         start = time.perf_counter()
         kwargs = {"shape": shape} if shape else {}
-        write_synthetic(data, overwrite=True, **kwargs)
+        write_synthetic(data, overwrite=True, profile="recommended", **kwargs)
         say(f"synthetic stack written to {data} in {time.perf_counter() - start:.1f} s")
 
     wf = load_workflow(data / "workflow.toml")

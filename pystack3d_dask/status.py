@@ -70,9 +70,7 @@ def _iso(epoch: float | None) -> str | None:
 def format_status(rows: list[dict[str, Any]]) -> str:
     """A text table of :func:`store_status`."""
     head = f"{'group':<30} {'state':<10} {'fingerprint':<14} {'seconds':>8}  shape"
-    profiles = sorted({r["profile"] for r in rows if r["group"] != "input"})
-    lines = [f"profile: {', '.join(profiles)}"] if profiles else []
-    lines.append(head)
+    lines = [head]
     for r in rows:
         state = "complete" if r["complete"] else ("removed" if r["removed"] else "partial")
         if not r["in_last_workflow"] and r["group"] != "input":
@@ -89,4 +87,7 @@ def format_status(rows: list[dict[str, Any]]) -> str:
         lines.append(f"removed: slices deleted by the retention policy ({freed:.1f} MiB freed; "
                      "statistics and parameters kept); a run that needs them computes them "
                      "again")
+    profiles = sorted({r["profile"] for r in rows if r["group"] != "input"})
+    if profiles:
+        lines.append(f"profile: {', '.join(profiles)}")
     return "\n".join(lines)

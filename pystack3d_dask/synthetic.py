@@ -774,6 +774,7 @@ def write_synthetic(
     seed: int | None = 0,
     *,
     overwrite: bool = False,
+    profile: str = "pystack3d",
     **kwargs: Any,
 ) -> SyntheticFiles:
     """Generate a synthetic stack and write it as a PyStack3D project plus its truth.
@@ -798,6 +799,8 @@ def write_synthetic(
     overwrite : bool
         Allow a non-empty ``out_dir``: the ``slices`` folder, ``truth.zarr`` and
         ``workflow.toml`` there are replaced; other files are left alone.
+    profile : str
+        Profile of the workflow file (see :func:`workflow_toml`).
     **kwargs
         Passed to :func:`generate` (``dz``, ``dtype``, defect switches and strengths).
 
@@ -839,7 +842,7 @@ def write_synthetic(
         paths.append(path)
 
     _truth_dataset(syn).to_zarr(truth_path, mode="w", zarr_format=3, consolidated=False)
-    workflow_path.write_text(workflow_toml(syn), encoding="utf-8")
+    workflow_path.write_text(workflow_toml(syn, profile=profile), encoding="utf-8")
     return SyntheticFiles(out_dir=out, slices_dir=slices_dir, slice_paths=paths,
                           truth=truth_path, workflow=workflow_path, synthetic=syn)
 
@@ -905,7 +908,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def workflow_toml(syn: Synthetic, final_margin: int = 4) -> str:
+def workflow_toml(syn: Synthetic, final_margin: int = 4, profile: str = "pystack3d") -> str:
     """PyStack3D workflow text (TOML) that corrects the stack of ``syn``.
 
     Areas of later steps are given in the frame those steps see: the registration
@@ -918,6 +921,10 @@ def workflow_toml(syn: Synthetic, final_margin: int = 4) -> str:
         The generated data.
     final_margin : int
         Extra pixels removed on each side by ``cropping_final``.
+    profile : str
+        ``"pystack3d"``: a file PyStack3D runs as is (VSNR destriping with its usual
+        parameters). ``"recommended"``: this project's ``profile = "recommended"``, with
+        the keys the profile chooses (the destriping method) left to it.
 
     Returns
     -------
@@ -927,6 +934,8 @@ def workflow_toml(syn: Synthetic, final_margin: int = 4) -> str:
     if isinstance(final_margin, bool) or not isinstance(final_margin, (int, np.integer)) \
             or final_margin < 0:
         raise InputError(f"final_margin must be an integer >= 0, got {final_margin!r}")
+    if profile not in ("pystack3d", "recommended"):
+        raise InputError(f"profile must be 'pystack3d' or 'recommended', got {profile!r}")
     xmin, xmax, ymin, ymax = syn.valid_area
     width, height = xmax - xmin, ymax - ymin
     reg_margin = max(2, round(0.1 * min(width, height)))
@@ -958,6 +967,7 @@ def workflow_toml(syn: Synthetic, final_margin: int = 4) -> str:
         "nproc = 2",
         f"process_steps = [{steps}]",
         "history = []",
+        *([f'profile = "{profile}"'] if profile != "pystack3d" else []),
         "",
         "[cropping]",
         f"area = {_toml(syn.valid_area)}",
@@ -984,9 +994,10 @@ def workflow_toml(syn: Synthetic, final_margin: int = 4) -> str:
         "cropping = true",
         "",
         "[destriping]",
-        "maxit = 50",
-        "cvg_threshold = 1e-2",
-        'filters = [{ name = "Gabor", noise_level = 20, sigma = [0.5, 200], theta = 0 }]',
+        *(["maxit = 50", "cvg_threshold = 1e-2",
+           'filters = [{ name = "Gabor", noise_level = 20, sigma = [0.5, 200], theta = 0 }]']
+          if profile == "pystack3d" else
+          ["# method, only_striped: from the profile (column_profile, only where striped)"]),
         "",
         "[resampling]",
         'policy = "slice_{slice_nb}_z={z_coord}um.tif"',

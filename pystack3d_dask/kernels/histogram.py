@@ -169,8 +169,9 @@ def fit_gains(quantiles: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarra
     Returns
     -------
     gains, reference : numpy.ndarray
-        ``(nz,)`` factors (1 where a slice's quantiles are all 0) and the ``(nz, nq)``
-        reference quantiles.
+        ``(nz,)`` factors (1 where a slice's quantiles are all 0, and where the factor
+        is within three robust deviations of all the slices' factors from 1) and the
+        ``(nz, nq)`` reference quantiles.
     """
     q = np.asarray(quantiles, dtype=np.float64)
     nz = q.shape[0]
@@ -180,4 +181,9 @@ def fit_gains(quantiles: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarra
     den = (q * q).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         gains = np.where(den > 0, num / den, 1.0)
+    # a slice is only rescaled where its gain stands out of the slice-to-slice wobble
+    # of the structure itself: rescaling that wobble would add error, not remove it
+    wobble = gains - 1.0
+    spread = 1.4826 * np.median(np.abs(wobble - np.median(wobble)))
+    gains = np.where(np.abs(wobble) > 3.0 * spread, gains, 1.0)
     return gains, reference
