@@ -140,11 +140,13 @@ def write_html_report(store: str | Path, out: str | Path, figures_dir: str | Pat
     quality_html = (_quality_rows(st, groups, truth_path, scores) if truth_path is not None
                     else "")
     workflow = st.info.get("workflow_raw") or {}
+    made_by = ((st.attrs(groups[-1]) or {}).get("provenance") or {}) if groups else {}
     body = [f"<h1>pystack3d-dask report: {html.escape(st.path.name)}</h1>",
             _table([("store", html.escape(str(st.path))),
                     ("input", html.escape(str(((st.attrs('input') or {}).get('source') or {})
                                               .get("root", "")))),
                     ("steps", html.escape(", ".join(g.split("/", 1)[-1] for g in groups))),
+                    ("profile", html.escape(str(made_by.get("profile", "pystack3d")))),
                     ("package", html.escape(str(st.info.get("package_version", ""))))]),
             "<h2>Workflow</h2><pre>" + html.escape("\n".join(
                 f"{key} = {json.dumps(value, default=str)}" for key, value in workflow.items()))

@@ -173,3 +173,7 @@ def test_status_says_the_profile(tmp_path):
     rows = store_status(tmp_path / "s.zarr")
     assert rows[-1]["profile"] == "recommended"
     assert format_status(rows).splitlines()[-1] == "profile: recommended"
+    from pystack3d_dask.html_report import write_html_report
+
+    page = write_html_report(tmp_path / "s.zarr", tmp_path / "r.html").read_text()
+    assert "<tr><th>profile</th><td>recommended</td></tr>" in page
