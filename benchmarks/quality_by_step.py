@@ -53,6 +53,7 @@ import copy
 import json
 import math
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -66,6 +67,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
+# This checkout's package, wherever the script is run from: a plain (non-editable)
+# install elsewhere would otherwise be scored instead of the code beside the script.
+sys.path.insert(0, str(HERE.parent))
 
 from harness import format_table  # noqa: E402
 
@@ -834,7 +838,12 @@ def main() -> None:
     args = parser.parse_args()
     shape = (args.shape[0], args.shape[1], args.shape[2])
 
+    # A terminated run still removes its temporary stores (the finally below).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    import pystack3d_dask
+
     profile, line = load_profile()
+    print(f"pystack3d_dask from {Path(pystack3d_dask.__file__).parent}")
     print(line)
     start = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(dir=args.dir, prefix="p3d-quality-"))
