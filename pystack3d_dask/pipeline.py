@@ -218,6 +218,12 @@ def _report(name: str, rep: WriteReport, fused: list[str] | None = None) -> Step
                       rep.seconds, fused or [])
 
 
+def _reduction_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A step's parameters less ``rounding``: how a float goes back to the dtype
+    concerns the slices' tasks (``apply``) alone, not ``prepare`` nor ``validate``."""
+    return {k: v for k, v in params.items() if k != "rounding"}
+
+
 def _build(name: str, stack: xr.DataArray, params: dict[str, Any], ex: Executor,
            outputs: dict[str, xr.Dataset], store: Store | None = None,
            group: str | None = None, fp: str | None = None) -> StepOutput:
@@ -226,9 +232,8 @@ def _build(name: str, stack: xr.DataArray, params: dict[str, Any], ex: Executor,
     outputs of the steps before it, for the steps that need them."""
     step = get_step(name)
     prepared: dict[str, xr.DataArray] = {}
-    # how a float goes back to the dtype concerns the slices' tasks alone
     apply_params = params
-    params = {k: v for k, v in params.items() if k != "rounding"}
+    params = _reduction_params(params)
     ex.task_bytes = _task_bytes(stack)
     try:
         if step.prepare is not None:
@@ -258,9 +263,7 @@ def _check_steps(wf: Workflow) -> None:
     steps = [get_step(name) for name in wf.process_steps]  # unknown names first
     for step in steps:
         if step.validate is not None:
-            params = wf.step_params(step.name)
-            params.pop("rounding")
-            step.validate(**params)
+            step.validate(**_reduction_params(wf.step_params(step.name)))
 
 
 def _refuse_main_reimport() -> None:

@@ -11,12 +11,14 @@ import functools
 import math
 import types
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
 from ..errors import ConfigError
+from .stats import robust_std
 
 __all__ = [
     "array_module",
@@ -180,6 +182,21 @@ def _centre_crop(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return img[top: top + shape[0], left: left + shape[1]]
 
 
+def _along(work: np.ndarray, angle: float, vertical: Callable[[np.ndarray], np.ndarray]
+           ) -> np.ndarray:
+    """``vertical`` (a destriper of vertical stripes) applied to stripes at ``angle``:
+    0 as is, 90 by transposition (exact), other angles on the rotated slice, whose
+    stripe estimate alone is rotated back, so the image itself is not interpolated."""
+    turn = angle % 180.0
+    if turn == 0:
+        return vertical(work)
+    if turn == 90:
+        return vertical(work.T).T
+    turned = _rotated(work, -angle)
+    stripes = turned - vertical(turned)
+    return work - _centre_crop(_rotated(stripes, angle), work.shape)
+
+
 def wavelet_fourier(img: Any, wavelet: str = "coif3", level: int = 4, sigma: float = 4.0,
                     angle: float = 0.0) -> Any:
     """Wavelet-Fourier destriping (Münch, Trtik, Marone and Stampanoni, Opt. Express 17,
@@ -212,21 +229,7 @@ def wavelet_fourier(img: Any, wavelet: str = "coif3", level: int = 4, sigma: flo
     # transforms (30 % faster than PyStack3D's float64 at 1024^2)
     exact = np.float32 if img.dtype.itemsize <= 2 else np.float64
     work = img if img.dtype.kind == "f" else img.astype(exact)
-    turn = angle % 180.0
-    if turn == 0:
-        return _wavelet_vertical(work, wavelet, level, sigma)
-    if turn == 90:
-        return _wavelet_vertical(work.T, wavelet, level, sigma).T
-    turned = _rotated(work, -angle)
-    stripes = turned - _wavelet_vertical(turned, wavelet, level, sigma)
-    return work - _centre_crop(_rotated(stripes, angle), work.shape)
-
-
-def _robust_spread(values: np.ndarray) -> np.ndarray:
-    """Normalised median absolute deviation along the last axis (a standard deviation
-    for Gaussian values, untouched by the few columns that carry stripes)."""
-    centre = np.median(values, axis=-1, keepdims=True)
-    return 1.4826 * np.median(np.abs(values - centre), axis=-1)
+    return _along(work, angle, lambda a: _wavelet_vertical(a, wavelet, level, sigma))
 
 
 def _stripe_runs(hp: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -293,13 +296,11 @@ def column_profile(img: Any, width: int = 31, k: float = 4.0, anchor: float = 0.
         return xp.asarray(column_profile(xp.asnumpy(img), width, k, anchor, angle))
     exact = np.float32 if img.dtype.itemsize <= 4 else np.float64
     work = np.asarray(img, dtype=exact)
-    turn = angle % 180.0
-    if turn == 90:
-        return column_profile(work.T, width, k, anchor).T
-    if turn:
-        turned = _rotated(work, -angle)
-        stripes = turned - column_profile(turned, width, k, anchor)
-        return work - _centre_crop(_rotated(stripes, angle), work.shape)
+    return _along(work, angle, lambda a: _column_profile_vertical(a, width, k, anchor))
+
+
+def _column_profile_vertical(work: np.ndarray, width: int, k: float, anchor: float
+                             ) -> np.ndarray:
     ny, nx = work.shape
     # blocks of rows: the profile is averaged along the stripes anyway; 4 rows a block
     # cost a quarter and give levels between the grey levels of an integer image
@@ -311,7 +312,7 @@ def column_profile(img: Any, width: int = 31, k: float = 4.0, anchor: float = 0.
     m = max(1, round(anchor * n))
     medians = np.stack([np.median(hp, axis=0), np.median(hp[:m], axis=0),
                         np.median(hp[n - m:], axis=0)])
-    spread = np.maximum(_robust_spread(medians), 1e-6 * (1 + np.abs(work).max()))
+    spread = np.maximum(robust_std(medians), 1e-6 * (1 + np.abs(work).max()))
     candidates = (np.abs(medians) > k * spread[:, None]).any(axis=0)
     candidates = ndimage.binary_dilation(candidates)  # a stripe's shoulders
     cols = np.flatnonzero(candidates)
@@ -324,7 +325,7 @@ def column_profile(img: Any, width: int = 31, k: float = 4.0, anchor: float = 0.
     for j, lo, hi, value in zip(cols, start * block, stop * block, level):
         if value:
             # the last block takes the rows left over by the blocking
-            out[lo: ny if hi * 1 >= n * block else hi, j] -= value
+            out[lo: ny if hi >= n * block else hi, j] -= value
     return out
 
 

@@ -8,6 +8,7 @@ import numpy as np
 from scipy.ndimage import median_filter, uniform_filter1d
 
 from .background import fit_mask
+from .stats import robust_std
 
 __all__ = [
     "GAIN_QUANTILES",
@@ -184,6 +185,6 @@ def fit_gains(quantiles: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarra
     # a slice is only rescaled where its gain stands out of the slice-to-slice wobble
     # of the structure itself: rescaling that wobble would add error, not remove it
     wobble = gains - 1.0
-    spread = 1.4826 * np.median(np.abs(wobble - np.median(wobble)))
+    spread = robust_std(wobble)
     gains = np.where(np.abs(wobble) > 3.0 * spread, gains, 1.0)
     return gains, reference

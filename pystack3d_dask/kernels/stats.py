@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["slice_stats"]
+__all__ = ["robust_std", "slice_stats"]
 
 
 def slice_stats(img: np.ndarray) -> np.ndarray:
@@ -23,3 +23,11 @@ def slice_stats(img: np.ndarray) -> np.ndarray:
     """
     img = np.asarray(img)
     return np.array([img.min(), img.max(), img.mean(dtype=np.float64)], dtype=np.float64)
+
+
+def robust_std(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Normalised median absolute deviation from the median along ``axis``: the standard
+    deviation for Gaussian values, unmoved by a few outliers (striped columns, slices
+    with a gain jump)."""
+    centre = np.median(values, axis=axis, keepdims=True)
+    return 1.4826 * np.median(np.abs(values - centre), axis=axis)
