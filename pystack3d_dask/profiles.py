@@ -26,6 +26,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "recommended": {
         # truncation lowers every slice by half a grey level at every step that casts
         "*": {"rounding": True},
+        # the background fitted to the level of the main phase (block medians, weights
+        # that drop the other phases), not to the mean of whatever phases a region holds
+        "bkg_removal": {"skip_median": True, "weight_func": "TukeyBiweight"},
         # one gain per slice: gain jumps fixed, each histogram's shape kept
         "intensity_rescaling": {"method": "gain"},
         # registering a band-pass of each pair halves the drift residual
@@ -38,6 +41,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 #: (step, profile key) -> keys of the file that rule the profile's value out.
 _EXCLUDED_BY: dict[tuple[str, str], tuple[str, ...]] = {
     ("destriping", "method"): ("filters", "wavelet_decomposition"),
+    ("bkg_removal", "skip_median"): ("skip_averaging",),
     ("registration_calculation", "bandpass"): ("threshold", "gaussian_sigma"),
 }
 

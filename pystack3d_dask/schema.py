@@ -299,7 +299,13 @@ STEP_SCHEMAS: dict[str, dict[str, Param]] = {
         "skip_averaging": Param(boolean, False, "area-averaged down-sampling instead of decimation"),
         "threshold_min": Param(number(), None, "pixels below are left out of the fit"),
         "threshold_max": Param(number(), None, "pixels above are left out of the fit"),
-        "weight_func": Param(string(("HuberT", "Hampel", "None")), "HuberT", "robust weights"),
+        "skip_median": Param(boolean, False,
+                             "each sample is the median of the valid pixels of its skip block, "
+                             "so that a second phase (pores, particles) does not pull the fit. "
+                             "Not in PyStack3D"),
+        "weight_func": Param(string(("HuberT", "Hampel", "TukeyBiweight", "None")), "HuberT",
+                             "robust weights (TukeyBiweight: redescending, gives no weight to "
+                             "samples of another phase; not in PyStack3D)"),
         "preserve_avg": Param(boolean, False, "keep the mean of the stack (3D only)"),
         "max_samples": Param(integer(1), 1_000_000,
                              "cap of the 3D fit sample (memory O(samples x terms))"),

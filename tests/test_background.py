@@ -79,9 +79,35 @@ def test_robust_fit_resists_outliers():
     ols = robust_lstsq(design, y, None)
     np.testing.assert_allclose(ols, np.linalg.lstsq(design, y, rcond=None)[0])
     assert abs(ols[0] - 3) > 2  # least squares is dragged by the outliers
-    for name in ("HuberT", "Hampel"):
+    for name in ("HuberT", "Hampel", "TukeyBiweight"):
         coefs = robust_lstsq(design, y, name)
         np.testing.assert_allclose(coefs, [3, 2], atol=0.1 if name == "HuberT" else 0.03)
+
+
+def test_block_medians_and_tukey_fit_the_main_phase():
+    # a matrix on a tilted background, with pores (15 % of it, 30 % in its left half, in
+    # patches larger than a pixel, smaller than a block) 80 grey levels darker: the mean
+    # of a region depends on how many pores it holds, the level of the matrix does not
+    rng = np.random.default_rng(4)
+    h, w = 120, 160
+    yy, xx = np.mgrid[0:h, 0:w]
+    bkg = 120 + 30 * xx / (w - 1) - 20 * yy / (h - 1)
+    pores = np.kron(rng.random((h // 4, w // 4)) < 0.15, np.ones((4, 4), dtype=bool))
+    pores[:, : w // 2] |= np.kron(rng.random((h // 4, w // 8)) < 0.2, np.ones((4, 4), dtype=bool))
+    img = bkg - 80 * pores + rng.normal(0, 3, (h, w))
+    powers = powers_from_orders([1, 1], False)  # 1, y, x
+    huber, _ = fit_slice(img, powers, (10, 10), weight_func="HuberT")
+    robust, used = fit_slice(img, powers, (10, 10), weight_func="TukeyBiweight", median=True)
+    assert used == (h // 10) * (w // 10)
+    # the slopes (what is subtracted) to within 1.5 grey levels; the level of a block's
+    # median sits slightly inside the matrix's noise, towards the pores
+    np.testing.assert_allclose(robust[1:], [-20, 30], atol=1.5)
+    assert abs(robust[0] - 120) < 3
+    assert np.abs(huber[1:] - [-20, 30]).max() > 4 * np.abs(robust[1:] - [-20, 30]).max()
+    # a block with no pixel inside the thresholds gives no sample
+    img[:10, :10] = 0
+    _, used = fit_slice(img, powers, (10, 10), threshold_min=1, median=True)
+    assert used == (h // 10) * (w // 10) - 1
 
 
 def test_fit_slice_recovers_background_and_leaves_masked_pixels():
@@ -158,6 +184,8 @@ def test_preserve_avg_gives_zero_mean_background():
     ({"orders": [1, 1], "preserve_avg": True}, "preserve_avg"),
     ({"orders": [1, 1], "skip_factors": [2, 2, 2]}, "skip_factors"),
     ({"cross_terms": True}, "needs 'orders'"),
+    ({"orders": [1, 1], "skip_averaging": True, "skip_median": True}, "skip_median"),
+    ({"orders": [1, 1], "weight_func": "Tukey"}, "weight_func"),
 ])
 def test_bad_background_parameters(tmp_path, stack_dir, table, piece):
     folder, _ = stack_dir

