@@ -321,12 +321,35 @@ def _column_profile_vertical(work: np.ndarray, width: int, k: float, anchor: flo
     cuts = np.unique(np.linspace(0, n, 17).round().astype(np.int64)[1:])
     cuts = cuts[cuts >= m // 2]
     start, stop, level = _stripe_runs(hp[:, cols], cuts)
+    # noise of one block of hp, from the differences of consecutive blocks of every
+    # column (structure changes little from one block to the next, noise entirely)
+    noise = robust_std(np.diff(hp, axis=0).ravel()) / np.sqrt(2.0)
+    keep = _stripe_like(hp[:, cols], start, stop, level, noise)
     out = work.copy()
-    for j, lo, hi, value in zip(cols, start * block, stop * block, level):
-        if value:
-            # the last block takes the rows left over by the blocking
-            out[lo: ny if hi >= n * block else hi, j] -= value
+    for j, lo, hi, value in zip(cols[keep], start[keep] * block, stop[keep] * block, level[keep]):
+        # the last block takes the rows left over by the blocking
+        out[lo: ny if hi >= n * block else hi, j] -= value
     return out
+
+
+def _stripe_like(hp: np.ndarray, start: np.ndarray, stop: np.ndarray, level: np.ndarray,
+                 noise: float, spread: float = 2.0, z: float = 3.0, corr: float = 4.0
+                 ) -> np.ndarray:
+    """Which fitted runs look like a stripe rather than structure or noise.
+
+    A stripe is one level along its run: the run's values must scatter about the level
+    no more than ``spread`` times ``noise`` (that of one block of ``hp``) (an elongated pore or
+    particle edge in a column varies along it). And the level must stand out of that
+    noise: ``z`` standard errors of a mean over the run, counting ``corr`` blocks as one
+    (the structure left in ``hp`` is correlated over a few blocks).
+    """
+    keep = level != 0
+    for i in np.flatnonzero(keep):
+        run = hp[start[i]:stop[i], i]
+        scatter = 1.4826 * float(np.median(np.abs(run - level[i])))
+        significant = abs(level[i]) >= z * noise * np.sqrt(corr / run.size)
+        keep[i] = scatter <= spread * noise and significant
+    return keep
 
 
 def _median5(a: np.ndarray, axis: int) -> np.ndarray:
