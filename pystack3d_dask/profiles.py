@@ -16,7 +16,7 @@ from typing import Any
 from .errors import ConfigError
 from .schema import suggest
 
-__all__ = ["DEFAULT_PROFILE", "PROFILES", "profile_defaults"]
+__all__ = ["DEFAULT_PROFILE", "PROFILES", "conflicting_keys", "profile_defaults"]
 
 DEFAULT_PROFILE = "pystack3d"
 
@@ -44,6 +44,24 @@ _EXCLUDED_BY: dict[tuple[str, str], tuple[str, ...]] = {
     ("bkg_removal", "skip_median"): ("skip_averaging",),
     ("registration_calculation", "bandpass"): ("threshold", "gaussian_sigma"),
 }
+
+
+def conflicting_keys(step: str, key: str) -> tuple[str, ...]:
+    """The keys of a step's table that keep a profile's value of ``key`` out.
+
+    Parameters
+    ----------
+    step : str
+        The step's table name.
+    key : str
+        A key that a profile sets in that table.
+
+    Returns
+    -------
+    tuple of str
+        Empty when nothing the file sets rules the profile's value out.
+    """
+    return _EXCLUDED_BY.get((step, key), ())
 
 
 def profile_defaults(profile: str, step: str, table: Mapping[str, Any]) -> dict[str, Any]:
@@ -78,7 +96,7 @@ def profile_defaults(profile: str, step: str, table: Mapping[str, Any]) -> dict[
     for key, value in values.items():
         if key in table:
             continue
-        if any(other in table for other in _EXCLUDED_BY.get((step, key), ())):
+        if any(other in table for other in conflicting_keys(step, key)):
             continue
         out[key] = value
     return out
