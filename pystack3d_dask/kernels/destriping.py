@@ -270,7 +270,9 @@ def column_profile(img: Any, width: int = 31, k: float = 4.0, anchor: float = 0.
     when its median over the whole slice, or over the first or last ``anchor`` of its
     rows, stands more than ``k`` robust deviations out of all the columns' medians; each
     candidate gets the edge-anchored run and level that fit it best, which is then
-    subtracted from those rows alone. Columns that are not candidates are not touched.
+    subtracted from those rows alone, if it looks like a stripe: one level along the
+    run, standing out of the noise (:func:`_stripe_like`). Other columns are not
+    touched.
 
     Parameters
     ----------
@@ -338,10 +340,10 @@ def _stripe_like(hp: np.ndarray, start: np.ndarray, stop: np.ndarray, level: np.
     """Which fitted runs look like a stripe rather than structure or noise.
 
     A stripe is one level along its run: the run's values must scatter about the level
-    no more than ``spread`` times ``noise`` (that of one block of ``hp``) (an elongated pore or
-    particle edge in a column varies along it). And the level must stand out of that
-    noise: ``z`` standard errors of a mean over the run, counting ``corr`` blocks as one
-    (the structure left in ``hp`` is correlated over a few blocks).
+    no more than ``spread`` times ``noise``, the noise of one block of ``hp`` (a pore or
+    particle edge that a column crosses varies along it). And the level must stand out
+    of that noise: ``z`` standard errors of a mean over the run, counting ``corr``
+    blocks as one (the structure left in ``hp`` is correlated over a few blocks).
     """
     keep = level != 0
     for i in np.flatnonzero(keep):
