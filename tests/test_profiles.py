@@ -9,7 +9,8 @@ import pytest
 import pystack3d_dask as p3d
 from pystack3d_dask.config import load_workflow
 from pystack3d_dask.errors import ConfigError
-from pystack3d_dask.kernels.destriping import column_profile, stripe_score
+from pystack3d_dask.kernels.curtains import column_profile
+from pystack3d_dask.kernels.destriping import stripe_score
 from pystack3d_dask.kernels.dtype import cast_to
 from pystack3d_dask.kernels.histogram import fit_gains
 from pystack3d_dask.synthetic import load_truth, write_synthetic

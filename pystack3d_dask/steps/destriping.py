@@ -14,10 +14,10 @@ import numpy as np
 import xarray as xr
 
 from ..errors import ConfigError, NotAvailableError
+from ..kernels.curtains import column_profile
 from ..kernels.destriping import (
     auto_threshold,
     check_wavelet,
-    column_profile,
     stripe_score,
     vsnr,
     wavelet_fourier,
