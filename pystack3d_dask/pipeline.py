@@ -33,16 +33,15 @@ from .errors import ConfigError, Pystack3dDaskError, StoreError
 from .faults import fault_point
 from .heap import keep_heap, release_heap
 from .io.chunks import slab_size, slice_bytes
+from .io.identity import check_same_input
 from .io.lock import StoreLock
-from .io.store import LAYOUT_VERSION, Store, WriteReport, make_compressors, to_json
+from .io.store import INPUT_GROUP, LAYOUT_VERSION, Store, WriteReport, make_compressors, to_json
 from .io.tiff import SliceSource, discover, lazy_stack
 from .pool import release_pool
 from .steps import StepOutput, get_step
 from .steps.base import as_output
 
 __all__ = ["RunResult", "StepReport", "fingerprint", "open_result", "resolve_group", "run"]
-
-INPUT_GROUP = "input"
 
 
 @dataclass
@@ -89,25 +88,6 @@ def fingerprint(payload: Mapping[str, Any]) -> str:
 def _source(wf: Workflow) -> SliceSource:
     return discover(wf.project_dir, wf.channels, wf.ind_min, wf.ind_max, wf.policy,
                     wf.input["z_spacing"])
-
-
-def _check_same_input(store: Store, source: SliceSource) -> None:
-    """Refuse a store made from another input (different folder or changed files)."""
-    attrs = store.attrs(INPUT_GROUP)
-    if not attrs or "source" not in attrs:
-        return
-    old = attrs["source"]
-    if old.get("root") != str(source.root.resolve()):
-        raise StoreError(f"the store {store.path} holds another input ({old.get('root')}), not "
-                         f"{source.root.resolve()}; use another store or ask to overwrite it "
-                         "(--overwrite, or [store] overwrite = true)")
-    before = {m["path"]: (m["size"], m["sha256_ends"]) for m in attrs.get("manifest", [])}
-    for entry in source.manifest:
-        seen = before.get(entry["path"])
-        if seen is not None and seen != (entry["size"], entry["sha256_ends"]):
-            raise StoreError(f"the store {store.path} was made from a different version of "
-                             f"{entry['path']} (size or content changed); use another store or "
-                             "ask to overwrite it (--overwrite)")
 
 
 PROVENANCE_PACKAGES = ("pystack3d-dask", "dask", "distributed", "zarr", "numcodecs", "numpy",
@@ -302,7 +282,7 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
     if wf.store["overwrite"]:
         st.clear()
     else:
-        _check_same_input(st, source)
+        check_same_input(st, source)
 
     input_fp, manifest_id = _input_fingerprint(wf, source)
     plan = []

@@ -456,6 +456,22 @@ def _(d: Path) -> None:
     workflow(d)  # default store: wf.zarr, made from other/
 
 
+@case("input_edited_in_place", f"different version of {name(2)}", "same size",
+      "differ from those ingested", "--overwrite")
+def _(d: Path) -> None:
+    import pystack3d_dask as p3d
+
+    # 360 x 400 uint16: the edit is beyond the first and last 64 KiB of the file
+    stack(d, shape=(360, 400))
+    p3d.run({"project_dir": str(d / "slices"), "process_steps": [],
+             "store": {"path": str(d / "wf.zarr")}}, progress=False)
+    workflow(d)
+    path = d / "slices" / name(2)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 16] = b"\x07" * 16
+    path.write_bytes(bytes(data))
+
+
 @case("store_of_newer_layout", f"layout version {LAYOUT_VERSION + 1}",
       f"newer than this package's ({LAYOUT_VERSION})", "upgrade pystack3d-dask")
 def _(d: Path) -> None:

@@ -308,3 +308,33 @@ def test_local_runs_do_not_import_distributed():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def _edit_middle(path: Path, value: int) -> None:
+    """Overwrite bytes in the middle of a file in place: same size, same first and last
+    64 KiB, a new modification time."""
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 16] = bytes([value]) * 16
+    path.write_bytes(bytes(data))
+
+
+def test_input_edited_in_place_is_caught_and_a_touch_is_not(tmp_path):
+    # 360 x 400 uint16 slices: 288 KB files, whose middle the ends' hash does not cover
+    write_stack(tmp_path / "slices", n=4, shape=(360, 400))
+    wf = _workflow(tmp_path)
+    p3d.run(wf, progress=False)
+    target = tmp_path / "slices" / "slice_0002_z=0.0200um.tif"
+    # touched only (new time, same bytes): the checkpoints are reused
+    os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+    res = p3d.run(wf, progress=False)
+    assert [r.status for r in res.reports] == ["reused"] * 3
+    # edited in the middle: refused, naming the file, before anything is reused
+    before = tree_hashes(tmp_path / "out.zarr")
+    _edit_middle(target, 7)
+    with pytest.raises(StoreError, match=r"different version of slice_0002_z=0.0200um.tif: "
+                       r"modified .*, same size, but its pixels \(slice z = 0.02 um\) differ"):
+        p3d.run(wf, progress=False)
+    assert tree_hashes(tmp_path / "out.zarr") == before
+    wf["store"]["overwrite"] = True
+    assert p3d.run(wf, progress=False).reports[0].status == "computed"

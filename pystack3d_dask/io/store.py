@@ -46,9 +46,11 @@ from ..faults import fault_point
 from ..kernels.stats import slice_stats
 from .chunks import fast_chunks, slab_chunks, slab_size, slice_bytes
 
-__all__ = ["LAYOUT_VERSION", "Store", "WriteReport", "make_compressors"]
+__all__ = ["INPUT_GROUP", "LAYOUT_VERSION", "Store", "WriteReport", "make_compressors"]
 
 LAYOUT_VERSION = 1
+#: The group of the ingested input slices (steps are under ``steps/``).
+INPUT_GROUP = "input"
 _ROOT_KEY = "pystack3d_dask"
 STAT_NAMES = ("min", "max", "mean")
 #: Attributes that open_stack sets on a stack it reads, not array metadata to write.

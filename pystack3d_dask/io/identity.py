@@ -1,0 +1,89 @@
+"""Is the input the one a store was made from?
+
+The manifest of an ingest records, for every input file, its size, its modification
+time and a hash of its first and last 64 KiB. A file whose size or ends differ has
+changed. A file whose size and ends match but whose modification time moved may have
+been edited in the middle (same size, same header): its pixels are then compared with
+the slices ingested from it, so that an edit is caught and a file only touched (copied
+with a new time, opened and saved unchanged) is not. No hash of the whole input is
+computed at ingest: the check costs nothing while the times are unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import numpy as np
+
+from ..errors import StoreError
+from .store import INPUT_GROUP, Store
+from .tiff import SliceSource, read_slice
+
+__all__ = ["check_same_input"]
+
+_FIX = "use another store or ask to overwrite it (--overwrite, or [store] overwrite = true)"
+
+
+def check_same_input(store: Store, source: SliceSource) -> None:
+    """Refuse a store made from another input folder or from files changed since.
+
+    Files whose modification time alone moved are compared slice by slice with what
+    the store ingested from them; when they are unchanged, the store's manifest takes
+    their new times, so that the next run does not compare them again.
+
+    Raises
+    ------
+    StoreError
+        Naming the store and the changed file, and what changed.
+    """
+    attrs = store.attrs(INPUT_GROUP)
+    if not attrs or "source" not in attrs:
+        return
+    old = attrs["source"]
+    if old.get("root") != str(source.root.resolve()):
+        raise StoreError(f"the store {store.path} holds another input ({old.get('root')}), not "
+                         f"{source.root.resolve()}; {_FIX}")
+    before = {m["path"]: m for m in attrs.get("manifest", [])}
+    touched = []
+    for entry in source.manifest:
+        seen = before.get(entry["path"])
+        if seen is None:
+            continue
+        if (seen["size"], seen["sha256_ends"]) != (entry["size"], entry["sha256_ends"]):
+            raise StoreError(f"the store {store.path} was made from a different version of "
+                             f"{entry['path']} (size or content changed); {_FIX}")
+        if seen.get("mtime_ns") != entry["mtime_ns"]:
+            touched.append(entry)
+    if not touched:
+        return
+    for entry in touched:
+        _compare_pixels(store, source, entry)
+    times = {e["path"]: e["mtime_ns"] for e in touched}
+    manifest = [{**m, "mtime_ns": times.get(m["path"], m.get("mtime_ns"))}
+                for m in attrs.get("manifest", [])]
+    store.update_attrs(INPUT_GROUP, manifest=manifest)
+
+
+def _compare_pixels(store: Store, source: SliceSource, entry: dict[str, Any]) -> None:
+    """Raise unless every slice ingested from ``entry``'s file still reads the same."""
+    path = source.root / entry["path"]
+    when = datetime.datetime.fromtimestamp(entry["mtime_ns"] / 1e9).isoformat(
+        sep=" ", timespec="seconds")
+    if store.is_removed(INPUT_GROUP):
+        raise StoreError(f"{path} was modified ({when}) after the store {store.path} ingested "
+                         "it, and the store no longer holds the ingested slices to compare "
+                         f"with ([store] keep); {_FIX}")
+    stored = store.open_stack(INPUT_GROUP)
+    missing = set(store.missing_chunks(INPUT_GROUP, stored.shape))
+    for c, files in enumerate(source.files):
+        for k, file in enumerate(files):
+            if file != path or (c, k) in missing:
+                continue
+            now = read_slice(file, source.pages[k], source.shape, source.dtype)
+            if not np.array_equal(now, stored[c, k].values):
+                z = float(source.z[k])
+                raise StoreError(f"the store {store.path} was made from a different version "
+                                 f"of {entry['path']}: modified {when}, same size, but its "
+                                 f"pixels (slice z = {z:g} um) differ from those ingested; "
+                                 f"{_FIX}")
