@@ -123,6 +123,22 @@ def _(d: Path) -> None:
     workflow(d)
 
 
+@case("dangling_link_slice", name(6), "a link to", "which does not exist", "offline share",
+      reads_input=True)
+def _(d: Path) -> None:
+    stack(d)
+    (d / "slices" / name(6)).symlink_to(d / "share" / "gone.tif")
+    workflow(d)
+
+
+@case("folder_named_like_slice", name(6), "named like a slice but not a file",
+      reads_input=True)
+def _(d: Path) -> None:
+    stack(d)
+    (d / "slices" / name(6)).mkdir()
+    workflow(d)
+
+
 @case("project_dir_missing_from_file", "no .tif/.tiff files in", "'slices'",
       "set project_dir", reads_input=True)
 def _(d: Path) -> None:

@@ -154,3 +154,32 @@ def test_names_partly_following_policy(tmp_path):
 def test_lazy_stack_is_an_xarray_dataarray(stack_dir):
     folder, _ = stack_dir
     assert isinstance(lazy_stack(discover(folder)), xr.DataArray)
+
+
+def test_every_entry_named_like_a_slice_is_accounted_for(tmp_path):
+    folder = tmp_path / "slices"
+    write_stack(folder, n=4)
+    # an offline share: a link named like a slice whose target is gone
+    link = folder / "slice_0004_z=0.0400um.tif"
+    link.symlink_to(tmp_path / "share" / "slice_0004.tif")
+    with pytest.raises(InputError, match=r"slice_0004_z=0.0400um.tif: a link to .*share.*"
+                       r"which does not exist"):
+        discover(folder)
+    link.unlink()
+    (folder / "slice_0004_z=0.0400um.tif").mkdir()
+    with pytest.raises(InputError, match="named like a slice but not a file"):
+        discover(folder)
+    (folder / "slice_0004_z=0.0400um.tif").rmdir()
+    # macOS resource forks beside the slices are not slices
+    (folder / "._slice_0001_z=0.0100um.tif").write_bytes(b"\x00\x05\x16\x07" + b"\x00" * 60)
+    src = discover(folder)
+    assert [p.name for p in src.files[0]] == [f"slice_{k:04d}_z={k * 0.01:.4f}um.tif"
+                                              for k in range(4)]
+
+
+def test_upper_case_extension_follows_the_policy(tmp_path):
+    folder = tmp_path / "slices"
+    write_stack(folder, n=3, names="slice_{k:04d}_z={z:.4f}um.TIF")
+    src = discover(folder)  # no warning: the names give z
+    np.testing.assert_allclose(src.z, [0.0, 0.01, 0.02])
+    assert src.z_from_names

@@ -152,12 +152,36 @@ def _tiffs_in(folder: Path) -> list[Path]:
     if kind == "file":
         raise InputError(f"expected a folder of TIFF slices, got a file: {folder}")
     try:
-        files = [p for p in folder.iterdir() if p.suffix.lower() in TIFF_SUFFIXES and p.is_file()]
+        named = [p for p in folder.iterdir() if p.suffix.lower() in TIFF_SUFFIXES]
     except OSError as exc:  # e.g. a folder without read permission
         raise InputError(f"cannot list the input folder {folder}: {exc.strerror or exc}; "
                          "expected a folder this user can read") from None
+    # macOS writes "._name" resource forks beside files copied from its disks: never slices
+    files = [p for p in named if not p.name.startswith("._")]
+    for path in files:
+        _check_is_file(path)
     files.sort(key=lambda p: natural_key(p.name))
     return files
+
+
+def _check_is_file(path: Path) -> None:
+    """Refuse an entry named like a slice that is no readable file, rather than leave a
+    gap in z without a word."""
+    if path.is_file():
+        return
+    if path.is_symlink():
+        raise InputError(f"{path}: a link to {path.readlink()}, which does not exist (an "
+                         "offline share?); expected every .tif/.tiff entry of the input to "
+                         "be a readable slice: reconnect its target or remove the link")
+    raise InputError(f"{path}: named like a slice but not a file; expected every .tif/.tiff "
+                     "entry of the input to be a readable slice: rename or move it")
+
+
+def _fold_suffix(name: str) -> str:
+    """``name`` with a .tif/.tiff extension in lower case: ``slice_1.TIF`` is a slice of
+    the policy ``slice_{slice_nb}.tif``, as the listing already takes it."""
+    stem, dot, suffix = name.rpartition(".")
+    return f"{stem}.{suffix.lower()}" if dot and f".{suffix.lower()}" in TIFF_SUFFIXES else name
 
 
 def _no_tiff_message(folder: Path) -> str:
@@ -207,15 +231,15 @@ def _parse_names(files: list[Path], policy: str) -> np.ndarray | None:
         When some names follow the policy and others do not, when a field of a name
         that has the policy's form is not a number, or when two slices share a z.
     """
-    regex = policy_regex(policy)
+    regex = policy_regex(_fold_suffix(policy))
     if "z_coord" not in regex.groupindex:
         return None
-    matches = [regex.match(p.name) for p in files]
-    loose = policy_regex(policy, loose=True)
+    matches = [regex.match(_fold_suffix(p.name)) for p in files]
+    loose = policy_regex(_fold_suffix(policy), loose=True)
     for path, match in zip(files, matches):
         if match is not None:
             continue
-        shaped = loose.match(path.name)
+        shaped = loose.match(_fold_suffix(path.name))
         if shaped is None:
             continue
         # the name has the policy's form but a field is not a number: say which, rather
