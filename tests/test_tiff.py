@@ -183,3 +183,27 @@ def test_upper_case_extension_follows_the_policy(tmp_path):
     src = discover(folder)  # no warning: the names give z
     np.testing.assert_allclose(src.z, [0.0, 0.01, 0.02])
     assert src.z_from_names
+
+
+def test_slices_taken_in_z_order_when_names_disagree(tmp_path):
+    import pystack3d_dask as p3d
+
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    data = (rng.random((4, 16, 20)) * 200).astype(np.uint8)
+    for k in range(4):  # numbered upwards, milled downwards: z decreases along the names
+        tifffile.imwrite(folder / f"slice_{k:04d}_z={0.03 - 0.01 * k:.4f}um.tif", data[k])
+    with pytest.warns(UserWarning, match=r"slice_0001_z=0.0200um.tif \(z = 0.02 um\) comes "
+                      r"after slice_0000_z=0.0300um.tif"):
+        src = discover(folder)
+    np.testing.assert_allclose(src.z, [0.0, 0.01, 0.02, 0.03])
+    assert [p.name[:10] for p in src.files[0]] == [f"slice_{k:04d}" for k in (3, 2, 1, 0)]
+    wf = {"project_dir": str(folder), "process_steps": ["resampling"],
+          "resampling": {"policy": "slice_{slice_nb}_z={z_coord}um.tif", "dz": 0.01},
+          "store": {"path": str(tmp_path / "s.zarr")}}
+    with pytest.warns(UserWarning, match="comes after"):
+        p3d.run(wf, progress=False)
+    out = p3d.open_result(tmp_path / "s.zarr", "resampling").values[0]
+    # z = 0, 0.01, 0.02 (the output range stops before the last z, as in PyStack3D)
+    np.testing.assert_array_equal(out, data[::-1][:3])  # distinct slices, in z order

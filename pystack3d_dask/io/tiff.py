@@ -275,6 +275,22 @@ def _z_positions(files: list[Path], policy: str, spacing: float) -> tuple[np.nda
     return np.arange(len(files)) * spacing, False
 
 
+def _in_z_order(per_channel: list[list[Path]], z: np.ndarray
+                ) -> tuple[list[list[Path]], np.ndarray]:
+    """The slices sorted by the z of their names, saying so when the names' natural order
+    is not that of z (a later slice with a smaller z would otherwise be dropped or
+    misplaced by the steps that go along z)."""
+    if np.all(np.diff(z) > 0):
+        return per_channel, z
+    order = np.argsort(z, kind="stable")
+    k = int(np.flatnonzero(np.diff(z) <= 0)[0]) + 1
+    files = per_channel[0]
+    warnings.warn(f"{files[k].name} (z = {z[k]:g} um) comes after {files[k - 1].name} (z = "
+                  f"{z[k - 1]:g} um) in the files' natural order: the slices are taken in the "
+                  "order of the z in their names", UserWarning, stacklevel=3)
+    return [[f[i] for i in order] for f in per_channel], z[order]
+
+
 def _check_channel_z(channels: list[str], per_channel: list[list[Path]], z: np.ndarray,
                      policy: str) -> None:
     """Refuse channels whose names give other z positions than the first channel's."""
@@ -356,6 +372,7 @@ def discover(project_dir: str | Path, channels: list[str] | None = None, ind_min
 
     z, from_names = _z_positions(per_channel[0], policy, z_spacing)
     if from_names:
+        per_channel, z = _in_z_order(per_channel, z)
         _check_channel_z(channels, per_channel, z, policy)
     source = SliceSource(root=root, files=per_channel, pages=[0] * len(per_channel[0]), z=z,
                          channels=channels, shape=(0, 0), dtype=np.dtype(np.uint8),
