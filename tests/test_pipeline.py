@@ -338,3 +338,10 @@ def test_input_edited_in_place_is_caught_and_a_touch_is_not(tmp_path):
     assert tree_hashes(tmp_path / "out.zarr") == before
     wf["store"]["overwrite"] = True
     assert p3d.run(wf, progress=False).reports[0].status == "computed"
+    # with the ingested slices gone ([store] keep), a moved time cannot be checked: refused
+    wf["store"].update(overwrite=False, keep="last")
+    p3d.run(wf, progress=False)
+    os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+    with pytest.raises(StoreError, match=r"slice_0002_z=0.0200um.tif was modified .* no longer "
+                       r"holds the ingested slices"):
+        p3d.run(wf, progress=False)

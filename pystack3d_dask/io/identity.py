@@ -57,33 +57,38 @@ def check_same_input(store: Store, source: SliceSource) -> None:
             touched.append(entry)
     if not touched:
         return
-    for entry in touched:
-        _compare_pixels(store, source, entry)
+    _compare_pixels(store, source, touched)
     times = {e["path"]: e["mtime_ns"] for e in touched}
     manifest = [{**m, "mtime_ns": times.get(m["path"], m.get("mtime_ns"))}
                 for m in attrs.get("manifest", [])]
     store.update_attrs(INPUT_GROUP, manifest=manifest)
 
 
-def _compare_pixels(store: Store, source: SliceSource, entry: dict[str, Any]) -> None:
-    """Raise unless every slice ingested from ``entry``'s file still reads the same."""
-    path = source.root / entry["path"]
-    when = datetime.datetime.fromtimestamp(entry["mtime_ns"] / 1e9).isoformat(
+def _modified(entry: dict[str, Any]) -> str:
+    return datetime.datetime.fromtimestamp(entry["mtime_ns"] / 1e9).isoformat(
         sep=" ", timespec="seconds")
+
+
+def _compare_pixels(store: Store, source: SliceSource, touched: list[dict[str, Any]]) -> None:
+    """Raise unless every slice ingested from the ``touched`` files still reads the same
+    (the stored stack is opened, and its missing slices listed, once for all of them)."""
     if store.is_removed(INPUT_GROUP):
-        raise StoreError(f"{path} was modified ({when}) after the store {store.path} ingested "
-                         "it, and the store no longer holds the ingested slices to compare "
-                         f"with ([store] keep); {_FIX}")
+        entry = touched[0]
+        raise StoreError(f"{source.root / entry['path']} was modified ({_modified(entry)}) "
+                         f"after the store {store.path} ingested it, and the store no longer "
+                         f"holds the ingested slices to compare with ([store] keep); {_FIX}")
+    by_file = {source.root / e["path"]: e for e in touched}
     stored = store.open_stack(INPUT_GROUP)
     missing = set(store.missing_chunks(INPUT_GROUP, stored.shape))
     for c, files in enumerate(source.files):
         for k, file in enumerate(files):
-            if file != path or (c, k) in missing:
+            entry = by_file.get(file)
+            if entry is None or (c, k) in missing:
                 continue
             now = read_slice(file, source.pages[k], source.shape, source.dtype)
             if not np.array_equal(now, stored[c, k].values):
                 z = float(source.z[k])
                 raise StoreError(f"the store {store.path} was made from a different version "
-                                 f"of {entry['path']}: modified {when}, same size, but its "
-                                 f"pixels (slice z = {z:g} um) differ from those ingested; "
-                                 f"{_FIX}")
+                                 f"of {entry['path']}: modified {_modified(entry)}, same size, "
+                                 f"but its pixels (slice z = {z:g} um) differ from those "
+                                 f"ingested; {_FIX}")
