@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import Pystack3dDaskError
+from .profiles import PROFILES
 
 __all__ = ["main"]
 
@@ -59,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", type=int, nargs=3, metavar=("NZ", "NY", "NX"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
-    p.add_argument("--profile", choices=("recommended", "pystack3d"), default="recommended",
+    p.add_argument("--profile", choices=tuple(PROFILES), default="recommended",
                    help="workflow.toml's profile (pystack3d: a file PyStack3D runs as is)")
 
     p = sub.add_parser("report", help="write every step's figures (PNG) from a store")

@@ -19,9 +19,9 @@ def demo(folder: str | Path = "pystack3d-dask-demo", shape: tuple[int, int, int]
     """Make (or reuse) a synthetic stack in ``folder``, run its workflow, score the result.
 
     The synthetic workflow (``profile = "recommended"``) names every PyStack3D step; the
-    steps this version does not
-    have yet are left out, and said so. With ``report``, every step's figures are written
-    to ``folder/demo-report`` (see :func:`pystack3d_dask.report.write_report`).
+    steps this version does not have yet are left out, and said so. With ``report``,
+    every step's figures are written to ``folder/demo-report`` (see
+    :func:`pystack3d_dask.report.write_report`).
 
     Returns
     -------

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .io.store import Store
+from .profiles import DEFAULT_PROFILE
 
 __all__ = ["find_truth", "write_html_report"]
 
@@ -146,7 +147,7 @@ def write_html_report(store: str | Path, out: str | Path, figures_dir: str | Pat
                     ("input", html.escape(str(((st.attrs('input') or {}).get('source') or {})
                                               .get("root", "")))),
                     ("steps", html.escape(", ".join(g.split("/", 1)[-1] for g in groups))),
-                    ("profile", html.escape(str(made_by.get("profile", "pystack3d")))),
+                    ("profile", html.escape(str(made_by.get("profile", DEFAULT_PROFILE)))),
                     ("package", html.escape(str(st.info.get("package_version", ""))))]),
             "<h2>Workflow</h2><pre>" + html.escape("\n".join(
                 f"{key} = {json.dumps(value, default=str)}" for key, value in workflow.items()))

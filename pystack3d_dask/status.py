@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .io.store import Store
+from .profiles import DEFAULT_PROFILE
 
 __all__ = ["format_status", "store_status"]
 
@@ -53,7 +54,7 @@ def store_status(store: str | Path) -> list[dict[str, Any]]:
             "fused": attrs.get("fused", []),
             "in_last_workflow": group in last,
             "layout_version": layout,
-            "profile": (attrs.get("provenance") or {}).get("profile", "pystack3d"),
+            "profile": (attrs.get("provenance") or {}).get("profile", DEFAULT_PROFILE),
             "params": attrs.get("params"),
             "provenance": attrs.get("provenance"),
         }

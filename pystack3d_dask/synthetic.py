@@ -39,6 +39,7 @@ from scipy.special import ndtri
 
 from .errors import InputError
 from .io.export import slice_name
+from .profiles import DEFAULT_PROFILE, PROFILES
 
 __all__ = [
     "STEPS",
@@ -774,7 +775,7 @@ def write_synthetic(
     seed: int | None = 0,
     *,
     overwrite: bool = False,
-    profile: str = "pystack3d",
+    profile: str = DEFAULT_PROFILE,
     **kwargs: Any,
 ) -> SyntheticFiles:
     """Generate a synthetic stack and write it as a PyStack3D project plus its truth.
@@ -908,7 +909,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def workflow_toml(syn: Synthetic, final_margin: int = 4, profile: str = "pystack3d") -> str:
+def workflow_toml(syn: Synthetic, final_margin: int = 4, profile: str = DEFAULT_PROFILE) -> str:
     """PyStack3D workflow text (TOML) that corrects the stack of ``syn``.
 
     Areas of later steps are given in the frame those steps see: the registration
@@ -934,8 +935,8 @@ def workflow_toml(syn: Synthetic, final_margin: int = 4, profile: str = "pystack
     if isinstance(final_margin, bool) or not isinstance(final_margin, (int, np.integer)) \
             or final_margin < 0:
         raise InputError(f"final_margin must be an integer >= 0, got {final_margin!r}")
-    if profile not in ("pystack3d", "recommended"):
-        raise InputError(f"profile must be 'pystack3d' or 'recommended', got {profile!r}")
+    if profile not in PROFILES:
+        raise InputError(f"profile must be one of {list(PROFILES)}, got {profile!r}")
     xmin, xmax, ymin, ymax = syn.valid_area
     width, height = xmax - xmin, ymax - ymin
     reg_margin = max(2, round(0.1 * min(width, height)))
@@ -967,7 +968,7 @@ def workflow_toml(syn: Synthetic, final_margin: int = 4, profile: str = "pystack
         "nproc = 2",
         f"process_steps = [{steps}]",
         "history = []",
-        *([f'profile = "{profile}"'] if profile != "pystack3d" else []),
+        *([f'profile = "{profile}"'] if profile != DEFAULT_PROFILE else []),
         "",
         "[cropping]",
         f"area = {_toml(syn.valid_area)}",
@@ -996,7 +997,7 @@ def workflow_toml(syn: Synthetic, final_margin: int = 4, profile: str = "pystack
         "[destriping]",
         *(["maxit = 50", "cvg_threshold = 1e-2",
            'filters = [{ name = "Gabor", noise_level = 20, sigma = [0.5, 200], theta = 0 }]']
-          if profile == "pystack3d" else
+          if profile == DEFAULT_PROFILE else
           ["# method, only_striped: from the profile (column_profile, only where striped)"]),
         "",
         "[resampling]",
