@@ -80,7 +80,7 @@ def test_gain_rescaling_alone_fixes_gain_jumps_and_keeps_contrast(tmp_path):
 def test_background_removal_alone_brings_the_error_down(tmp_path):
     # the profile samples block medians: blocks (skip_factors) larger than most pores and
     # particles, so that a block's median is the matrix's level. PyStack3D's fit of the
-    # same table (HuberT on pixels) makes this error larger, by 1.8x on the mean.
+    # same table (HuberT on pixels) makes this error 1.7x larger on the mean.
     table = {"dim": 3, "orders": [1, 2, 1], "cross_terms": True, "skip_factors": [10, 10, 10],
              "preserve_avg": True}
     before, after, truth, _ = _run_one(tmp_path, "bkg_removal", table, background=True,
