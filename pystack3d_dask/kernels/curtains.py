@@ -130,7 +130,7 @@ def _stripe_like(hp: np.ndarray, start: np.ndarray, stop: np.ndarray, level: np.
     keep = level != 0
     for i in np.flatnonzero(keep):
         run = hp[start[i]:stop[i], i]
-        scatter = 1.4826 * float(np.median(np.abs(run - level[i])))
+        scatter = float(robust_std(run))  # about the run's median, which is its level
         significant = abs(level[i]) >= z * noise * np.sqrt(corr / run.size)
         keep[i] = scatter <= spread * noise and significant
     return keep
