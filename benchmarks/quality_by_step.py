@@ -26,7 +26,9 @@ slice and the truth (the same estimate for every tool, so intensity steps are ju
 intensity alone). The output itself is never interpolated: that would smooth its noise
 and flatter it. Pixels whose truth comes from within a few pixels of the frame's edge
 are left out. A step is flagged when it made things worse than its input: ``M`` for an
-MAE more than 2 % higher, ``C`` for a contrast moved by more than 2 % away from 1.
+MAE more than 2 % higher, ``C`` for a contrast moved by more than 2 % away from 1, both
+averaged over the slices the two have in common (those that resampling adds in the gaps
+have no input).
 
 The last step's output is scored once more as a volume, with one (dy, dx) translation
 for all its slices (the median of the per-slice estimates, or none, whichever gives the

@@ -275,16 +275,22 @@ def worse_flag(score: Mapping[str, float], before: Mapping[str, float]) -> str:
     """``M`` if the MAE rose by more than 2 %, ``C`` if the contrast moved by more than
     2 % and away from 1, both, or ``""``.
 
+    Both are means over the slices the two have in common (same z): a slice that a
+    step adds (resampling fills a missing one by interpolation) has no input to be
+    worse than, and is not counted; over all slices where none are in common.
+
     Parameters
     ----------
     score, before : mapping
-        Scores of the step's output and of its input.
+        Scores of the step's output and of its input (:func:`score_stack`'s, with their
+        ``per_slice`` values).
 
     Returns
     -------
     str
         The flag.
     """
+    score, before = _on_common_slices(score, before)
     flag = ""
     if score["mae"] > (1 + _WORSE) * before["mae"]:
         flag += "M"
@@ -293,6 +299,23 @@ def worse_flag(score: Mapping[str, float], before: Mapping[str, float]) -> str:
     if abs(c - c0) > _WORSE * abs(c0) and abs(c - 1) > abs(c0 - 1):
         flag += "C"
     return flag
+
+
+def _on_common_slices(score: Mapping[str, Any], before: Mapping[str, Any]
+                      ) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """MAE and contrast of both, averaged over the slices (by z) that both scored."""
+    per, per0 = score.get("per_slice"), before.get("per_slice")
+    if not per or not per0:
+        return score, before
+    z, z0 = np.round(per["z"], 4), np.round(per0["z"], 4)
+    common = np.intersect1d(z, z0)
+    if not common.size:
+        return score, before
+    out = []
+    for values, zs in ((per, z), (per0, z0)):
+        take = np.isin(zs, common)
+        out.append({m: float(np.mean(np.asarray(values[m])[take])) for m in ("mae", "contrast")})
+    return out[0], out[1]
 
 
 def final_scores(stack: Stack, truth: Truth, residuals: np.ndarray | None = None) -> dict[str, Any]:
