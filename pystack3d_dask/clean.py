@@ -53,9 +53,11 @@ def clean(store: str | Path, keep: str | list[str] = "last") -> CleanReport:
         The Zarr store.
     keep
         ``"last"`` (only the last group of the store's last workflow), ``"all"``
-        (nothing removed), or step names (``"input"`` allowed); the last group is
-        always kept. Statistics, small outputs and parameters of every group stay, and a
-        later run computes removed slices again when it needs them.
+        (nothing removed), or step names (``"input"`` allowed); the last complete
+        group is always kept, and so is, for a step that a run left partial, the
+        complete group its resume reads. Statistics, small outputs and parameters of
+        every group stay, and a later run computes removed slices again when it needs
+        them.
 
     Raises
     ------
@@ -68,12 +70,18 @@ def clean(store: str | Path, keep: str | list[str] = "last") -> CleanReport:
     st = Store(store, create=False)
     report = CleanReport(st.path)
     with StoreLock(st.path).held():  # refused while a run holds the store
-        order = st.info.get("workflow") or ["input", *st.step_groups()]
+        present = [g for g in ("input", *st.step_groups()) if st.has_group(g)]
+        order = st.info.get("workflow") or present
         if not order:
             raise StoreError(f"{st.path}: nothing to clean")
-        last = order[-1]
+        needed = _needed_to_resume(st, present)
+        complete = [g for g in order if st.is_complete(g)]
+        if complete:
+            # the result: the last complete group (the last of a run cut short is the
+            # input of the step it was computing)
+            needed.add(complete[-1])
         for group in order:
-            kept = is_kept(keep, _step_name(group), group == last)
+            kept = group in needed or is_kept(keep, _step_name(group), False)
             if kept or not st.is_complete(group):
                 # partial groups are resume state: never touched
                 if st.is_complete(group):
@@ -81,3 +89,16 @@ def clean(store: str | Path, keep: str | list[str] = "last") -> CleanReport:
                 continue
             report.removed[group] = st.remove_slices(group, f"pystack3d-dask clean --keep {keep}")
     return report
+
+
+def _needed_to_resume(st: Store, groups: list[str]) -> set[str]:
+    """For each group that a run left partial, the complete group with slices just
+    before it: the input that its resume reads."""
+    needed: set[str] = set()
+    last_with_slices = None
+    for group in groups:
+        if st.is_complete(group):
+            last_with_slices = group
+        elif not st.is_removed(group) and last_with_slices is not None:
+            needed.add(last_with_slices)
+    return needed

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 import pystack3d_dask as p3d
 from pystack3d_dask.clean import clean
 from pystack3d_dask.errors import ConfigError, StoreError
+from pystack3d_dask.faults import ENV as FAULT_ENV
 from pystack3d_dask.io.lock import StoreLock
 from pystack3d_dask.io.store import Store
 from pystack3d_dask.synthetic import write_synthetic
@@ -207,3 +210,43 @@ def test_unchanged_slices_are_hard_linked_not_copied(tmp_path, project):
     stack = p3d.open_result(store, "registration_calculation").values
     assert stack.any()
     assert all(path.stat().st_nlink == 1 for path in files)
+
+
+def test_clean_on_a_store_a_run_left_partial_keeps_what_the_resume_reads(tmp_path):
+    # a run killed while its third step is written: clean --keep last must keep the
+    # second step's slices (the third's input) and the partial one's chunks, so that
+    # the resume computes the third step alone
+    files = write_synthetic(tmp_path / "syn", shape=(16, 64, 72))
+    steps = '["cropping", "bkg_removal", "intensity_rescaling"]'
+    text = "\n".join(f"process_steps = {steps}" if line.startswith("process_steps") else line
+                     for line in files.workflow.read_text().splitlines())
+    workflow = files.workflow.with_name("three.toml")
+    workflow.write_text(text + "\n")
+    store = tmp_path / "cut.zarr"
+    cut = subprocess.run([*CLI, "run", str(workflow), "--store", str(store), "--quiet",
+                          "--no-report"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, FAULT_ENV: "chunks-written:steps/03_*"})
+    assert cut.returncode == -signal.SIGKILL, cut.stderr
+    st = Store(store, create=False)
+    assert st.is_complete("steps/02_bkg_removal")
+    assert not st.is_complete("steps/03_intensity_rescaling")
+
+    res = subprocess.run([*CLI, "clean", str(store)], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    dirs = _stack_dirs(store)
+    assert dirs == {"input": False, "steps/01_cropping": False, "steps/02_bkg_removal": True,
+                    "steps/03_intensity_rescaling": True}
+    assert "steps/02_bkg_removal" in res.stdout and "kept" in res.stdout
+
+    resumed = subprocess.run([*CLI, "run", str(workflow), "--store", str(store), "--quiet",
+                              "--no-report"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert Store(store, create=False).is_complete("steps/03_intensity_rescaling")
+    # the resume read the kept input: nothing before it was recomputed
+    assert not _stack_dirs(store)["steps/01_cropping"]
+    reference = tmp_path / "ref.zarr"
+    subprocess.run([*CLI, "run", str(workflow), "--store", str(reference), "--quiet",
+                    "--no-report"], check=True, capture_output=True, timeout=300)
+    np.testing.assert_array_equal(p3d.open_result(store).values,
+                                  p3d.open_result(reference).values)
