@@ -227,6 +227,22 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: the finished slices are kept; run again to resume",
               file=sys.stderr)
         return 130
+    except Exception as exc:  # not one of ours: one line, unless asked for the traceback
+        if args.debug:
+            raise
+        print(f"error: {unexpected_message(exc, args.command)}", file=sys.stderr)
+        return 1
+
+
+def unexpected_message(exc: BaseException, command: str) -> str:
+    """One line for an error this package did not raise on purpose: what it is, where
+    (the step, the file), and how to see more."""
+    where = getattr(exc, "pystack3d_step", None)
+    place = f" in step {where}" if where else ""
+    name = getattr(exc, "filename", None)
+    about = f" ({name})" if name and str(name) not in str(exc) else ""
+    return (f"{command}{place} failed: {type(exc).__name__}: {exc}{about}. Run again with "
+            "--debug for the traceback, and report it if the input looks right")
 
 
 if __name__ == "__main__":  # pragma: no cover

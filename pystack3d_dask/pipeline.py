@@ -8,6 +8,7 @@ is reused; a partial one is resumed; any other is replaced. A step whose table s
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import getpass
 import hashlib
@@ -17,7 +18,7 @@ import socket
 import sys
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -347,18 +348,21 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
                 start = time.perf_counter()
                 lazy = stack
                 for fused_name, fused_params in pending:
-                    fused_out = _build(fused_name, lazy, fused_params, ex, outputs)
+                    with _naming(fused_name):
+                        fused_out = _build(fused_name, lazy, fused_params, ex, outputs)
                     outputs[fused_name] = xr.Dataset(fused_out.extras)
                     lazy = fused_out.stack
-                out = _build(name, lazy, params, ex, outputs, st, group, fp)
+                with _naming(name if not fused else f"{name} (with {', '.join(fused)})"):
+                    out = _build(name, lazy, params, ex, outputs, st, group, fp)
                 attrs = {"step": name, "index": index, "params": to_json(params),
                          "fused": fused,
                          "fused_params": {n: to_json(p) for n, p in pending},
                          "package_version": __version__, "provenance": provenance}
                 # a step that leaves the slices as they are links its input's files
                 link = stack_group if get_step(name).passthrough and not pending else None
-                rep = st.write(group, out.stack, fp, attrs, ex.as_compute(name), out.extras,
-                               out.derived, link_from=link, started=start)
+                with _naming(name if not fused else f"{name} (with {', '.join(fused)})"):
+                    rep = st.write(group, out.stack, fp, attrs, ex.as_compute(name),
+                                   out.extras, out.derived, link_from=link, started=start)
                 _release_memory()
             ds = st.open_dataset(group)  # once: report, check, next input, later steps
             if rep is None:
@@ -380,6 +384,19 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
             fault_point("between-steps", group)
         st.update_info(workflow=groups, workflow_finished=time.time())
     return reports
+
+
+@contextlib.contextmanager
+def _naming(step: str) -> Iterator[None]:
+    """Mark an unexpected error with the step it came from, for the command's one-line
+    message (errors of this package name their step themselves)."""
+    try:
+        yield
+    except Exception as exc:
+        if not isinstance(exc, Pystack3dDaskError) and not hasattr(exc, "pystack3d_step"):
+            with contextlib.suppress(AttributeError):  # a few built-ins take no attributes
+                exc.pystack3d_step = step
+        raise
 
 
 def _release_memory() -> None:

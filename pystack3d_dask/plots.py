@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .sections import span
+
 __all__ = ["STEP_FIGURES", "decompose", "statistics_figure", "step_figures"]
 
 
@@ -122,7 +124,7 @@ def _histogram_maps(ds: xr.Dataset, input_: xr.Dataset | None) -> list[tuple[str
     for ax, name in zip(axes[0], names):
         counts = np.asarray(ds[name].values[0], dtype=np.float64)
         ax.imshow(np.log1p(counts).T, origin="lower", aspect="auto", cmap="magma",
-                  extent=[z[0], z[-1], float(low), float(high)])
+                  extent=[*span(z[0], z[-1]), *span(low, high)])
         ax.set_title(name.replace("histos_", "histograms, "), fontsize=9)
         ax.set_xlabel("z (um)", fontsize=8)
         ax.set_ylabel("grey level", fontsize=8)

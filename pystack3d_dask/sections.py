@@ -13,7 +13,7 @@ import dask
 import numpy as np
 import xarray as xr
 
-__all__ = ["Sections", "cut_planes", "draw_cube", "draw_sections"]
+__all__ = ["Sections", "cut_planes", "draw_cube", "draw_sections", "span"]
 
 
 class Sections(dict):
@@ -54,10 +54,17 @@ def cut_planes(stack: xr.DataArray, z: float | None = None, y: float | None = No
     return out
 
 
+def span(first: float, last: float) -> tuple[float, float]:
+    """An axis range for an image's extent: ``(first, last)``, widened by half a unit on
+    each side when both are equal (a stack of one slice), which matplotlib cannot draw."""
+    first, last = float(first), float(last)
+    return (first - 0.5, last + 0.5) if first == last else (first, last)
+
+
 def _image(ax: Any, part: xr.DataArray, title: str, vmin: float, vmax: float) -> None:
     rows, cols = part.dims
-    extent = [float(part[cols].values[0]), float(part[cols].values[-1]),
-              float(part[rows].values[-1]), float(part[rows].values[0])]
+    extent = [*span(part[cols].values[0], part[cols].values[-1]),
+              *span(part[rows].values[-1], part[rows].values[0])]
     ax.imshow(part.values, cmap="gray", vmin=vmin, vmax=vmax, extent=extent, aspect="auto",
               interpolation="nearest")
     ax.set_title(title, fontsize=8)

@@ -12,6 +12,7 @@ import tifffile
 from helpers import tree_hashes
 
 import pystack3d_dask as p3d
+from pystack3d_dask.io.export import export_tiff, slice_name
 from pystack3d_dask.io.tiff import discover
 
 
@@ -96,6 +97,85 @@ def test_export_step_names(tmp_path, stack_dir):
     assert p3d.open_result(store, "steps/02_cropping_final").shape == (1, 12, 8, 10)
     res = cli("export", str(store), str(tmp_path / "e"), "--step", "bkg_removal", cwd=tmp_path)
     assert res.returncode == 2 and "no step 'bkg_removal'" in res.stderr
+
+
+def test_export_never_loses_a_file(tmp_path, stack_dir):
+    folder, _ = stack_dir
+    toml = _toml(tmp_path, '"cropping", "cropping_final"', "[cropping_final]\narea = [0, 10, 0, 8]\n")
+    assert cli("run", str(toml), "--no-report", cwd=tmp_path).returncode == 0
+    store = tmp_path / "wf.zarr"
+    before = tree_hashes(folder)
+    # the store's own input folder: refused even with --overwrite, the slices untouched
+    res = cli("export", str(store), str(folder), "--overwrite", cwd=tmp_path)
+    assert res.returncode == 2 and "input folder" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+    assert tree_hashes(folder) == before
+    # a folder with a file of the user's: refused, even with --overwrite
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    res = cli("export", str(store), str(mine), "--overwrite", cwd=tmp_path)
+    assert res.returncode == 2 and "notes.txt" in res.stderr
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    # inside the store: refused
+    res = cli("export", str(store), str(store / "out"), cwd=tmp_path)
+    assert res.returncode == 2 and "inside the store" in res.stderr
+    assert not (store / "out").exists()
+
+    # a previous, longer export: refused without --overwrite, replaced whole with it
+    out = tmp_path / "out"
+    stack = p3d.open_result(store)
+    export_tiff(stack, out)  # 12 slices
+    res = cli("export", str(store), str(out), cwd=tmp_path)
+    assert res.returncode == 2 and "--overwrite" in res.stderr
+    export_tiff(stack.isel(z=slice(0, 5)), out, overwrite=True)
+    names = sorted(p.name for p in out.glob("*.tif"))
+    assert names == [slice_name(k, 0.01 * k) for k in range(5)]  # no stale slice left
+    assert len(discover(out).z) == 5
+
+    # OME-Zarr: only a previous export of this package is replaced
+    (tmp_path / "other.zarr").mkdir()
+    (tmp_path / "other.zarr" / "data.bin").write_bytes(b"1")
+    res = cli("export", str(store), str(tmp_path / "other.zarr"), "--format", "ome-zarr",
+              "--overwrite", cwd=tmp_path)
+    assert res.returncode == 2 and "not an OME-Zarr exported by" in res.stderr
+    assert (tmp_path / "other.zarr" / "data.bin").read_bytes() == b"1"
+    ome = tmp_path / "img.ome.zarr"
+    for args in ((), ("--overwrite",)):
+        res = cli("export", str(store), str(ome), "--format", "ome-zarr", *args, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+    res = cli("export", str(store), str(ome), "--format", "ome-zarr", cwd=tmp_path)
+    assert res.returncode == 2 and "--overwrite" in res.stderr
+
+
+def test_one_slice_stack_goes_through_every_step(tmp_path):
+    from pystack3d_dask.synthetic import write_synthetic
+
+    files = write_synthetic(tmp_path / "syn", shape=(12, 48, 48))
+    for path in sorted(files.slices_dir.glob("*.tif"))[1:]:
+        path.unlink()
+    res = cli("run", str(files.workflow), "--quiet", "--no-report", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr and "warning" not in res.stderr
+    store = files.workflow.with_suffix(".zarr")
+    first = p3d.open_result(store, "input")
+    out = p3d.open_result(store)
+    assert out.shape[:2] == (1, 1)
+    # resampling of one slice gives that slice at its own z
+    assert float(p3d.open_result(store, "resampling")["z"][0]) == float(first["z"][0])
+
+
+def test_unexpected_error_is_one_line_naming_the_step():
+    from pystack3d_dask.cli import unexpected_message
+
+    exc = ValueError("min() arg is an empty sequence")
+    exc.pystack3d_step = "resampling"
+    line = unexpected_message(exc, "run")
+    assert line.startswith("run in step resampling failed: ValueError: min() arg")
+    assert "--debug" in line
+    missing = FileNotFoundError(2, "No such file or directory", "/data/x.tif")
+    assert "(/data/x.tif)" not in unexpected_message(missing, "export")  # already in str()
+    assert "/data/x.tif" in unexpected_message(missing, "export")
 
 
 def test_synth_then_demo_scores_against_truth(tmp_path):

@@ -63,19 +63,23 @@ class Case:
     locked: tuple[str, int] | None = None  # (path, mode) set after hashing, undone after
     skip: str = ""  # why this case cannot be made here
     xfail: str = ""  # the fix needed, in a module this change did not touch
+    args: tuple[str, ...] = ()  # another command than ``run wf.toml --quiet --no-report``
+    kept: str = ""  # a folder of the user's, besides slices/, that must stay as it was
 
 
 CASES: list[Case] = []
 
 
 def case(id_: str, *expect: str, reads_input: bool = False,
-         locked: tuple[str, int] | None = None, skip: str = "", xfail: str = "") -> Callable:
+         locked: tuple[str, int] | None = None, skip: str = "", xfail: str = "",
+         args: tuple[str, ...] = (), kept: str = "") -> Callable:
     """Register the decorated setup function as a case."""
     if locked and IS_ROOT and not DROP_OVERRIDE:
         skip = ROOT_SKIP
 
     def register(setup: Callable[[Path], None]) -> Callable[[Path], None]:
-        CASES.append(Case(id_, setup, expect, reads_input, locked, skip, xfail))
+        CASES.append(Case(id_, setup, expect, reads_input, locked, skip, xfail, args,
+                          kept))
         return setup
 
     return register
@@ -510,13 +514,57 @@ def _(d: Path) -> None:
     workflow(d)
 
 
+# -- export and clean -------------------------------------------------------------------
+
+def _made(d: Path) -> None:
+    """The stack corrected once (cropping) into wf.zarr."""
+    import pystack3d_dask as p3d
+
+    stack(d)
+    workflow(d)
+    p3d.run(d / "wf.toml", progress=False)
+
+
+@case("export_into_input_folder", "export target", "input folder", "choose another folder",
+      args=("export", "wf.zarr", "slices", "--overwrite"))
+def _(d: Path) -> None:
+    _made(d)
+
+
+@case("export_over_user_files", "mine holds files that no export of pystack3d-dask wrote",
+      "notes.txt", "even with --overwrite", args=("export", "wf.zarr", "mine", "--overwrite"),
+      kept="mine")
+def _(d: Path) -> None:
+    _made(d)
+    (d / "mine").mkdir()
+    (d / "mine" / "notes.txt").write_text("mine")
+
+
+@case("ome_export_over_other_folder", "other.zarr exists and is not an OME-Zarr exported by "
+      "pystack3d-dask", "choose a new path",
+      args=("export", "wf.zarr", "other.zarr", "--format", "ome-zarr", "--overwrite"),
+      kept="other.zarr")
+def _(d: Path) -> None:
+    _made(d)
+    zarr.open_group(str(d / "other.zarr"), mode="w", zarr_format=3).attrs["mine"] = 1
+
+
+@case("clean_read_only_store", "wf.zarr", "Permission denied", locked=("wf.zarr", 0o555),
+      args=("clean", "wf.zarr"))
+def _(d: Path) -> None:
+    _made(d)
+
+
 # -- running them ----------------------------------------------------------------------
 
-def cli(folder: Path, *before: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    """``pystack3d-dask [before] run wf.toml --quiet --no-report`` in ``folder``."""
-    return subprocess.run([*prefix, sys.executable, "-m", "pystack3d_dask.cli", *before, "run",
-                           str(folder / "wf.toml"), "--quiet", "--no-report"],
-                          cwd=folder, capture_output=True, text=True, timeout=TIMEOUT)
+def cli(folder: Path, *before: str, prefix: tuple[str, ...] = (),
+        args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """``pystack3d-dask [before] run wf.toml --quiet --no-report`` in ``folder`` (or
+    ``pystack3d-dask [before] args``)."""
+    command = args or ("run", str(folder / "wf.toml"), "--quiet", "--no-report")
+    return subprocess.run([*prefix, sys.executable, "-m", "pystack3d_dask.cli", *before,
+                           *command], cwd=folder, capture_output=True, text=True,
+                          timeout=TIMEOUT)
 
 
 @dataclass
@@ -542,16 +590,16 @@ def outcomes(request: pytest.FixtureRequest,
     for c in _selected(request):
         folder = tmp_path_factory.mktemp("case")  # neutral name: no word of a message
         c.setup(folder)
-        slices = folder / "slices"
-        prepared[c.id] = (c, folder, tree_hashes(slices) if slices.is_dir() else {})
+        prepared[c.id] = (c, folder, _hashes(folder, c))
         if c.locked:
             (folder / c.locked[0]).chmod(c.locked[1])
 
-    def one(item: tuple[Case, Path, dict[str, str]]) -> Outcome:
+    def one(item: tuple[Case, Path, dict[str, object]]) -> Outcome:
         c, folder, before = item
         try:
             return Outcome(folder, before,
-                           cli(folder, prefix=tuple(DROP_OVERRIDE) if c.locked else ()))
+                           cli(folder, prefix=tuple(DROP_OVERRIDE) if c.locked else (),
+                               args=c.args))
         finally:
             if c.locked:
                 (folder / c.locked[0]).chmod(0o755)
@@ -559,6 +607,16 @@ def outcomes(request: pytest.FixtureRequest,
     workers = min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return dict(zip(prepared, pool.map(one, prepared.values())))
+
+
+def _hashes(folder: Path, c: Case) -> dict[str, object]:
+    """What must not change: the input folder, the case's ``kept`` folder, and which
+    groups are complete."""
+    out: dict[str, object] = {"complete": complete_groups(folder)}
+    for sub in ("slices", c.kept):
+        if sub and (folder / sub).is_dir():
+            out[sub] = tree_hashes(folder / sub)
+    return out
 
 
 def complete_groups(folder: Path) -> list[tuple[str, ...]]:
@@ -586,9 +644,12 @@ def test_bad_input_gives_clear_error(case: Case, outcomes: dict[str, Outcome]) -
     assert "encountered in" not in res.stderr, context  # no numpy warning beside it
     for piece in case.expect:
         assert piece in res.stderr, f"{piece!r} missing; {context}"
-    slices = out.folder / "slices"
-    assert (tree_hashes(slices) if slices.is_dir() else {}) == out.before
-    done = complete_groups(out.folder)
+    after = _hashes(out.folder, case)
+    for sub in ("slices", case.kept):
+        if sub:
+            assert after.get(sub, {}) == out.before.get(sub, {}), f"{sub}/ changed"
+    # nothing marked complete by the failed command (a case may start from a run)
+    done = [g for g in after["complete"] if g not in out.before["complete"]]
     assert not [g for g in done if "steps" in g], done
     if case.reads_input:
         assert not [g for g in done if g[-1] == "input"], done
@@ -596,7 +657,15 @@ def test_bad_input_gives_clear_error(case: Case, outcomes: dict[str, Outcome]) -
 
 def test_cases_are_many_and_distinct() -> None:
     ids = [c.id for c in CASES]
-    assert len(ids) >= 28 and len(set(ids)) == len(ids)
+    assert len(ids) >= 45 and len(set(ids)) == len(ids)
+
+
+def test_every_case_has_its_line_in_docs_errors() -> None:
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "errors.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z0-9_]+)` \|", text, flags=re.M))
+    assert documented == {c.id for c in CASES}
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:

@@ -282,6 +282,24 @@ def test_lock_of_another_host_is_stale_only_without_heartbeat(tmp_path):
     assert not lock_file.exists()
 
 
+def test_empty_or_garbage_lock_file_is_taken_over_at_once(tmp_path, capsys):
+    store = tmp_path / "s"
+    store.mkdir()
+    lock_file = store / LOCK_NAME
+    for text in ("", "\x00\x00garbage", "[1, 2]"):
+        lock_file.write_text(text)
+        old = time.time() - 10  # past the moment a run writes its holder, well within 60 s
+        os.utime(lock_file, (old, old))
+        lock = StoreLock(store)
+        lock.acquire()
+        assert read_lock(store)["token"] == lock.token
+        lock.release()
+        assert "its file names no run" in capsys.readouterr().err
+    lock_file.write_text("")  # just created by a run about to write its holder: respected
+    with pytest.raises(StoreError, match="in use by another run"):
+        StoreLock(store).acquire()
+
+
 def _mount_tmpfs(path: Path, size: str) -> bool:
     if os.geteuid() != 0 or not shutil.which("mount"):
         return False

@@ -29,6 +29,9 @@ __all__ = ["HEARTBEAT_S", "LOCK_NAME", "STALE_S", "StoreLock", "read_lock"]
 LOCK_NAME = ".run.lock"
 HEARTBEAT_S = 10.0
 STALE_S = 60.0
+#: A lock file with no readable holder older than this is stale: a run writes its holder
+#: right after creating the file, in one write.
+UNREADABLE_S = 5.0
 
 
 def read_lock(store: Path) -> dict[str, Any] | None:
@@ -43,6 +46,8 @@ def read_lock(store: Path) -> dict[str, Any] | None:
     try:
         holder = json.loads(text)
     except json.JSONDecodeError:  # cut while being written: its age still tells
+        holder = {}
+    if not isinstance(holder, dict):
         holder = {}
     holder["age_s"] = age
     return holder
@@ -60,6 +65,9 @@ def _process_alive(pid: int) -> bool:
 
 def _stale(holder: dict[str, Any], stale_s: float) -> str | None:
     """Why a lock is stale, or None when its run may still be going."""
+    if "pid" not in holder and "host" not in holder and holder["age_s"] > UNREADABLE_S:
+        # empty or garbage (a disk that filled up, an editor, a copy): nobody holds it
+        return "its file names no run"
     same_host = holder.get("host") == socket.gethostname()
     if same_host and isinstance(holder.get("pid"), int) and not _process_alive(holder["pid"]):
         return f"process {holder['pid']} is gone"
@@ -69,6 +77,9 @@ def _stale(holder: dict[str, Any], stale_s: float) -> str | None:
 
 
 def _describe(holder: dict[str, Any]) -> str:
+    if "pid" not in holder and "host" not in holder:
+        return (f"its lock file ({holder['age_s']:.0f} s old) does not name the run yet; "
+                f"if no run is starting, it is taken over after {UNREADABLE_S:.0f} s")
     started = holder.get("started")
     when = (datetime.datetime.fromtimestamp(started).isoformat(sep=" ", timespec="seconds")
             if isinstance(started, (int, float)) else "an unknown time")
@@ -106,6 +117,12 @@ class StoreLock:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return False
+        except OSError as exc:  # a read-only store or file system, a folder not ours
+            if isinstance(exc, FileNotFoundError) and not Path(self.store).exists():
+                raise StoreError(f"no store at {self.store}") from None
+            raise StoreError(f"cannot lock the store {self.store} ({exc.strerror}: "
+                             f"{self.path}): the store must be writable, even to clean or "
+                             "run an unchanged workflow") from None
         with os.fdopen(fd, "wb") as fid:
             fid.write(self._payload())
         return True

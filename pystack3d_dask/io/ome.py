@@ -8,6 +8,7 @@ that of a few slices whatever the stack. The metadata is written by ome-zarr-py.
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from collections.abc import Callable
@@ -20,8 +21,12 @@ import numpy as np
 import xarray as xr
 
 from ..errors import NotAvailableError, StoreError
+from .export import protected_paths, same_path
 
 __all__ = ["export_ome_zarr", "pyramid_shapes"]
+
+#: Root attribute that marks an OME-Zarr as exported by this package.
+EXPORT_KEY = "pystack3d_dask_export"
 
 #: The pyramid stops when the smaller side of a slice would fall below this.
 MIN_SIDE = 64
@@ -62,6 +67,31 @@ def _spacing(stack: xr.DataArray, dim: str) -> tuple[float, float, str | None]:
     return float(values[0]), step or 1.0, ("micrometer" if unit == "um" else None)
 
 
+def _check_target(out: Path, overwrite: bool, protected: list[Path]) -> None:
+    """Refuse an ``out`` whose replacement would lose a file: anything but an OME-Zarr
+    this package exported (and that only with ``overwrite``), the store, its input."""
+    for path in protected:
+        if same_path(out, path):
+            raise StoreError(f"export target {out} is the store or its input folder ({path}); "
+                             "choose another path")
+    if not out.exists():
+        return
+    ours = False
+    if out.is_dir() and (out / "zarr.json").is_file():
+        try:
+            meta = json.loads((out / "zarr.json").read_text(encoding="utf-8"))
+            ours = EXPORT_KEY in (meta.get("attributes") or {})
+        except (OSError, ValueError):
+            ours = False
+    if not ours:
+        raise StoreError(f"export target {out} exists and is not an OME-Zarr exported by "
+                         "pystack3d-dask; nothing is replaced, even with --overwrite: choose "
+                         "a new path")
+    if not overwrite:
+        raise StoreError(f"{out} holds a previous export; pass --overwrite to replace it or "
+                         "choose another path")
+
+
 def export_ome_zarr(stack: xr.DataArray, out: str | Path, levels: int | None = None,
                     overwrite: bool = False,
                     compute: Callable[[list[Any]], Any] | None = None) -> list[tuple[int, ...]]:
@@ -76,7 +106,9 @@ def export_ome_zarr(stack: xr.DataArray, out: str | Path, levels: int | None = N
     levels
         Number of levels; by default down to slices of about :data:`MIN_SIDE` pixels.
     overwrite
-        Replace an existing ``out``.
+        Replace ``out`` when it is an OME-Zarr this package exported. Anything else at
+        ``out`` (and the store or its input folder) is refused whatever ``overwrite``
+        says.
     compute
         ``compute(list_of_dask_objects)``; default ``dask.compute``.
 
@@ -103,12 +135,14 @@ def export_ome_zarr(stack: xr.DataArray, out: str | Path, levels: int | None = N
     import zarr
 
     out = Path(out)
+    _check_target(out, overwrite, protected_paths(stack))
     if out.exists():
-        if not overwrite:
-            raise StoreError(f"{out} exists; choose another path or pass --overwrite")
-        shutil.rmtree(out)
+        shutil.rmtree(out)  # a previous export of this package, checked above
     run = compute or (lambda objs: dask.compute(*objs))
     root = zarr.open_group(str(out), mode="w", zarr_format=3)
+    # first: an export cut short is still known as one, and replaceable
+    root.attrs[EXPORT_KEY] = {"store": stack.attrs.get("store"),
+                              "group": stack.attrs.get("group")}
     nc, nz, ny, nx = stack.shape
     dtype = np.dtype(stack.dtype)
     shapes = pyramid_shapes((ny, nx), levels)

@@ -455,6 +455,16 @@ class Store:
         fast_chunks.cache_clear()
         return freed
 
+    def input_folders(self) -> list[Path]:
+        """The folders the store's input slices were read from (none recorded: empty)."""
+        source = (self.attrs(INPUT_GROUP) or {}).get("source") or {}
+        if not source.get("root"):
+            return []
+        root = Path(source["root"])
+        if root.is_file():  # one multi-page TIFF
+            return [root.parent]
+        return [root, *(root / str(c) for c in source.get("channels") or () if c != ".")]
+
     def step_groups(self) -> list[str]:
         """Groups under ``steps/``, in order."""
         steps = self.path / "steps"
@@ -507,7 +517,8 @@ class Store:
                                  dtype=stack.dtype, meta=np.empty((0,) * 4, stack.dtype),
                                  name=f"read-{group.replace('/', '-')}-{token[:16]}")
             stack = stack.copy(data=data)
-        stack.attrs.update({"group": group, "fingerprint": ds.attrs.get("fingerprint")})
+        stack.attrs.update({"group": group, "fingerprint": ds.attrs.get("fingerprint"),
+                            "store": str(self.path)})
         return stack
 
     # -- writing ------------------------------------------------------------------------

@@ -13,8 +13,9 @@ __all__ = ["ResamplingPlan", "interpolate", "output_positions", "plan"]
 
 def output_positions(z_in: np.ndarray, dz: float | None = None,
                      zpos_out: list[float] | None = None) -> np.ndarray:
-    """PyStack3D's output grid: ``min(z), min(z) + dz, ...`` strictly below ``max(z)``,
-    or the explicit ``zpos_out`` (which must lie inside the input's z range).
+    """PyStack3D's output grid: ``min(z), min(z) + dz, ...`` strictly below ``max(z)``
+    (for a single slice, its own z), or the explicit ``zpos_out`` (which must lie inside
+    the input's z range).
 
     Raises
     ------
@@ -36,6 +37,8 @@ def output_positions(z_in: np.ndarray, dz: float | None = None,
         raise ConfigError("[resampling] needs 'dz' (output slice spacing, um) or 'zpos_out'")
     if dz <= 0:
         raise ConfigError(f"[resampling] dz = {dz}: expected a spacing > 0 (um)")
+    if low == high:  # one slice (or all at one z): it is its own uniform grid
+        return np.array([low])
     out = np.arange(low, high, dz)
     return np.unique(np.maximum.accumulate(out[(out >= low) & (out <= high)]))
 
