@@ -340,6 +340,14 @@ STEP_SCHEMAS: dict[str, dict[str, Param]] = {
         "transformation": Param(
             string(("TRANSLATION", "RIGID_BODY", "SCALED_ROTATION", "AFFINE", "BILINEAR")),
             "TRANSLATION", "pystackreg transformation"),
+        "max_shift": Param(number(0.0), None,
+                           "largest shift (pixels) believed between consecutive slices; "
+                           "default: a quarter of the registered area's smaller side. Not "
+                           "in PyStack3D"),
+        "on_outlier": Param(string(("error", "skip", "keep")), "error",
+                            "a pair beyond max_shift or with a blank slice: error (names "
+                            "it), skip (no shift) or keep (as found, as PyStack3D does). Not "
+                            "in PyStack3D"),
     },
     "registration_transformation": {
         "nb_blocks": Param(numbers(2, integers=True, minimum=1), None, "[p, q] blocks"),

@@ -425,6 +425,16 @@ def _(d: Path) -> None:
     workflow(d, BASE + CROP + '[input]\npolicy = "slice_{index}.tif"\n')
 
 
+# -- registration ----------------------------------------------------------------------
+
+@case("blank_slice_in_registration", "[registration_calculation]", "cannot be registered",
+      "slices 1 -> 2): a blank slice", "on_outlier")
+def _(d: Path) -> None:
+    data = stack(d)
+    tifffile.imwrite(d / "slices" / name(2), np.zeros_like(data[2]))
+    workflow(d, BASE.replace('["cropping"]', '["registration_calculation"]'))
+
+
 # -- the store -------------------------------------------------------------------------
 
 def _store(d: Path, path: str) -> None:

@@ -424,3 +424,38 @@ def test_calc_prepare_same_matrices_whatever_the_chunks():
                             dims=("channel", "z", "y", "x"), coords={"z": np.arange(11) * 0.01})
         tmats = reg.calc_prepare(data, lambda tasks: list(dask.compute(*tasks)))["tmats"]
         np.testing.assert_array_equal(tmats.values[:, 0], np.asarray(expected))
+
+
+def test_blank_slice_and_absurd_shift_are_named_not_cropped_to_a_sliver(tmp_path):
+    from pystack3d_dask.errors import InputError
+
+    folder = _shift_stack(tmp_path, [(0.5 * k, -0.3 * k) for k in range(8)])
+    blank = sorted(folder.glob("*.tif"))[4]
+    tifffile.imwrite(blank, np.zeros((96, 112), np.uint16))  # a frame the microscope lost
+    wf = {"project_dir": str(folder), "process_steps": ["registration_calculation",
+                                                        "registration_transformation"],
+          "registration_transformation": {"cropping": True},
+          "store": {"path": str(tmp_path / "a.zarr")}}
+    with pytest.raises(InputError, match=r"slices 3 -> 4\): a blank slice.*slices 4 -> 5"):
+        p3d.run(wf, progress=False)
+    wf["registration_calculation"] = {"on_outlier": "skip"}
+    with pytest.warns(UserWarning, match="2 pair\\(s\\) beyond max_shift = 24 px"):
+        p3d.run(wf, progress=False)
+    out = p3d.open_result(tmp_path / "a.zarr")
+    assert out.shape[2] >= 90 and out.shape[3] >= 100  # not a sliver: at most the drift
+    tmats = xr.open_zarr(tmp_path / "a.zarr", group="steps/01_registration_calculation")["tmats"]
+    np.testing.assert_allclose(tmats.values[[4, 5], 0], np.identity(3)[None].repeat(2, 0))
+    np.testing.assert_allclose(tmats.values[3, 0, 1, 2], 0.5, atol=0.1)  # others as found
+
+
+def test_shift_beyond_max_shift_is_an_error_naming_the_pair(tmp_path):
+    from pystack3d_dask.errors import InputError
+
+    folder = _shift_stack(tmp_path, [(0, 0), (0, 0), (0.0, 9.0), (0.0, 9.0)])
+    wf = {"project_dir": str(folder), "process_steps": ["registration_calculation"],
+          "registration_calculation": {"max_shift": 5},
+          "store": {"path": str(tmp_path / "b.zarr")}}
+    with pytest.raises(InputError, match=r"max_shift = 5 px\): .*slices 1 -> 2\): shift 9\.0 px"):
+        p3d.run(wf, progress=False)
+    wf["registration_calculation"] = {"max_shift": 10}
+    p3d.run(wf, progress=False)  # a real drift, allowed by the user's bound

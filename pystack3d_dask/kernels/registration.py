@@ -20,6 +20,7 @@ __all__ = [
     "check_transformation",
     "cumulative",
     "inner_rectangle",
+    "outlier_pairs",
     "pair_matrices",
     "remove_drift",
     "remove_running_mean",
@@ -68,6 +69,14 @@ def chain_matrices(chain: list[np.ndarray], transformation: str = "TRANSLATION",
     (len(chain) - 1, p * q, 3, 3)."""
     return np.asarray([pair_matrices(ref, img, transformation, nb_blocks)
                        for ref, img in zip(chain[:-1], chain[1:])])
+
+
+def outlier_pairs(tmats: np.ndarray, max_shift: float) -> np.ndarray:
+    """Indices of the slices whose matrix on the slice before it (any block) is NaN (a
+    blank slice in the pair) or shifts by more than ``max_shift`` pixels."""
+    shift = np.hypot(tmats[..., 0, 2], tmats[..., 1, 2])  # (z, blocks)
+    bad = ~np.isfinite(tmats).all(axis=(-2, -1)) | (shift > max_shift)
+    return np.flatnonzero(bad.any(axis=-1))
 
 
 def cumulative(tmats: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ and ``registration_transformation`` (cumulative matrices applied slice by slice)
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ..io.chunks import slab_chunks, slice_bytes
 from ..kernels.cropping import area_to_slices
 from ..kernels.dtype import cast_to
@@ -23,6 +24,7 @@ from ..kernels.registration import (
     check_transformation,
     cumulative,
     inner_rectangle,
+    outlier_pairs,
     remove_drift,
     remove_running_mean,
     valid_mask,
@@ -118,13 +120,26 @@ def _slab_pairs(previous: np.ndarray | None, slab: np.ndarray, z0: int, zs: np.n
                          bandpass)
 
     chain = [] if previous is None else [filtered(None, previous[0, -1])[0]]
+    blank = [] if previous is None else [_blank(previous[0, -1], rows, cols)]
     offset = (0, 0)
     for j in range(slab.shape[1]):
         img, offset = filtered(z0 + j, slab[0, j])
         chain.append(img)
+        blank.append(_blank(slab[0, j], rows, cols))
     if len(chain) < 2:
         return np.empty((0, nb_blocks[0] * nb_blocks[1], 3, 3))
-    return _register_chain(chain, offset, transformation, nb_blocks)
+    tmats = _register_chain(chain, offset, transformation, nb_blocks)
+    # a pair with a blank slice has nothing to register: NaN, for calc_prepare to report
+    pair_blank = np.logical_or(blank[:-1], blank[1:])
+    tmats[pair_blank] = np.nan
+    return tmats
+
+
+def _blank(img: np.ndarray, rows: slice, cols: slice) -> bool:
+    """Whether the registered area of a slice is one grey level (a slice lost by the
+    microscope, a black frame): pystackreg finds an arbitrary shift there."""
+    area = img[rows, cols]
+    return bool(area.size == 0 or area.min() == area.max())
 
 
 def _register_chain(chain: list[np.ndarray], offset: tuple[int, int], transformation: str,
@@ -177,13 +192,17 @@ def calc_prepared_names(**params: Any) -> list[str]:
 def calc_prepare(stack: xr.DataArray, compute: Compute, area: list[int] | None = None,
                  threshold: float | None = None, nb_blocks: list[int] | None = None,
                  transformation: str = "TRANSLATION", gaussian_sigma: float = 0.0,
-                 bandpass: list[float] | None = None) -> dict[str, xr.DataArray]:
+                 bandpass: list[float] | None = None, max_shift: float | None = None,
+                 on_outlier: str = "error") -> dict[str, xr.DataArray]:
     """Register every slice of the first channel on the previous one: one task per slab
     of the stack, reading that slab and the one before it. The first slice gets the
     identity. With ``gaussian_sigma`` > 0 both slices of a pair are smoothed first, with
     ``bandpass = [low, high]`` both are replaced by the difference of their Gaussian
     smoothings at ``low`` and ``high`` pixels (for the registration only: the stack is
-    unchanged)."""
+    unchanged). A pair with a blank slice, or shifted by more than ``max_shift`` pixels
+    (default: a quarter of the registered area's smaller side), fails the step naming
+    the slices (``on_outlier = "error"``), gets no shift (``"skip"``) or is kept as found
+    (``"keep"``, PyStack3D's behaviour), with a warning."""
     calc_validate(gaussian_sigma=gaussian_sigma, bandpass=bandpass, threshold=threshold)
     check_transformation(transformation)  # before any slice is read
     band = None if bandpass is None else (float(bandpass[0]), float(bandpass[1]))
@@ -208,10 +227,50 @@ def calc_prepare(stack: xr.DataArray, compute: Compute, area: list[int] | None =
     tmats[0] = np.identity(3)
     if found:
         tmats[1:] = np.concatenate(found)
+    area_shape = (len(range(*rows.indices(stack.sizes["y"]))),
+                  len(range(*cols.indices(stack.sizes["x"]))))
+    limit = float(max_shift) if max_shift is not None else min(area_shape) / 4
+    _handle_outliers(tmats, zs, limit, on_outlier, max_shift is None)
     return {"tmats": xr.DataArray(tmats, dims=MATRIX_DIMS,
                                   coords={"z": stack["z"].values},
                                   attrs={"transformation": transformation,
                                          "nb_blocks": list(blocks)})}
+
+
+def _handle_outliers(tmats: np.ndarray, zs: np.ndarray, limit: float, on_outlier: str,
+                     default_limit: bool) -> None:
+    """Report the degenerate pairs of ``tmats`` (in place: ``"skip"`` sets them to the
+    identity; ``"keep"`` leaves them, blank pairs aside, which get the identity too)."""
+    bad = outlier_pairs(tmats, limit)
+    if not bad.size:
+        return
+    what = []
+    for k in bad[:5]:
+        pair = f"z = {zs[k - 1]:.4f} -> {zs[k]:.4f} um (slices {k - 1} -> {k})"
+        if not np.isfinite(tmats[k]).all():
+            what.append(f"{pair}: a blank slice (one grey level in the registered area)")
+        else:
+            shift = float(np.max(np.hypot(tmats[k, :, 0, 2], tmats[k, :, 1, 2])))
+            what.append(f"{pair}: shift {shift:.1f} px")
+    more = f" and {bad.size - 5} more" if bad.size > 5 else ""
+    bound = (f"max_shift = {limit:g} px" + (" (a quarter of the registered area's smaller "
+                                           "side)" if default_limit else ""))
+    listed = "; ".join(what) + more
+    if on_outlier == "error":
+        raise InputError(
+            f"[registration_calculation] {bad.size} pair(s) cannot be registered ({bound}): "
+            f"{listed}. Their shifts would crop the volume to a sliver; set on_outlier = "
+            "\"skip\" to give them no shift, \"keep\" to use them as found, or raise "
+            "max_shift if the drift is real")
+    blank = ~np.isfinite(tmats).all(axis=(-2, -1)).all(axis=-1)
+    replace = np.zeros(len(tmats), dtype=bool)
+    replace[bad] = True
+    if on_outlier == "keep":
+        replace &= blank  # a blank pair has no shift to keep
+    tmats[replace] = np.identity(3)
+    done = "given no shift" if on_outlier == "skip" else "kept as found (blank ones: no shift)"
+    warnings.warn(f"registration_calculation: {bad.size} pair(s) beyond {bound} {done}: "
+                  f"{listed}", UserWarning, stacklevel=2)
 
 
 def calc_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], **params: Any
