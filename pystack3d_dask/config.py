@@ -131,12 +131,14 @@ def _read_toml(path: Path) -> dict[str, Any]:
     if path.is_dir():
         raise ConfigError(f"workflow path is a folder, expected a .toml file: {path}")
     try:
-        with path.open("rb") as fid:
-            return tomllib.load(fid)
+        # utf-8-sig: a byte-order mark (Windows editors write one) is not TOML's, but it
+        # says nothing about the workflow: read past it
+        return tomllib.loads(path.read_bytes().decode("utf-8-sig"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not a text file ({exc})") from None
+        raise ConfigError(f"{path}: not UTF-8 text, as TOML must be ({exc}); save it as "
+                          "UTF-8") from None
 
 
 def load_workflow(workflow: str | Path | Mapping[str, Any] | Workflow,

@@ -86,6 +86,23 @@ def fingerprint(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _warn_store_among_slices(store: Path, source: SliceSource) -> None:
+    """Say so when the store lies in a folder of input slices (PyStack3D's layout keeps
+    the workflow file there, so the default store lands there too): allowed, since the
+    slices are only read, but the user's data folder then also holds the results."""
+    root = source.root.resolve()
+    folders = [root.parent] if root.is_file() else \
+        [root / c if c != "." else root for c in source.channels]
+    target = store.resolve()
+    for folder in folders:
+        if folder == target or folder in target.parents:
+            warnings.warn(f"the store {target} is inside the input folder {folder}: its slices "
+                          "are only read, but results and data then share a folder; set "
+                          "[store] path (or --store) to keep them apart", UserWarning,
+                          stacklevel=3)
+            return
+
+
 def _source(wf: Workflow) -> SliceSource:
     return discover(wf.project_dir, wf.channels, wf.ind_min, wf.ind_max, wf.policy,
                     wf.input["z_spacing"])
@@ -241,10 +258,22 @@ def _build(name: str, stack: xr.DataArray, params: dict[str, Any], ex: Executor,
 
 
 def _check_steps(wf: Workflow) -> None:
+    """What the workflow alone can tell, before any slice is read: unknown steps, each
+    step's own checks, and steps listed without the earlier steps they read."""
     steps = [get_step(name) for name in wf.process_steps]  # unknown names first
-    for step in steps:
+    for i, step in enumerate(steps):
+        params = wf.step_params(step.name)
         if step.validate is not None:
-            step.validate(**_reduction_params(wf.step_params(step.name)))
+            step.validate(**_reduction_params(params))
+        if any(params.get(k) is not None for k in step.needs_unless):
+            continue
+        missing = [n for n in step.needs if n not in wf.process_steps[:i]]
+        if missing:
+            instead = (f" (or give {' or '.join(step.needs_unless)})" if step.needs_unless
+                       else "")
+            raise ConfigError(f"[{step.name}] {step.name} needs the output of "
+                              f"{', '.join(missing)}: list it before {step.name} in "
+                              f"process_steps{instead}")
 
 
 def _refuse_main_reimport() -> None:
@@ -319,7 +348,8 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
                   address=sched.get("address"), slurm=sched.get("slurm"),
                   worker_timeout=sched.get("worker_timeout", 300.0)) as ex:
         provenance = _provenance(wf, source, manifest_id)
-        st.update_info(workflow_started=time.time(), package_version=__version__,
+        st.update_info(workflow_started=time.time(), workflow_planned=[g for g, _ in chain],
+                       package_version=__version__,
                        workflow_source=str(wf.source) if wf.source else None,
                        workflow_raw=to_json(wf.raw))
         if must[INPUT_GROUP]:
@@ -456,6 +486,7 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
 
     source = _source(wf)
     store_path = wf.store_path()
+    _warn_store_among_slices(Path(store_path), source)
     try:
         st = Store(store_path, make_compressors(wf.store["compressor"],
                                                 wf.store["compression_level"]),

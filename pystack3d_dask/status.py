@@ -25,7 +25,7 @@ def store_status(store: str | Path) -> list[dict[str, Any]]:
     """
     st = Store(store, create=False)
     info = st.info
-    last, layout = info.get("workflow") or [], info.get("layout_version")
+    last, layout = _last_workflow(info), info.get("layout_version")
     rows = []
     for group in ["input", *st.step_groups()]:
         attrs = st.attrs(group)
@@ -64,6 +64,15 @@ def store_status(store: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _last_workflow(info: dict[str, Any]) -> list[str]:
+    """The groups of the last run: those it finished, or, for a run cut short (started
+    after the last finish), those it planned."""
+    started, finished = info.get("workflow_started"), info.get("workflow_finished")
+    if started is not None and (finished is None or finished < started):
+        return list(info.get("workflow_planned") or info.get("workflow") or [])
+    return list(info.get("workflow") or [])
+
+
 def _iso(epoch: float | None) -> str | None:
     return datetime.datetime.fromtimestamp(epoch).isoformat(timespec="seconds") if epoch else None
 
@@ -82,6 +91,9 @@ def format_status(rows: list[dict[str, Any]]) -> str:
         lines.append(f"{r['group']:<30} {state:<10} {fp:<14} {secs:>8}  {shape} {r['dtype'] or ''}")
     if any(not r["in_last_workflow"] and r["group"] != "input" for r in rows):
         lines.append("* not part of the last workflow run on this store")
+    if any(r["in_last_workflow"] and not r["complete"] and not r["removed"] for r in rows):
+        lines.append("partial: the last run stopped before this step was finished; run the "
+                     "same workflow again to resume (its finished slices are kept)")
     removed = [r for r in rows if r["removed"]]
     if removed:
         freed = sum(r["removed_bytes"] or 0 for r in removed) / 2**20

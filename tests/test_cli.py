@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tifffile
 from helpers import tree_hashes
 
@@ -99,6 +100,7 @@ def test_export_step_names(tmp_path, stack_dir):
     assert res.returncode == 2 and "no step 'bkg_removal'" in res.stderr
 
 
+@pytest.mark.slow
 def test_export_never_loses_a_file(tmp_path, stack_dir):
     folder, _ = stack_dir
     toml = _toml(tmp_path, '"cropping", "cropping_final"', "[cropping_final]\narea = [0, 10, 0, 8]\n")

@@ -171,6 +171,15 @@ def test_toml_syntax_error_and_missing_file(tmp_path):
         load_workflow(tmp_path / "absent.toml")
 
 
+def test_byte_order_mark_is_read_past_and_other_encodings_named(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + b'project_dir = "x"\nnproc = 3\n')
+    assert load_workflow(path).nproc == 3
+    path.write_bytes('project_dir = "x"\n# 5 \u00b5m\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"bom.toml: not UTF-8 text.*save it as UTF-8"):
+        load_workflow(path)
+
+
 def test_dictionary_workflow_needs_project_dir_and_store():
     with pytest.raises(ConfigError, match="project_dir is missing"):
         load_workflow({"nproc": 1})

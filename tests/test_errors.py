@@ -435,6 +435,15 @@ def _(d: Path) -> None:
     workflow(d, BASE.replace('["cropping"]', '["registration_calculation"]'))
 
 
+@case("transformation_without_calculation", "[registration_transformation]",
+      "needs the output of registration_calculation", "list it before",
+      "pre_calculated_tmats", reads_input=True)
+def _(d: Path) -> None:
+    stack(d)
+    workflow(d, BASE.replace('["cropping"]', '["cropping", "registration_transformation"]')
+             + CROP)
+
+
 # -- the store -------------------------------------------------------------------------
 
 def _store(d: Path, path: str) -> None:

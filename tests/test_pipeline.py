@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -345,3 +346,21 @@ def test_input_edited_in_place_is_caught_and_a_touch_is_not(tmp_path):
     with pytest.raises(StoreError, match=r"slice_0002_z=0.0200um.tif was modified .* no longer "
                        r"holds the ingested slices"):
         p3d.run(wf, progress=False)
+
+
+def test_store_inside_the_slice_folder_is_allowed_with_a_warning(tmp_path):
+    # PyStack3D's layout: the workflow file beside the slices, so the default store too
+    folder = tmp_path / "slices"
+    write_stack(folder, n=4, shape=(24, 28))
+    before = tree_hashes(folder)
+    (folder / "params.toml").write_text('project_dir = "."\nprocess_steps = ["cropping"]\n'
+                                        "[cropping]\narea = [2, 20, 2, 18]\n")
+    with pytest.warns(UserWarning, match=r"inside the input folder .*slices.*\[store\] path"):
+        result = p3d.run(folder / "params.toml", progress=False)
+    assert result.store == (folder / "params.zarr").resolve()
+    assert p3d.open_result(result.store).shape == (1, 4, 16, 18)
+    after = tree_hashes(folder)
+    assert {k: v for k, v in after.items() if k in before} == before  # slices only read
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a store elsewhere: no warning
+        p3d.run(folder / "params.toml", store=tmp_path / "apart.zarr", progress=False)

@@ -212,6 +212,7 @@ def test_unchanged_slices_are_hard_linked_not_copied(tmp_path, project):
     assert all(path.stat().st_nlink == 1 for path in files)
 
 
+@pytest.mark.slow
 def test_clean_on_a_store_a_run_left_partial_keeps_what_the_resume_reads(tmp_path):
     # a run killed while its third step is written: clean --keep last must keep the
     # second step's slices (the third's input) and the partial one's chunks, so that
@@ -230,6 +231,16 @@ def test_clean_on_a_store_a_run_left_partial_keeps_what_the_resume_reads(tmp_pat
     st = Store(store, create=False)
     assert st.is_complete("steps/02_bkg_removal")
     assert not st.is_complete("steps/03_intensity_rescaling")
+    # status calls the cut run's steps its own, and says how to go on
+    status = subprocess.run([*CLI, "status", str(store)], capture_output=True, text=True,
+                            timeout=120)
+    assert status.returncode == 0, status.stderr
+    assert "not part of the last workflow" not in status.stdout
+    assert "*" not in status.stdout.split("partial:")[0]
+    assert "partial: the last run stopped" in status.stdout and "to resume" in status.stdout
+    rows = json.loads(subprocess.run([*CLI, "status", str(store), "--json"],
+                                     capture_output=True, text=True, timeout=120).stdout)
+    assert all(r["in_last_workflow"] for r in rows)
 
     res = subprocess.run([*CLI, "clean", str(store)], capture_output=True, text=True,
                          timeout=120)

@@ -48,7 +48,8 @@ register(Step("registration_transformation", _registration.transform_apply, "cro
               "apply the cumulative matrices of registration_calculation, slice by slice",
               prepare=_registration.transform_prepare,
               prepared_names=_registration.transform_prepared_names,
-              needs=("registration_calculation",)))
+              needs=("registration_calculation",),
+              needs_unless=("pre_calculated_tmats",)))
 register(Step("destriping", _destriping.apply, "cross-slice",
               "remove curtains: VSNR or wavelet-Fourier, on every slice or only where striped",
               prepare=_destriping.prepare, prepared_names=_destriping.prepared_names,

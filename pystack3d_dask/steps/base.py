@@ -85,6 +85,10 @@ class Step:
         Earlier steps whose outputs ``prepare`` reads, given to it as
         ``upstream = {step name: Dataset}`` (e.g. the matrices of
         ``registration_calculation`` for ``registration_transformation``).
+    needs_unless
+        Parameters that, when set, stand in for ``needs`` (``pre_calculated_tmats``):
+        otherwise a workflow without the needed steps before this one is refused before
+        any work.
     validate
         ``validate(**params)``: checks that need no data, run on every step of a
         workflow before any work, so that a bad table late in the workflow fails first.
@@ -101,6 +105,7 @@ class Step:
     prepared_names: Callable[..., list[str]] | None = None
     check: Callable[[xr.Dataset], list[str]] | None = None
     needs: tuple[str, ...] = ()
+    needs_unless: tuple[str, ...] = ()
     validate: Callable[..., None] | None = None
     passthrough: bool = False
 
