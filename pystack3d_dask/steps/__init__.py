@@ -38,7 +38,8 @@ register(Step("intensity_rescaling_area", _intensity.area_apply, "cross-slice",
               prepare=_intensity.area_prepare, prepared_names=_intensity.area_prepared_names,
               validate=_intensity.area_validate))
 register(Step("resampling", _resampling.apply, "cross-slice",
-              "uniform slice spacing: linear interpolation between the two z neighbours"))
+              "uniform slice spacing: linear interpolation between the two z neighbours",
+              validate=_resampling.validate))
 register(Step("registration_calculation", _registration.calc_apply, "cross-slice",
               "register every slice on the previous one (pystackreg), pairs in parallel",
               prepare=_registration.calc_prepare,

@@ -10,12 +10,13 @@ import numpy as np
 import xarray as xr
 from dask.highlevelgraph import HighLevelGraph
 
+from ..errors import ConfigError
 from ..io.chunks import slab_chunks, slice_bytes
 from ..kernels.dtype import cast_to
 from ..kernels.resampling import interpolate, output_positions, plan
 from .base import StepOutput
 
-__all__ = ["apply"]
+__all__ = ["apply", "validate"]
 
 
 def _slab_block(inputs: list[np.ndarray], first: int, lower: list[int], upper: list[int],
@@ -30,6 +31,20 @@ def _slab_block(inputs: list[np.ndarray], first: int, lower: list[int], upper: l
         out[0, k] = cast_to(interpolate(slab[0, lo - first], slab[0, hi - first], zl, zu, z),
                             slab.dtype, rounding)
     return out
+
+
+def validate(dz: float | None = None, zpos_out: list[float] | None = None,
+             **params: object) -> None:
+    """The output grid's keys, checked before any slice is read (the z range they are
+    checked against comes with the data)."""
+    if zpos_out is not None:
+        if any(b <= a for a, b in zip(zpos_out, zpos_out[1:])):
+            raise ConfigError("[resampling] zpos_out must be strictly increasing")
+        return
+    if dz is None:
+        raise ConfigError("[resampling] needs 'dz' (output slice spacing, um) or 'zpos_out'")
+    if dz <= 0:
+        raise ConfigError(f"[resampling] dz = {dz}: expected a spacing > 0 (um)")
 
 
 def apply(stack: xr.DataArray, prepared: dict, policy: str | None = None,
