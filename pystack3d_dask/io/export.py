@@ -136,7 +136,7 @@ def check_export_target(folder: Path, overwrite: bool, protected: Iterable[Path]
             raise StoreError(f"export target {folder} is the store's own input folder or "
                              f"the store itself ({path}): its files would be replaced; "
                              "choose another folder")
-        if path.is_dir() and path.suffix == ".zarr" and _inside(folder, path):
+        if (path / "zarr.json").is_file() and _inside(folder, path):  # within a store
             raise StoreError(f"export target {folder} is inside the store {path}; choose a "
                              "folder outside it")
     if not folder.exists():
