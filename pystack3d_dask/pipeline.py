@@ -382,7 +382,8 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
                         fused_out = _build(fused_name, lazy, fused_params, ex, outputs)
                     outputs[fused_name] = xr.Dataset(fused_out.extras)
                     lazy = fused_out.stack
-                with _naming(name if not fused else f"{name} (with {', '.join(fused)})"):
+                label = name if not fused else f"{name} (with {', '.join(fused)})"
+                with _naming(label):
                     out = _build(name, lazy, params, ex, outputs, st, group, fp)
                 attrs = {"step": name, "index": index, "params": to_json(params),
                          "fused": fused,
@@ -390,7 +391,7 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
                          "package_version": __version__, "provenance": provenance}
                 # a step that leaves the slices as they are links its input's files
                 link = stack_group if get_step(name).passthrough and not pending else None
-                with _naming(name if not fused else f"{name} (with {', '.join(fused)})"):
+                with _naming(label):
                     rep = st.write(group, out.stack, fp, attrs, ex.as_compute(name),
                                    out.extras, out.derived, link_from=link, started=start)
                 _release_memory()
