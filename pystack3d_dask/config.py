@@ -137,8 +137,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text, as TOML must be ({exc}); save it as "
-                          "UTF-8") from None
+        raise ConfigError(f"{path}: not a text file in UTF-8, as TOML must be ({exc}); "
+                          "save it as UTF-8") from None
 
 
 def load_workflow(workflow: str | Path | Mapping[str, Any] | Workflow,

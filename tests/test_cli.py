@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import tifffile
 from helpers import tree_hashes
 
@@ -100,8 +99,15 @@ def test_export_step_names(tmp_path, stack_dir):
     assert res.returncode == 2 and "no step 'bkg_removal'" in res.stderr
 
 
-@pytest.mark.slow
-def test_export_never_loses_a_file(tmp_path, stack_dir):
+def test_export_never_loses_a_file(tmp_path, stack_dir, capsys):
+    from pystack3d_dask.cli import main
+
+    def export(*args: str) -> tuple[int, str]:
+        # in this process (an interpreter start per refusal would cost more than the
+        # test): the command's own code path, its exit status and stderr
+        rc = main(["export", str(store), *args])
+        return rc, capsys.readouterr().err
+
     folder, _ = stack_dir
     toml = _toml(tmp_path, '"cropping", "cropping_final"', "[cropping_final]\narea = [0, 10, 0, 8]\n")
     assert cli("run", str(toml), "--no-report", cwd=tmp_path).returncode == 0
@@ -116,20 +122,20 @@ def test_export_never_loses_a_file(tmp_path, stack_dir):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
-    res = cli("export", str(store), str(mine), "--overwrite", cwd=tmp_path)
-    assert res.returncode == 2 and "notes.txt" in res.stderr
+    rc, err = export(str(mine), "--overwrite")
+    assert rc == 2 and "notes.txt" in err
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
     # inside the store: refused
-    res = cli("export", str(store), str(store / "out"), cwd=tmp_path)
-    assert res.returncode == 2 and "inside the store" in res.stderr
+    rc, err = export(str(store / "out"))
+    assert rc == 2 and "inside the store" in err
     assert not (store / "out").exists()
 
     # a previous, longer export: refused without --overwrite, replaced whole with it
     out = tmp_path / "out"
     stack = p3d.open_result(store)
     export_tiff(stack, out)  # 12 slices
-    res = cli("export", str(store), str(out), cwd=tmp_path)
-    assert res.returncode == 2 and "--overwrite" in res.stderr
+    rc, err = export(str(out))
+    assert rc == 2 and "--overwrite" in err
     export_tiff(stack.isel(z=slice(0, 5)), out, overwrite=True)
     names = sorted(p.name for p in out.glob("*.tif"))
     assert names == [slice_name(k, 0.01 * k) for k in range(5)]  # no stale slice left
@@ -138,16 +144,14 @@ def test_export_never_loses_a_file(tmp_path, stack_dir):
     # OME-Zarr: only a previous export of this package is replaced
     (tmp_path / "other.zarr").mkdir()
     (tmp_path / "other.zarr" / "data.bin").write_bytes(b"1")
-    res = cli("export", str(store), str(tmp_path / "other.zarr"), "--format", "ome-zarr",
-              "--overwrite", cwd=tmp_path)
-    assert res.returncode == 2 and "not an OME-Zarr exported by" in res.stderr
+    rc, err = export(str(tmp_path / "other.zarr"), "--format", "ome-zarr", "--overwrite")
+    assert rc == 2 and "not an OME-Zarr exported by" in err
     assert (tmp_path / "other.zarr" / "data.bin").read_bytes() == b"1"
     ome = tmp_path / "img.ome.zarr"
     for args in ((), ("--overwrite",)):
-        res = cli("export", str(store), str(ome), "--format", "ome-zarr", *args, cwd=tmp_path)
-        assert res.returncode == 0, res.stderr
-    res = cli("export", str(store), str(ome), "--format", "ome-zarr", cwd=tmp_path)
-    assert res.returncode == 2 and "--overwrite" in res.stderr
+        assert export(str(ome), "--format", "ome-zarr", *args)[0] == 0
+    rc, err = export(str(ome), "--format", "ome-zarr")
+    assert rc == 2 and "--overwrite" in err
 
 
 def test_one_slice_stack_goes_through_every_step(tmp_path):

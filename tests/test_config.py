@@ -176,7 +176,7 @@ def test_byte_order_mark_is_read_past_and_other_encodings_named(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf" + b'project_dir = "x"\nnproc = 3\n')
     assert load_workflow(path).nproc == 3
     path.write_bytes('project_dir = "x"\n# 5 \u00b5m\n'.encode("latin-1"))
-    with pytest.raises(ConfigError, match=r"bom.toml: not UTF-8 text.*save it as UTF-8"):
+    with pytest.raises(ConfigError, match=r"bom.toml: not a text file in UTF-8.*save it as UTF-8"):
         load_workflow(path)
 
 

@@ -172,8 +172,9 @@ def test_transformation_without_calculation_and_bad_threshold(tmp_path):
     folder = _shift_stack(tmp_path, [(0, 0), (1, 1)])
     wf = {"project_dir": str(folder), "process_steps": ["registration_transformation"],
           "store": {"path": str(tmp_path / "s.zarr")}}
-    with pytest.raises(ConfigError, match="needs the matrices of registration_calculation"):
+    with pytest.raises(ConfigError, match="needs the output of registration_calculation"):
         p3d.run(wf, progress=False)
+    assert not (tmp_path / "s.zarr").exists()  # refused before the input is read
     wf["process_steps"] = ["registration_calculation"]
     wf["registration_calculation"] = {"threshold": -5}
     with pytest.raises(ConfigError, match=r"leaves slice z = 0.0100 um \(index 1\) uniform"):

@@ -212,11 +212,12 @@ def test_unchanged_slices_are_hard_linked_not_copied(tmp_path, project):
     assert all(path.stat().st_nlink == 1 for path in files)
 
 
-@pytest.mark.slow
-def test_clean_on_a_store_a_run_left_partial_keeps_what_the_resume_reads(tmp_path):
+def test_clean_on_a_store_a_run_left_partial_keeps_what_the_resume_reads(tmp_path, capsys):
     # a run killed while its third step is written: clean --keep last must keep the
     # second step's slices (the third's input) and the partial one's chunks, so that
     # the resume computes the third step alone
+    from pystack3d_dask.cli import main
+
     files = write_synthetic(tmp_path / "syn", shape=(16, 64, 72))
     steps = '["cropping", "bkg_removal", "intensity_rescaling"]'
     text = "\n".join(f"process_steps = {steps}" if line.startswith("process_steps") else line
@@ -231,33 +232,26 @@ def test_clean_on_a_store_a_run_left_partial_keeps_what_the_resume_reads(tmp_pat
     st = Store(store, create=False)
     assert st.is_complete("steps/02_bkg_removal")
     assert not st.is_complete("steps/03_intensity_rescaling")
-    # status calls the cut run's steps its own, and says how to go on
-    status = subprocess.run([*CLI, "status", str(store)], capture_output=True, text=True,
-                            timeout=120)
-    assert status.returncode == 0, status.stderr
-    assert "not part of the last workflow" not in status.stdout
-    assert "*" not in status.stdout.split("partial:")[0]
-    assert "partial: the last run stopped" in status.stdout and "to resume" in status.stdout
-    rows = json.loads(subprocess.run([*CLI, "status", str(store), "--json"],
-                                     capture_output=True, text=True, timeout=120).stdout)
-    assert all(r["in_last_workflow"] for r in rows)
+    # status calls the cut run's steps its own, and says how to go on (the command's
+    # code in this process: an interpreter per call would double the test's time)
+    assert main(["status", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "not part of the last workflow" not in out and "*" not in out.split("partial:")[0]
+    assert "partial: the last run stopped" in out and "to resume" in out
+    assert main(["status", str(store), "--json"]) == 0
+    assert all(r["in_last_workflow"] for r in json.loads(capsys.readouterr().out))
 
-    res = subprocess.run([*CLI, "clean", str(store)], capture_output=True, text=True,
-                         timeout=120)
-    assert res.returncode == 0, res.stderr
+    assert main(["clean", str(store)]) == 0
+    out = capsys.readouterr().out
     dirs = _stack_dirs(store)
     assert dirs == {"input": False, "steps/01_cropping": False, "steps/02_bkg_removal": True,
                     "steps/03_intensity_rescaling": True}
-    assert "steps/02_bkg_removal" in res.stdout and "kept" in res.stdout
+    assert "steps/02_bkg_removal" in out and "kept" in out
 
-    resumed = subprocess.run([*CLI, "run", str(workflow), "--store", str(store), "--quiet",
-                              "--no-report"], capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = p3d.run(workflow, store=store, progress=False)
+    assert not [r.group for r in resumed.reports[:3] if r.chunks_computed]
     assert Store(store, create=False).is_complete("steps/03_intensity_rescaling")
-    # the resume read the kept input: nothing before it was recomputed
-    assert not _stack_dirs(store)["steps/01_cropping"]
-    reference = tmp_path / "ref.zarr"
-    subprocess.run([*CLI, "run", str(workflow), "--store", str(reference), "--quiet",
-                    "--no-report"], check=True, capture_output=True, timeout=300)
+    assert not _stack_dirs(store)["steps/01_cropping"]  # the kept input read, not recomputed
+    reference = p3d.run(workflow, store=tmp_path / "ref.zarr", progress=False)
     np.testing.assert_array_equal(p3d.open_result(store).values,
-                                  p3d.open_result(reference).values)
+                                  p3d.open_result(reference.store).values)
