@@ -8,7 +8,26 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["ResamplingPlan", "interpolate", "output_positions", "plan"]
+__all__ = ["ResamplingPlan", "check_grid", "interpolate", "output_positions", "plan"]
+
+
+def check_grid(dz: float | None = None, zpos_out: list[float] | None = None) -> None:
+    """Refuse output-grid keys that are wrong whatever the stack: neither given, a
+    spacing not above 0, positions not strictly increasing.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key and what is expected.
+    """
+    if zpos_out is not None:
+        if np.any(np.diff(np.asarray(zpos_out, dtype=np.float64)) <= 0):
+            raise ConfigError("[resampling] zpos_out must be strictly increasing")
+        return
+    if dz is None:
+        raise ConfigError("[resampling] needs 'dz' (output slice spacing, um) or 'zpos_out'")
+    if dz <= 0:
+        raise ConfigError(f"[resampling] dz = {dz}: expected a spacing > 0 (um)")
 
 
 def output_positions(z_in: np.ndarray, dz: float | None = None,
@@ -20,7 +39,8 @@ def output_positions(z_in: np.ndarray, dz: float | None = None,
     Raises
     ------
     ConfigError
-        When neither is given, or ``zpos_out`` leaves the input's range.
+        When neither is given, or ``zpos_out`` leaves the input's range
+        (:func:`check_grid` for the rest).
     """
     z_in = np.asarray(z_in, dtype=np.float64)
     low, high = float(z_in.min()), float(z_in.max())
@@ -30,13 +50,9 @@ def output_positions(z_in: np.ndarray, dz: float | None = None,
         if outside.size:
             raise ConfigError(f"[resampling] zpos_out has {outside.size} position(s) outside "
                               f"the stack's z range [{low}, {high}] um, first {outside[0]}")
-        if np.any(np.diff(out) <= 0):
-            raise ConfigError("[resampling] zpos_out must be strictly increasing")
+        check_grid(zpos_out=zpos_out)
         return out
-    if dz is None:
-        raise ConfigError("[resampling] needs 'dz' (output slice spacing, um) or 'zpos_out'")
-    if dz <= 0:
-        raise ConfigError(f"[resampling] dz = {dz}: expected a spacing > 0 (um)")
+    check_grid(dz)
     if low == high:  # one slice (or all at one z): it is its own uniform grid
         return np.array([low])
     out = np.arange(low, high, dz)

@@ -10,10 +10,9 @@ import numpy as np
 import xarray as xr
 from dask.highlevelgraph import HighLevelGraph
 
-from ..errors import ConfigError
 from ..io.chunks import slab_chunks, slice_bytes
 from ..kernels.dtype import cast_to
-from ..kernels.resampling import interpolate, output_positions, plan
+from ..kernels.resampling import check_grid, interpolate, output_positions, plan
 from .base import StepOutput
 
 __all__ = ["apply", "validate"]
@@ -37,14 +36,7 @@ def validate(dz: float | None = None, zpos_out: list[float] | None = None,
              **params: object) -> None:
     """The output grid's keys, checked before any slice is read (the z range they are
     checked against comes with the data)."""
-    if zpos_out is not None:
-        if any(b <= a for a, b in zip(zpos_out, zpos_out[1:])):
-            raise ConfigError("[resampling] zpos_out must be strictly increasing")
-        return
-    if dz is None:
-        raise ConfigError("[resampling] needs 'dz' (output slice spacing, um) or 'zpos_out'")
-    if dz <= 0:
-        raise ConfigError(f"[resampling] dz = {dz}: expected a spacing > 0 (um)")
+    check_grid(dz, zpos_out)
 
 
 def apply(stack: xr.DataArray, prepared: dict, policy: str | None = None,
