@@ -37,7 +37,7 @@ from .io.chunks import slab_size, slice_bytes
 from .io.identity import check_same_input
 from .io.lock import StoreLock
 from .io.store import INPUT_GROUP, LAYOUT_VERSION, Store, WriteReport, make_compressors, to_json
-from .io.tiff import SliceSource, discover, lazy_stack
+from .io.tiff import SliceSource, discover, lazy_stack, slice_folders
 from .pool import release_pool
 from .steps import StepOutput, get_step
 from .steps.base import as_output
@@ -90,11 +90,8 @@ def _warn_store_among_slices(store: Path, source: SliceSource) -> None:
     """Say so when the store lies in a folder of input slices (PyStack3D's layout keeps
     the workflow file there, so the default store lands there too): allowed, since the
     slices are only read, but the user's data folder then also holds the results."""
-    root = source.root.resolve()
-    folders = [root.parent] if root.is_file() else \
-        [root / c if c != "." else root for c in source.channels]
     target = store.resolve()
-    for folder in folders:
+    for folder in slice_folders(source.root.resolve(), source.channels):
         if folder == target or folder in target.parents:
             warnings.warn(f"the store {target} is inside the input folder {folder}: its slices "
                           "are only read, but results and data then share a folder; set "

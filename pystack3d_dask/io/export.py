@@ -18,6 +18,7 @@ import tifffile
 import xarray as xr
 
 from ..errors import StoreError
+from .tiff import slice_folders
 
 __all__ = ["RECORD", "check_export_target", "export_tiff", "protected_paths", "same_path",
            "slice_name"]
@@ -91,16 +92,21 @@ def export_tiff(stack: xr.DataArray, out: str | Path, overwrite: bool = False,
 
 
 def protected_paths(stack: xr.DataArray) -> list[Path]:
-    """The store of ``stack`` and the folders its input was read from."""
+    """The store of ``stack``, its input's root and the folders its slices were read
+    from."""
     path = stack.attrs.get("store")
     if not path:
         return []
-    from .store import Store
+    from .store import INPUT_GROUP, Store
 
     try:
-        return [Path(path), *Store(path, create=False).input_folders()]
+        source = (Store(path, create=False).attrs(INPUT_GROUP) or {}).get("source") or {}
     except StoreError:
+        source = {}
+    if not source.get("root"):
         return [Path(path)]
+    root = Path(source["root"])
+    return [Path(path), root, *slice_folders(root, source.get("channels") or ["."])]
 
 
 def same_path(a: Path, b: Path) -> bool:

@@ -455,16 +455,6 @@ class Store:
         fast_chunks.cache_clear()
         return freed
 
-    def input_folders(self) -> list[Path]:
-        """The folders the store's input slices were read from (none recorded: empty)."""
-        source = (self.attrs(INPUT_GROUP) or {}).get("source") or {}
-        if not source.get("root"):
-            return []
-        root = Path(source["root"])
-        if root.is_file():  # one multi-page TIFF
-            return [root.parent]
-        return [root, *(root / str(c) for c in source.get("channels") or () if c != ".")]
-
     def step_groups(self) -> list[str]:
         """Groups under ``steps/``, in order."""
         steps = self.path / "steps"

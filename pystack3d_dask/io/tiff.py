@@ -33,11 +33,20 @@ __all__ = [
     "natural_key",
     "policy_regex",
     "read_slice",
+    "slice_folders",
 ]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32)
 _HASH_SPAN = 64 * 1024
+
+
+def slice_folders(root: Path, channels: list[str]) -> list[Path]:
+    """The folders holding an input's slices: each channel's sub-folder of ``root``
+    (channel ``"."``: ``root`` itself), or the folder of a multi-page TIFF ``root``."""
+    if root.is_file():
+        return [root.parent]
+    return [root if c == "." else root / c for c in channels]
 
 
 def natural_key(name: str) -> list[Any]:
