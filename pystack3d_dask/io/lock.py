@@ -65,7 +65,7 @@ def _process_alive(pid: int) -> bool:
 
 def _stale(holder: dict[str, Any], stale_s: float) -> str | None:
     """Why a lock is stale, or None when its run may still be going."""
-    if "pid" not in holder and "host" not in holder and holder["age_s"] > UNREADABLE_S:
+    if _names_no_run(holder) and holder["age_s"] > UNREADABLE_S:
         # empty or garbage (a disk that filled up, an editor, a copy): nobody holds it
         return "its file names no run"
     same_host = holder.get("host") == socket.gethostname()
@@ -76,8 +76,13 @@ def _stale(holder: dict[str, Any], stale_s: float) -> str | None:
     return None
 
 
+def _names_no_run(holder: dict[str, Any]) -> bool:
+    """An empty or unreadable lock file (or one not written yet): no holder in it."""
+    return "pid" not in holder and "host" not in holder
+
+
 def _describe(holder: dict[str, Any]) -> str:
-    if "pid" not in holder and "host" not in holder:
+    if _names_no_run(holder):
         return (f"its lock file ({holder['age_s']:.0f} s old) does not name the run yet; "
                 f"if no run is starting, it is taken over after {UNREADABLE_S:.0f} s")
     started = holder.get("started")
