@@ -12,6 +12,9 @@ computed at ingest: the check costs nothing while the times are unchanged.
 from __future__ import annotations
 
 import datetime
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,25 +73,33 @@ def _modified(entry: dict[str, Any]) -> str:
 
 
 def _compare_pixels(store: Store, source: SliceSource, touched: list[dict[str, Any]]) -> None:
-    """Raise unless every slice ingested from the ``touched`` files still reads the same
-    (the stored stack is opened, and its missing slices listed, once for all of them)."""
+    """Raise unless every slice ingested from the ``touched`` files still reads the same.
+
+    The slices are read and compared on a few threads (file reads and decompression
+    release the GIL), and the first differing file in z order is named.
+    """
     if store.is_removed(INPUT_GROUP):
         entry = touched[0]
         raise StoreError(f"{source.root / entry['path']} was modified ({_modified(entry)}) "
                          f"after the store {store.path} ingested it, and the store no longer "
                          f"holds the ingested slices to compare with ([store] keep); {_FIX}")
     by_file = {source.root / e["path"]: e for e in touched}
-    stored = store.open_stack(INPUT_GROUP)
-    missing = set(store.missing_chunks(INPUT_GROUP, stored.shape))
-    for c, files in enumerate(source.files):
-        for k, file in enumerate(files):
-            entry = by_file.get(file)
-            if entry is None or (c, k) in missing:
-                continue
-            now = read_slice(file, source.pages[k], source.shape, source.dtype)
-            if not np.array_equal(now, stored[c, k].values):
-                z = float(source.z[k])
+    missing = set(store.missing_chunks(INPUT_GROUP, (len(source.files), len(source.z),
+                                                     *source.shape)))
+    jobs = [(c, k, file) for c, files in enumerate(source.files)
+            for k, file in enumerate(files) if file in by_file and (c, k) not in missing]
+
+    def same(job: tuple[int, int, Path]) -> bool:
+        c, k, file = job
+        now = read_slice(file, source.pages[k], source.shape, source.dtype)
+        return bool(np.array_equal(now, store.read_slice(INPUT_GROUP, c, k)))
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for (_, k, file), ok in zip(jobs, pool.map(same, jobs)):
+            if not ok:
+                pool.shutdown(wait=False, cancel_futures=True)
+                entry = by_file[file]
                 raise StoreError(f"the store {store.path} was made from a different version "
                                  f"of {entry['path']}: modified {_modified(entry)}, same size, "
-                                 f"but its pixels (slice z = {z:g} um) differ from those "
-                                 f"ingested; {_FIX}")
+                                 f"but its pixels (slice z = {float(source.z[k]):g} um) differ "
+                                 f"from those ingested; {_FIX}")

@@ -511,6 +511,11 @@ class Store:
                             "store": str(self.path)})
         return stack
 
+    def read_slice(self, group: str, c: int, z: int) -> np.ndarray:
+        """One stored slice (channel ``c``, index ``z``), read at once without a graph."""
+        token = (self.attrs(group) or {}).get("fingerprint") or ""
+        return _stored_slice(str(self.path), group, c, z, token)
+
     # -- writing ------------------------------------------------------------------------
     def _chunk_file(self, group: str, c: int, z: int) -> Path:
         """File of slice (c, z): its chunk, or the shard holding it (written whole)."""
