@@ -5,6 +5,8 @@ Python API::
     import pystack3d_dask as p3d
     result = p3d.run("workflow.toml")          # ingest + every step, checkpointed
     stack = p3d.open_result(result.store)      # lazy xarray DataArray (channel, z, y, x)
+    flat = p3d.steps.bkg_removal(stack, dim=2, orders=[2, 2])   # any step, lazily
+    flat = p3d.checkpoint(flat, result.store, "flat")           # written, resumable
 """
 
 from typing import Any
@@ -12,17 +14,19 @@ from typing import Any
 from ._version import __version__
 from .errors import ConfigError, InputError, NotAvailableError, Pystack3dDaskError, StoreError
 
-_LAZY = {"Workflow": "config", "load_workflow": "config", "RunResult": "pipeline",
-         "open_result": "pipeline", "run": "pipeline"}
+_LAZY = {"checkpoint": "checkpointing", "Workflow": "config", "load_workflow": "config",
+         "RunResult": "pipeline", "open_result": "pipeline", "run": "pipeline"}
 
 
 def __getattr__(name: str) -> Any:
     # imported on first use: a process that only needs a kernel (the registration pool's
     # workers) does not load dask, xarray and zarr
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name == "steps":
+        return importlib.import_module(".steps", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
@@ -34,7 +38,9 @@ __all__ = [
     "StoreError",
     "Workflow",
     "__version__",
+    "checkpoint",
     "load_workflow",
     "open_result",
     "run",
+    "steps",
 ]

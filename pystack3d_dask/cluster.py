@@ -16,6 +16,7 @@ from dask.callbacks import Callback
 from tqdm.auto import tqdm
 
 from .errors import ConfigError, NotAvailableError
+from .log import LOGGER
 
 __all__ = ["Executor", "executor"]
 
@@ -127,8 +128,8 @@ class _TaskCounter(Callback):
 def executor(name: str = "threads", workers: int = 1, threads_per_worker: int = 1,
              memory_limit: str = "auto", dashboard_address: str = "127.0.0.1:0",
              progress: bool = True, address: str | None = None,
-             slurm: dict[str, Any] | None = None, worker_timeout: float = 300.0
-             ) -> Iterator[Executor]:
+             slurm: dict[str, Any] | None = None, worker_timeout: float = 300.0,
+             client: Any = None) -> Iterator[Executor]:
     """Start the scheduler a workflow asks for, and stop it afterwards.
 
     Parameters
@@ -151,7 +152,15 @@ def executor(name: str = "threads", workers: int = 1, threads_per_worker: int = 
         SLURMCluster settings (see ``[scheduler.slurm]`` in the README).
     worker_timeout
         Seconds to wait for the first worker of a cluster before giving up.
+    client
+        A ``distributed.Client`` to compute on instead of all of the above (the
+        caller's: it is left open).
     """
+    if client is not None:
+        _say_dashboard(client, progress)
+        workers = len(client.scheduler_info().get("workers", {})) or workers
+        yield Executor("client", workers, client=client, progress=progress)
+        return
     if name not in SCHEDULERS:
         raise ConfigError(f"scheduler {name!r}: expected one of {list(SCHEDULERS)}")
     if not isinstance(workers, int) or workers < 1:
@@ -218,7 +227,7 @@ def _keep_heap_on_workers(client: Any) -> None:
 
 def _say_dashboard(client: Any, progress: bool) -> None:
     if progress:
-        print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
+        LOGGER.info(f"dask dashboard: {client.dashboard_link}")
 
 
 def _slurm_cluster(opts: dict[str, Any], workers: int, dashboard_address: str) -> Any:

@@ -21,10 +21,10 @@ from .errors import ConfigError
 from .profiles import DEFAULT_PROFILE, PROFILES, profile_defaults
 from .schema import (
     CHECKPOINT,
+    DEFAULT_POLICY,
     OWN_TABLES,
     PYSTACK3D_STEPS,
     ROUNDING,
-    STEP_SCHEMAS,
     Param,
     integer,
     string,
@@ -32,6 +32,7 @@ from .schema import (
     suggest,
     validate_table,
 )
+from .steps import step_schemas
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,7 +41,6 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = ["DEFAULT_POLICY", "Workflow", "load_workflow"]
 
-DEFAULT_POLICY = "slice_{slice_nb}_z={z_coord}um.tif"
 
 _PROJECT_DIR_NAMES = ("project_dir", "input_dirname", "dirname")
 
@@ -179,7 +179,8 @@ def load_workflow(workflow: str | Path | Mapping[str, Any] | Workflow,
 
     tables = {k: v for k, v in raw.items() if isinstance(v, dict)}
     top = {k: v for k, v in raw.items() if not isinstance(v, dict)}
-    known_tables = set(STEP_SCHEMAS) | set(OWN_TABLES)
+    schemas = step_schemas()
+    known_tables = set(schemas) | set(OWN_TABLES)
     for name in tables:
         if name not in known_tables:
             if name in _TOP_LEVEL:
@@ -212,7 +213,7 @@ def load_workflow(workflow: str | Path | Mapping[str, Any] | Workflow,
     process_steps = main["process_steps"]
     seen: set[str] = set()
     for name in process_steps:
-        if name not in STEP_SCHEMAS:
+        if name not in schemas:
             raise ConfigError(f"unknown step {name!r} in process_steps"
                               f"{suggest(name, PYSTACK3D_STEPS)}; valid steps: "
                               f"{', '.join(PYSTACK3D_STEPS)}")
@@ -221,12 +222,12 @@ def load_workflow(workflow: str | Path | Mapping[str, Any] | Workflow,
                               f"run once. Valid steps: {', '.join(PYSTACK3D_STEPS)}")
         seen.add(name)
     for name in main["history"]:
-        if name not in STEP_SCHEMAS:
+        if name not in schemas:
             raise ConfigError(f"unknown step {name!r} in history{suggest(name, PYSTACK3D_STEPS)}")
 
     common = {"checkpoint": CHECKPOINT, "rounding": ROUNDING}
     steps = {}
-    for name, schema in STEP_SCHEMAS.items():
+    for name, schema in schemas.items():
         table = tables.get(name, {})
         if isinstance(table, Mapping):
             table = {**profile_defaults(main["profile"], name, table), **table}

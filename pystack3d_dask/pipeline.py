@@ -38,9 +38,10 @@ from .io.identity import check_same_input
 from .io.lock import StoreLock
 from .io.store import INPUT_GROUP, LAYOUT_VERSION, Store, WriteReport, make_compressors, to_json
 from .io.tiff import SliceSource, discover, lazy_stack, slice_folders
+from .log import LOGGER, show_messages
 from .pool import release_pool
 from .steps import StepOutput, get_step
-from .steps.base import as_output
+from .steps.functions import build, reduction_params
 
 __all__ = ["RunResult", "StepReport", "fingerprint", "open_result", "resolve_group", "run"]
 
@@ -213,12 +214,6 @@ def _report(name: str, rep: WriteReport, fused: list[str] | None = None) -> Step
                       rep.seconds, fused or [])
 
 
-def _reduction_params(params: dict[str, Any]) -> dict[str, Any]:
-    """A step's parameters less ``rounding``: how a float goes back to the dtype
-    concerns the slices' tasks (``apply``) alone, not ``prepare`` nor ``validate``."""
-    return {k: v for k, v in params.items() if k != "rounding"}
-
-
 def _build(name: str, stack: xr.DataArray, params: dict[str, Any], ex: Executor,
            outputs: dict[str, xr.Dataset], store: Store | None = None,
            group: str | None = None, fp: str | None = None) -> StepOutput:
@@ -226,32 +221,25 @@ def _build(name: str, stack: xr.DataArray, params: dict[str, Any], ex: Executor,
     partial checkpoint of the same fingerprint, when resuming). ``outputs`` holds the
     outputs of the steps before it, for the steps that need them."""
     step = get_step(name)
-    prepared: dict[str, xr.DataArray] = {}
-    apply_params = params
-    params = _reduction_params(params)
     ex.task_bytes = _task_bytes(stack)
     try:
-        if step.prepare is not None:
-            loaded = None
-            if store is not None and (store.attrs(group) or {}).get("fingerprint") == fp:
-                loaded = store.load_extras(group, step.prepared_names(**params))
-            extra = {"upstream": {n: outputs[n] for n in step.needs if n in outputs}}
-            if loaded is not None:
-                prepared = loaded
-            else:
-                prepared = step.prepare(stack, ex.compute_values,
-                                        **(extra if step.needs else {}), **params)
-                # what the reduction held (a fit sample, its residuals and weights)
-                # goes back to the system before the slices are written: kept in the
-                # main thread's heap, the writer threads' own heaps would add to it
-                release_heap()
-        out = as_output(step.apply(stack, prepared, **apply_params))
+        loaded = None
+        if (step.prepare is not None and store is not None
+                and (store.attrs(group) or {}).get("fingerprint") == fp):
+            loaded = store.load_extras(group, step.prepared_names(**reduction_params(params)))
+        upstream = {n: outputs[n] for n in step.needs if n in outputs}
+        out = build(step, stack, params, ex.compute_values, upstream, loaded)
+        if step.prepare is not None and loaded is None:
+            # what the reduction held (a fit sample, its residuals and weights) goes
+            # back to the system before the slices are written: kept in the main
+            # thread's heap, the writer threads' own heaps would add to it
+            release_heap()
     except ConfigError as exc:
         if str(exc).startswith("["):
             raise
         # a kernel's message names the value; the user also needs the table it came from
         raise ConfigError(f"[{name}] {exc}") from exc
-    return StepOutput(out.stack, {**prepared, **out.extras}, out.derived)
+    return out
 
 
 def _check_steps(wf: Workflow) -> None:
@@ -261,7 +249,7 @@ def _check_steps(wf: Workflow) -> None:
     for i, step in enumerate(steps):
         params = wf.step_params(step.name)
         if step.validate is not None:
-            step.validate(**_reduction_params(params))
+            step.validate(**reduction_params(params))
         if any(params.get(k) is not None for k in step.needs_unless):
             continue
         missing = [n for n in step.needs if n not in wf.process_steps[:i]]
@@ -301,8 +289,8 @@ def _needed(st: Store, groups: list[tuple[str, str]]) -> list[bool]:
     return must
 
 
-def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
-                ) -> list[StepReport]:
+def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool,
+                client: Any = None) -> list[StepReport]:
     """The run itself, with the store locked: ingest, then each step's checkpoint; with
     ``[store] keep``, the slices of a group not kept are removed once the next group is
     complete."""
@@ -334,8 +322,8 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
         if st.is_complete(previous):
             freed = st.remove_slices(previous, f"[store] keep = {keep!r}")
             if progress:
-                print(f"{previous}: slices removed ({freed / 2**20:.1f} MiB), keep = {keep!r}",
-                      file=sys.stderr)
+                LOGGER.info(f"{previous}: slices removed ({freed / 2**20:.1f} MiB), "
+                            f"keep = {keep!r}")
 
     sched = wf.scheduler
     reports: list[StepReport] = []
@@ -343,7 +331,7 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool
     with executor(sched["name"], sched["workers"], sched["threads_per_worker"],
                   sched["memory_limit"], sched["dashboard_address"], progress,
                   address=sched.get("address"), slurm=sched.get("slurm"),
-                  worker_timeout=sched.get("worker_timeout", 300.0)) as ex:
+                  worker_timeout=sched.get("worker_timeout", 300.0), client=client) as ex:
         provenance = _provenance(wf, source, manifest_id)
         st.update_info(workflow_started=time.time(), workflow_planned=[g for g, _ in chain],
                        package_version=__version__,
@@ -437,7 +425,7 @@ def _release_memory() -> None:
 
 def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path | None = None,
         scheduler: str | None = None, workers: int | None = None, overwrite: bool | None = None,
-        progress: bool = True, address: str | None = None) -> RunResult:
+        progress: bool = True, address: str | None = None, client: Any = None) -> RunResult:
     """Run a workflow: ingest the input, then every step of ``process_steps`` in order,
     each written as a checkpoint of the store.
 
@@ -455,7 +443,12 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
     overwrite
         Replace a store made from another input.
     progress
-        Show progress bars.
+        Show progress bars and the run's messages (logger ``pystack3d_dask``).
+    client
+        A ``distributed.Client`` to run on (a notebook's cluster): its workers compute
+        every step, and it is left open. Without one, an active Client is used when the
+        workflow and the call name no scheduler, as dask itself does; a run then says
+        so.
 
     Returns
     -------
@@ -464,7 +457,10 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
     """
     _refuse_main_reimport()
     keep_heap()
+    if progress:
+        show_messages()
     wf = load_workflow(workflow)
+    client = client if client is not None else _active_client(wf, scheduler)
     if store is not None:
         wf.store["path"] = str(Path(store).resolve())
     if scheduler is not None:
@@ -490,15 +486,33 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
                                                 wf.store["compression_level"]),
                    shard_slices=wf.store["shard_slices"])
         with StoreLock(st.path).held():
-            reports = _run_locked(wf, st, source, progress)
+            reports = _run_locked(wf, st, source, progress, client)
     except OSError as exc:
         translated = _os_error(exc, Path(store_path).resolve())
         if translated is None:
             raise
         raise translated from exc
     if progress:
-        print(RunResult(st.path, reports).summary(), file=sys.stderr)
+        LOGGER.info(RunResult(st.path, reports).summary())
     return RunResult(st.path, reports)
+
+
+def _active_client(wf: Workflow, scheduler: str | None) -> Any:
+    """The distributed Client active in this process (a notebook's), when the call and
+    the workflow name no scheduler: dask's own rule, an active Client is the default."""
+    if scheduler is not None or "name" in (wf.raw.get("scheduler") or {}):
+        return None
+    if "distributed" not in sys.modules:  # no Client can exist; importing it costs 0.4 s
+        return None
+    from distributed import Client
+
+    try:
+        client = Client.current()
+    except ValueError:
+        return None
+    LOGGER.info(f"running on the active dask Client ({client.scheduler.address}); pass "
+                "scheduler=... to run elsewhere")
+    return client
 
 
 def resolve_group(store: Store, step: str | None = None) -> str:

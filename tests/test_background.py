@@ -34,7 +34,7 @@ def _params(**kw) -> dict:
     base = {"orders": None, "cross_terms": False, "poly_basis": None, "dim": None,
             "skip_factors": None, "skip_averaging": False, "threshold_min": None,
             "threshold_max": None, "weight_func": "None", "preserve_avg": False,
-            "max_samples": None}
+            "max_samples": 1_000_000}
     base.update(kw)
     return base
 

@@ -45,7 +45,7 @@ def test_output_grid_is_pystack3ds():
 
 def test_linear_interpolation_between_neighbours():
     stack = _stack([10, 20, 40, 50], [0.0, 0.01, 0.03, 0.04])
-    out = get_step("resampling")(stack, dz=0.005, zpos_out=None, policy=None)
+    out = get_step("resampling")(stack, dz=0.005, zpos_out=None)
     np.testing.assert_allclose(out["z"].values, np.arange(0, 0.04, 0.005))
     np.testing.assert_allclose(out.values[0, :, 0, 0],
                                [10, 15, 20, 25, 30, 35, 40, 45])

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
+from ..log import LOGGER
 
 __all__ = ["HEARTBEAT_S", "LOCK_NAME", "STALE_S", "StoreLock", "read_lock"]
 
@@ -146,8 +147,8 @@ class StoreLock:
                     f"the store {self.store} is in use by another run: {_describe(holder)}. "
                     "Wait for it to finish, or stop it; a lock whose process is gone (or "
                     f"silent for {self.stale_s:.0f} s) is taken over")
-            print(f"warning: taking over the stale lock of {self.store} ({reason}): "
-                  f"{_describe(holder)}", file=sys.stderr)
+            LOGGER.warning(f"warning: taking over the stale lock of {self.store} ({reason}): "
+                           f"{_describe(holder)}")
             # the stale file goes by rename, so that two runs taking over at once cannot
             # both remove it and both create a new one
             grave = self.path.with_name(f"{LOCK_NAME}.{self.token}.stale")

@@ -27,10 +27,10 @@ import numpy as np
 import xarray as xr
 
 from ..errors import ConfigError, NotAvailableError
-from ..schema import PYSTACK3D_STEPS, suggest
+from ..schema import PYSTACK3D_STEPS, Param, suggest
 
 __all__ = ["REGISTRY", "Derived", "Step", "StepOutput", "available_steps", "get_step",
-           "map_slice_values", "map_slices", "register"]
+           "map_slice_values", "map_slices", "register", "step_schemas"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,10 @@ class Step:
     passthrough
         The step's slices are its input's, unchanged (it only computes small outputs):
         its checkpoint hard-links the input's chunk files instead of writing copies.
+    params
+        The step's table: every key with its check, default and one line of
+        documentation. The workflow file and the Python call
+        (:mod:`pystack3d_dask.steps`) both validate against it.
     """
 
     name: str
@@ -108,19 +112,13 @@ class Step:
     needs_unless: tuple[str, ...] = ()
     validate: Callable[..., None] | None = None
     passthrough: bool = False
+    params: dict[str, Param] = field(default_factory=dict)
 
-    def __call__(self, stack: xr.DataArray, **params: Any) -> xr.DataArray:
-        """Run ``prepare`` (small reductions, computed now) and return the lazy output.
+    def __call__(self, stack: xr.DataArray, **params: Any) -> Any:
+        """The step applied to a stack by hand: ``pystack3d_dask.steps.<name>``."""
+        from .functions import step_function
 
-        This is the Python API's way to apply a step to a stack by hand."""
-        upstream = params.pop("upstream", None)
-        extra = {"upstream": upstream} if self.needs else {}
-        prepared = self.prepare(stack, _compute, **extra, **params) if self.prepare else {}
-        return as_output(self.apply(stack, prepared, **params)).stack
-
-
-def _compute(objects: list[Any]) -> list[Any]:
-    return list(dask.compute(*objects))
+        return step_function(self)(stack, **params)
 
 
 def _origin(block_info: dict) -> tuple[int, int]:
@@ -205,6 +203,11 @@ def register(step: Step) -> Step:
         raise ValueError(f"{step.name!r} is not a PyStack3D step name")
     REGISTRY[step.name] = step
     return step
+
+
+def step_schemas() -> dict[str, dict[str, Param]]:
+    """Every registered step's table (key -> Param), in PyStack3D's order."""
+    return {name: REGISTRY[name].params for name in available_steps()}
 
 
 def available_steps() -> list[str]:

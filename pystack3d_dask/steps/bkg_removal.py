@@ -29,13 +29,45 @@ from ..kernels.polynomial import (
     term_names,
 )
 from ..kernels.robust import mean_prediction
+from ..schema import Param, boolean, integer, number, numbers, string
 from .base import StepOutput, check_thresholds, map_slice_values, map_slices
 
-__all__ = ["DEFAULT_MAX_SAMPLES", "apply", "basis", "check", "prepare", "prepared_names",
-           "validate"]
+__all__ = [
+    "DEFAULT_MAX_SAMPLES",
+    "PARAMS",
+    "apply",
+    "basis",
+    "check",
+    "prepare",
+    "prepared_names",
+    "validate",
+]
+
+#: Parameters of the [bkg_removal] table (the workflow file's keys, their checks and defaults).
+PARAMS: dict[str, Param] = {
+    "dim": Param(integer(2, 3), None, "2 or 3 (with poly_basis)"),
+    "poly_basis": Param(string(), None, 'polynomial basis such as "1 + x + y + x*y + z"'),
+    "orders": Param(numbers(None, integers=True, minimum=0), None, "[ox, oy] or [ox, oy, oz]"),
+    "cross_terms": Param(boolean, False, "all products of powers up to each order"),
+    "skip_factors": Param(numbers(None, integers=True, minimum=1), None,
+                          "fit sample: every s-th pixel per axis"),
+    "skip_averaging": Param(boolean, False, "area-averaged down-sampling instead of decimation"),
+    "threshold_min": Param(number(), None, "pixels below are left out of the fit"),
+    "threshold_max": Param(number(), None, "pixels above are left out of the fit"),
+    "skip_median": Param(boolean, False,
+                         "each sample is the median of the valid pixels of its skip block, "
+                         "so that a second phase (pores, particles) does not pull the fit. "
+                         "Not in PyStack3D"),
+    "weight_func": Param(string(("HuberT", "Hampel", "TukeyBiweight", "None")), "HuberT",
+                         "robust weights (TukeyBiweight: redescending, gives no weight to "
+                         "samples of another phase; not in PyStack3D)"),
+    "preserve_avg": Param(boolean, False, "keep the mean of the stack (3D only)"),
+    "max_samples": Param(integer(1), 1_000_000,
+                         "cap of the 3D fit sample (memory O(samples x terms))"),
+}
 
 #: Cap of the 3D fit sample: its memory is O(samples x terms), whatever the stack depth.
-DEFAULT_MAX_SAMPLES = 1_000_000
+DEFAULT_MAX_SAMPLES: int = PARAMS["max_samples"].default
 
 
 def basis(params: dict[str, Any]) -> tuple[Powers, int]:

@@ -7,8 +7,14 @@ import warnings
 import xarray as xr
 
 from ..kernels.cropping import area_to_slices
+from ..schema import Param, area
 
-__all__ = ["cropping", "cropping_final"]
+__all__ = ["PARAMS", "cropping", "cropping_final"]
+
+#: Parameters of both cropping tables (the workflow file's keys, their checks and defaults).
+PARAMS: dict[str, Param] = {
+    "area": Param(area, None, "area kept [xmin, xmax, ymin, ymax], origin bottom-left"),
+}
 
 
 def cropping(stack: xr.DataArray, area: list[int] | None = None) -> xr.DataArray:

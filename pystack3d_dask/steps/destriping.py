@@ -23,12 +23,95 @@ from ..kernels.destriping import (
     wavelet_fourier,
 )
 from ..kernels.dtype import cast_to
+from ..schema import (
+    REQUIRED,
+    Param,
+    boolean,
+    integer,
+    invalid,
+    is_number,
+    number,
+    numbers,
+    string,
+    validate_table,
+)
 from .base import Derived, StepOutput, map_slice_values, map_slices
 
-__all__ = ["apply", "prepare", "prepared_names", "resolve", "validate"]
+__all__ = ["PARAMS", "apply", "prepare", "prepared_names", "resolve", "validate"]
+
+_GABOR = {
+    "name": Param(string(("Gabor", "Dirac")), REQUIRED),
+    "noise_level": Param(number(0.0), REQUIRED, "noise level of the filter (>= 0)"),
+    "sigma": Param(numbers(2, minimum=0.0), REQUIRED, "[sx, sy] of the Gabor filter"),
+    "theta": Param(number(), 0.0, "orientation in degrees (0: vertical stripes)"),
+}
+_DIRAC = {
+    "name": Param(string(("Gabor", "Dirac")), REQUIRED),
+    "noise_level": Param(number(0.0), REQUIRED, "noise level of the filter (>= 0)"),
+}
+_WAVELET = {
+    "wavelet": Param(string(), "coif3", "PyWavelets wavelet name"),
+    "level": Param(integer(1), 4, "decomposition level"),
+    "sigma": Param(number(0.0, strict_min=True), 4.0, "damping width in Fourier space"),
+}
+
+
+def _filters(table: str, key: str, value: Any) -> list[dict]:
+    expected = ('a list of tables such as { name = "Gabor", noise_level = 20, '
+                'sigma = [0.5, 200], theta = 0 } or { name = "Dirac", noise_level = 10 }')
+    if not isinstance(value, list) or not value or not all(isinstance(f, dict) for f in value):
+        raise invalid(table, key, value, expected)
+    out = []
+    for i, filt in enumerate(value):
+        sub = f"{table}.{key}[{i}]"
+        name = string(("Gabor", "Dirac"))(sub, "name", filt.get("name"))
+        schema = dict(_DIRAC) if name == "Dirac" else dict(_GABOR)
+        out.append(validate_table(sub, filt, schema))
+    return out
+
+
+def _wavelet(table: str, key: str, value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise invalid(table, key, value, 'a table such as { wavelet = "coif3", level = 4, sigma = 4 }')
+    return validate_table(f"{table}.{key}", value, _WAVELET)
+
+
+def _stripe_threshold(table: str, key: str, value: Any) -> str | float:
+    if value == "auto":
+        return value
+    if is_number(value) and value > 0:
+        return float(value)
+    raise invalid(table, key, value, '"auto" or a score above 0 (1 means no stripes)')
+
+
+#: Parameters of the [destriping] table (the workflow file's keys, their checks and defaults).
+PARAMS: dict[str, Param] = {
+    "maxit": Param(integer(1), 100, "VSNR iterations"),
+    "cvg_threshold": Param(number(0.0), 0.0, "VSNR convergence threshold"),
+    "filters": Param(_filters, None, "VSNR filters"),
+    "wavelet_decomposition": Param(_wavelet, None, "{ wavelet, level, sigma } (Münch 2009)"),
+    "method": Param(string(("vsnr", "wavelet", "column_profile")), None,
+                    "vsnr or wavelet (needed only when both filters and "
+                    "wavelet_decomposition are given), or column_profile: subtract only "
+                    "the stripes, each a column run anchored at the slice's edge. Not in "
+                    "PyStack3D"),
+    "width": Param(integer(3), 31, "column_profile: width (pixels) across the stripes "
+                   "that separates them from the structure. Not in PyStack3D"),
+    "only_striped": Param(boolean, False,
+                          "destripe only the slices whose stripe score passes "
+                          "stripe_threshold (PyStack3D: every slice). Not in PyStack3D"),
+    "stripe_threshold": Param(_stripe_threshold, "auto",
+                              'score above which a slice is destriped: "auto" or a number. '
+                              "Not in PyStack3D"),
+    "angle": Param(number(), 0.0, "stripes' angle from the vertical (degrees), for the "
+                   "wavelet method and the score. Not in PyStack3D"),
+    "device": Param(string(("cpu", "gpu")), "cpu", "cpu, or gpu (CuPy). Not in PyStack3D"),
+    "batch_size": Param(integer(1), None, "slices per GPU task (default: from the free GPU "
+                        "memory). Not in PyStack3D"),
+}
 
 Compute = Callable[[list[Any]], list[Any]]
-WAVELET_DEFAULTS = {"wavelet": "coif3", "level": 4, "sigma": 4.0}
+WAVELET_DEFAULTS = {key: param.default for key, param in _WAVELET.items()}
 #: Float32 arrays of a slice's size that pyvsnr's ADMM holds at once (images, duals,
 #: Fourier transforms), with a margin: sets how many slices go to the GPU together.
 VSNR_GPU_COPIES = 24

@@ -26,9 +26,12 @@ from ..kernels.histogram import (
     matching_lut,
     reference_histograms,
 )
+from ..schema import Param, area, integer, number, numbers, string
 from .base import Derived, StepOutput, check_thresholds, map_slice_values, map_slices
 
 __all__ = [
+    "AREA_PARAMS",
+    "RESCALING_PARAMS",
     "area_apply",
     "area_prepare",
     "area_prepared_names",
@@ -37,6 +40,26 @@ __all__ = [
     "rescaling_prepare",
     "rescaling_prepared_names",
 ]
+
+#: Parameters of the [intensity_rescaling] table.
+RESCALING_PARAMS: dict[str, Param] = {
+    "nbins": Param(integer(2), 256, "number of histogram bins"),
+    "filter_size": Param(integer(-1), 10, "-1: mean histogram; n: running mean over n slices"),
+    "method": Param(string(("histogram", "gain")), "histogram",
+                    "histogram: match every slice's histogram to the reference (PyStack3D); "
+                    "gain: scale every slice by one factor fitted to the running median of "
+                    "its neighbours' quantiles (keeps each histogram's shape). Not in PyStack3D"),
+    "window": Param(integer(1), None, "gain method: slices of the running reference (default: "
+                    "a fifth of the stack, at least 5). Not in PyStack3D"),
+}
+
+#: Parameters of the [intensity_rescaling_area] table.
+AREA_PARAMS: dict[str, Param] = {
+    "area": Param(area, None, "area of the reference means"),
+    "threshold_min": Param(number(), None, "pixels below are left out of the means"),
+    "threshold_max": Param(number(), None, "pixels above are left out of the means"),
+    "factors_range": Param(numbers(2, minimum=0.0), [0.8, 1.2], "clip range of the factors"),
+}
 
 Compute = Callable[[list[Any]], list[Any]]
 

@@ -31,9 +31,48 @@ from ..kernels.registration import (
     warp_slice,
 )
 from ..pool import run_gil_free
+from ..schema import Param, area, boolean, integer, number, numbers, string
 from .base import map_slices
 
-__all__ = ["calc_apply", "calc_prepare", "calc_validate", "transform_apply", "transform_prepare"]
+__all__ = ["CALC_PARAMS", "TRANSFORM_PARAMS", "calc_apply", "calc_prepare", "calc_validate",
+           "transform_apply", "transform_prepare"]
+
+#: Parameters of the [registration_calculation] table.
+CALC_PARAMS: dict[str, Param] = {
+    "area": Param(area, None, "area used for the calculation"),
+    "threshold": Param(number(), None, "binarise (img <= threshold) before registering"),
+    "nb_blocks": Param(numbers(2, integers=True, minimum=1), [1, 1], "[p, q] blocks"),
+    "gaussian_sigma": Param(number(0.0), 0.0,
+                            "Gaussian smoothing (pixels) of both slices before registering "
+                            "them; 0 = off (PyStack3D). Not in PyStack3D"),
+    "bandpass": Param(numbers(2, minimum=0.0, increasing=True), None,
+                      "[sigma_low, sigma_high] (pixels): register the difference of two "
+                      "Gaussian smoothings of both slices; off by default (PyStack3D). "
+                      "Not in PyStack3D"),
+    "transformation": Param(
+        string(("TRANSLATION", "RIGID_BODY", "SCALED_ROTATION", "AFFINE", "BILINEAR")),
+        "TRANSLATION", "pystackreg transformation"),
+    "max_shift": Param(number(0.0), None,
+                       "largest shift (pixels) believed between consecutive slices; "
+                       "default: a quarter of the registered area's smaller side. Not "
+                       "in PyStack3D"),
+    "on_outlier": Param(string(("error", "skip", "keep")), "error",
+                        "a pair beyond max_shift or with a blank slice: error (names "
+                        "it), skip (no shift) or keep (as found, as PyStack3D does). Not "
+                        "in PyStack3D"),
+}
+
+#: Parameters of the [registration_transformation] table.
+TRANSFORM_PARAMS: dict[str, Param] = {
+    "nb_blocks": Param(numbers(2, integers=True, minimum=1), None, "[p, q] blocks"),
+    "pre_calculated_tmats": Param(string(), None, "matrices file computed elsewhere"),
+    "constant_drift": Param(numbers(2), None, "[dx, dy] drift removed per slice"),
+    "box_size_averaging": Param(integer(1), None, "running-mean window of the matrices"),
+    "subpixel": Param(boolean, True, "keep sub-pixel translations"),
+    "mode": Param(string(("constant", "edge", "symmetric", "reflect", "wrap")), "constant",
+                  "how pixels outside the image are filled"),
+    "cropping": Param(boolean, False, "crop to the largest rectangle valid under all warps"),
+}
 
 Compute = Callable[[list[Any]], list[Any]]
 MATRIX_DIMS = ("z", "block", "row", "col")

@@ -13,9 +13,17 @@ from dask.highlevelgraph import HighLevelGraph
 from ..io.chunks import slab_chunks, slice_bytes
 from ..kernels.dtype import cast_to
 from ..kernels.resampling import check_grid, interpolate, output_positions, plan
+from ..schema import DEFAULT_POLICY, Param, number, numbers, policy
 from .base import StepOutput
 
-__all__ = ["apply", "validate"]
+__all__ = ["PARAMS", "apply", "validate"]
+
+#: Parameters of the [resampling] table (the workflow file's keys, their checks and defaults).
+PARAMS: dict[str, Param] = {
+    "policy": Param(policy, DEFAULT_POLICY, "file-name pattern carrying the z position"),
+    "dz": Param(number(0.0, strict_min=True), None, "output slice spacing (um)"),
+    "zpos_out": Param(numbers(None, increasing=True), None, "explicit output z positions (um)"),
+}
 
 
 def _slab_block(inputs: list[np.ndarray], first: int, lower: list[int], upper: list[int],
