@@ -13,7 +13,7 @@ from typing import Any
 import dask
 import numpy as np
 from dask.callbacks import Callback
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
 from .errors import ConfigError, NotAvailableError
 from .log import LOGGER
@@ -102,13 +102,29 @@ class Executor:
         return get
 
     def _bar(self, total: int, label: str) -> tqdm:
-        return tqdm(total=total, desc=label or "slices", unit="slice", disable=not self.progress,
+        return _bar_class()(total=total, desc=label or "slices", unit="slice", disable=not self.progress,
                     file=sys.stderr, leave=False, dynamic_ncols=True)
 
     def as_compute(self, label: str) -> Callable[..., list[Any]]:
         """``compute`` bound to a label, in the form :meth:`Store.write` expects
         (``compute(tasks, weights=None)``)."""
         return lambda tasks, weights=None: self.compute(tasks, label, weights)
+
+
+def _bar_class() -> type[tqdm]:
+    """The notebook's widget bar in a Jupyter kernel that has ipywidgets; the text bar
+    everywhere else, a kernel without ipywidgets included (``tqdm.auto`` would warn
+    there that IProgress is missing, then draw nothing better)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        try:
+            import ipywidgets  # noqa: F401
+            from tqdm.notebook import tqdm as notebook_bar
+        except ImportError:
+            return tqdm
+        return notebook_bar
+    return tqdm
 
 
 class _TaskCounter(Callback):

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import getpass
 import hashlib
+import html
 import json
 import platform
 import socket
@@ -70,6 +71,18 @@ class RunResult:
     def final_group(self) -> str:
         """Group of the last step written."""
         return self.reports[-1].group
+
+    def _repr_html_(self) -> str:
+        """The summary as a table, for notebooks."""
+        rows = []
+        for r in self.reports:
+            name = r.group + (f" (+{', '.join(r.fused)})" if r.fused else "")
+            rows.append(f"<tr><td>{html.escape(name)}</td><td>{r.status}</td>"
+                        f"<td>{r.chunks_computed}/{r.chunks_total}</td>"
+                        f"<td>{r.seconds:.2f}</td></tr>")
+        return (f"<p>store <code>{html.escape(str(self.store))}</code></p><table><thead><tr>"
+                "<th>group</th><th>status</th><th>slices computed</th><th>seconds</th>"
+                f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
     def summary(self) -> str:
         """A text table of the run."""

@@ -6,6 +6,7 @@ input's) and returns a matplotlib Figure, or None when the group has nothing to 
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -13,16 +14,43 @@ import xarray as xr
 
 from .sections import span
 
-__all__ = ["STEP_FIGURES", "decompose", "statistics_figure", "step_figures"]
+__all__ = ["STEP_FIGURES", "decompose", "new_figure", "statistics_figure", "step_figures",
+           "subplots"]
 
 
-def _plt() -> Any:
-    import matplotlib
+def new_figure(figsize: tuple[float, float]) -> Any:
+    """A matplotlib Figure of its own, made without pyplot: no backend is chosen or
+    switched (a notebook's stays as it is), pyplot keeps no reference to it, and
+    figures can be drawn on several threads at once. A notebook shows it inline."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)  # files only; no display is needed
-    import matplotlib.pyplot as plt
+    _inline_display()
+    return Figure(figsize=figsize)
 
-    return plt
+
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float],
+             **kwargs: Any) -> tuple[Any, Any]:
+    """``pyplot.subplots`` on a :func:`new_figure`."""
+    fig = new_figure(figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def _inline_display() -> None:
+    """In a Jupyter kernel, have Figure objects shown as PNG images, as the inline
+    backend does for the figures of pyplot (it registers that display only once pyplot
+    draws its first figure, which a figure made without pyplot never does)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return
+    from matplotlib.figure import Figure
+
+    try:
+        shell.display_formatter.formatters["image/png"].lookup_by_type(Figure)
+    except KeyError:
+        from IPython.core.pylabtools import select_figure_formats
+
+        select_figure_formats(shell, {"png"})
 
 
 def _z(ds: xr.Dataset) -> np.ndarray:
@@ -31,8 +59,7 @@ def _z(ds: xr.Dataset) -> np.ndarray:
 
 def statistics_figure(output: xr.Dataset, input_: xr.Dataset | None = None, title: str = "") -> Any:
     """Per-slice min, max and mean along z, of the step's input (dashed) and output."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3), sharex=True)
+    fig, axes = subplots(1, 3, figsize=(11, 3), sharex=True)
     channels = output["channel"].values
     for ax, name in zip(axes, ("min", "max", "mean")):
         for c, label in enumerate(channels):
@@ -66,10 +93,9 @@ def decompose(tmats: np.ndarray) -> dict[str, np.ndarray]:
 
 def _matrices_figure(tmats: np.ndarray, z: np.ndarray, title: str,
                      cumulative: np.ndarray | None = None) -> Any:
-    plt = _plt()
     parts = decompose(tmats[:, 0])
     cum = decompose(cumulative[:, 0]) if cumulative is not None else None
-    fig, axes = plt.subplots(2, 3, figsize=(11, 5.5), sharex=True)
+    fig, axes = subplots(2, 3, figsize=(11, 5.5), sharex=True)
     panels = [("translation (px)", ("tx", "ty")), ("rotation (deg)", ("rotation",)),
               ("scale", ("scale x", "scale y")), ("shear", ("shear",))]
     flat = axes.ravel()
@@ -114,11 +140,10 @@ def _registration_transformation(ds: xr.Dataset, input_: xr.Dataset | None
 
 
 def _histogram_maps(ds: xr.Dataset, input_: xr.Dataset | None) -> list[tuple[str, Any]]:
-    plt = _plt()
     names = [n for n in ("histos_orig", "histos_ref", "histos_final") if n in ds]
     if not names:
         return []
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.4), squeeze=False)
+    fig, axes = subplots(1, len(names), figsize=(4 * len(names), 3.4), squeeze=False)
     z = _z(ds)
     low, high = (ds["value_range"].values[0] if "value_range" in ds else (0, 1))
     for ax, name in zip(axes[0], names):
@@ -134,8 +159,7 @@ def _histogram_maps(ds: xr.Dataset, input_: xr.Dataset | None) -> list[tuple[str
 
 
 def _area_factors(ds: xr.Dataset, input_: xr.Dataset | None) -> list[tuple[str, Any]]:
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+    fig, axes = subplots(1, 2, figsize=(9, 3))
     z = _z(ds)
     for c, label in enumerate(ds["channel"].values):
         axes[0].plot(z, ds["means"].values[c], lw=0.9, label=str(label))
@@ -151,11 +175,10 @@ def _area_factors(ds: xr.Dataset, input_: xr.Dataset | None) -> list[tuple[str, 
 
 
 def _background(ds: xr.Dataset, input_: xr.Dataset | None) -> list[tuple[str, Any]]:
-    plt = _plt()
     figures = []
     if "coefs_3d" in ds:
         coefs = ds["coefs_3d"]
-        fig, ax = plt.subplots(figsize=(7, 3))
+        fig, ax = subplots(figsize=(7, 3))
         terms = [str(t) for t in coefs["term"].values]
         for c, label in enumerate(coefs["channel"].values):
             ax.bar(np.arange(len(terms)) + 0.8 * c / coefs.sizes["channel"], coefs.values[c],
@@ -167,7 +190,7 @@ def _background(ds: xr.Dataset, input_: xr.Dataset | None) -> list[tuple[str, An
         figures.append(("coefficients", fig))
     if "coefs" in ds:
         coefs = ds["coefs"]
-        fig, ax = plt.subplots(figsize=(7, 3))
+        fig, ax = subplots(figsize=(7, 3))
         for t, term in enumerate(coefs["term"].values):
             ax.plot(_z(ds), coefs.values[0, :, t], lw=0.8, label=str(term))
         ax.set_title("2D background coefficients per slice (first channel)", fontsize=9)
@@ -179,7 +202,7 @@ def _background(ds: xr.Dataset, input_: xr.Dataset | None) -> list[tuple[str, An
         # the background removed is what separates the stored input and output slices
         nz = ds.sizes["z"]
         picks = sorted({0, nz // 2, nz - 1})
-        fig, axes = plt.subplots(1, len(picks), figsize=(3.6 * len(picks), 3), squeeze=False)
+        fig, axes = subplots(1, len(picks), figsize=(3.6 * len(picks), 3), squeeze=False)
         for ax, k in zip(axes[0], picks):
             removed = (input_["stack"][0, k].values.astype(np.float64)
                        - ds["stack"][0, k].values.astype(np.float64))
@@ -193,8 +216,7 @@ def _background(ds: xr.Dataset, input_: xr.Dataset | None) -> list[tuple[str, An
 
 
 def _resampling(ds: xr.Dataset, input_: xr.Dataset | None) -> list[tuple[str, Any]]:
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+    fig, axes = subplots(1, 2, figsize=(9, 3))
     zout = _z(ds)
     if input_ is not None:
         zin = _z(input_)
@@ -214,8 +236,7 @@ def _resampling(ds: xr.Dataset, input_: xr.Dataset | None) -> list[tuple[str, An
 
 
 def _destriping(ds: xr.Dataset, input_: xr.Dataset | None) -> list[tuple[str, Any]]:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 3))
+    fig, ax = subplots(figsize=(8, 3))
     z = _z(ds)
     score = ds["stripe_score"].values[0]
     ax.plot(z, score, ".", ms=3, label="input")
@@ -258,8 +279,7 @@ def step_figures(step: str, output: xr.Dataset, input_: xr.Dataset | None = None
 def beam_current_figure(ds: xr.Dataset) -> Any:
     """The beam current of every slice (Fibics ``Ext I``) beside each channel's mean: a
     jump in one often explains a jump in the other."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 3))
+    fig, ax = subplots(figsize=(8, 3))
     current = ds["beam_current"]
     ax.plot(_z(ds), current.values, color="black", lw=1.0, label="beam current")
     ax.set_xlabel("z (um)", fontsize=8)

@@ -27,11 +27,8 @@ def report_groups(st: Store) -> list[str]:
 
 
 def _save(fig: Any, path: Path, dpi: int) -> Path:
-    import matplotlib.pyplot as plt
-
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
-    plt.close(fig)
     return path
 
 

@@ -76,11 +76,10 @@ def _image(ax: Any, part: xr.DataArray, title: str, vmin: float, vmax: float) ->
 def draw_sections(before: Sections | None, after: Sections, title: str = "") -> Any:
     """A figure: the three sections of the step's input (top row, when given) and output
     (bottom row), on the same grey scale per row."""
-    from .plots import _plt
+    from .plots import subplots
 
-    plt = _plt()
     rows = [("input", before), ("output", after)] if before is not None else [("output", after)]
-    fig, axes = plt.subplots(len(rows), 3, figsize=(11, 3.4 * len(rows)), squeeze=False)
+    fig, axes = subplots(len(rows), 3, figsize=(11, 3.4 * len(rows)), squeeze=False)
     for r, (label, sections) in enumerate(rows):
         values = np.concatenate([np.ravel(p.values) for p in sections.values()])
         vmin, vmax = np.percentile(values, [0.5, 99.5]) if values.size else (0, 1)
@@ -98,9 +97,10 @@ def draw_cube(stack: xr.DataArray, channel: int | str = 0, max_size: int = 96,
               title: str = "") -> Any:
     """A figure: the volume's three visible faces (the last slice, the first row, the last
     column) in 3D, each read as a section and thinned to ``max_size`` pixels per side."""
-    from .plots import _plt
+    import matplotlib
 
-    plt = _plt()
+    from .plots import new_figure
+
     sel = stack.isel(channel=channel) if isinstance(channel, int) else stack.sel(channel=channel)
     nz, ny, nx = (sel.sizes[d] for d in ("z", "y", "x"))
     sz, sy, sx = (max(1, -(-n // max_size)) for n in (nz, ny, nx))
@@ -110,12 +110,12 @@ def draw_cube(stack: xr.DataArray, channel: int | str = 0, max_size: int = 96,
         sel.isel(x=nx - 1, z=slice(None, None, sz), y=slice(None, None, sy)).data))
     values = np.concatenate([top.ravel(), front.ravel(), side.ravel()]).astype(np.float64)
     lo, hi = np.percentile(values, [0.5, 99.5])
-    norm = plt.Normalize(lo, hi if hi > lo else lo + 1)
-    cmap = plt.get_cmap("gray")
+    norm = matplotlib.colors.Normalize(lo, hi if hi > lo else lo + 1)
+    cmap = matplotlib.colormaps["gray"]
     zs = np.arange(nz)[::sz]
     ys = np.arange(ny)[::sy]
     xs = np.arange(nx)[::sx]
-    fig = plt.figure(figsize=(6, 5))
+    fig = new_figure((6, 5))
     ax = fig.add_subplot(projection="3d")
     X, Y = np.meshgrid(xs, ys)
     ax.plot_surface(X, Y, np.full_like(X, nz - 1, dtype=float), facecolors=cmap(norm(top)),
