@@ -19,9 +19,10 @@ __all__ = ["main"]
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", choices=["threads", "processes", "local", "synchronous",
-                                                "address", "slurm"],
+                                                "address", "slurm", "jobqueue"],
                         help="dask scheduler (default: [scheduler] name, else threads)")
-    parser.add_argument("--workers", type=int, help="number of workers (default: nproc)")
+    parser.add_argument("--workers", type=int, help="number of workers; for slurm and jobqueue, of jobs "
+                        "(default: nproc)")
     parser.add_argument("--address", help="with --scheduler address: the dask scheduler to "
                                           "connect to (tcp://host:port)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -1,5 +1,6 @@
 """Schedulers: the threaded or multiprocessing scheduler, a distributed LocalCluster, a
-running dask scheduler (``address``), or SLURM jobs through dask-jobqueue (``slurm``)."""
+running dask scheduler (``address``), a given Client, or batch jobs through dask-jobqueue
+(``slurm``, ``jobqueue``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import dask
@@ -15,12 +15,12 @@ import numpy as np
 from dask.callbacks import Callback
 from tqdm.std import tqdm
 
-from .errors import ConfigError, NotAvailableError
+from .errors import ConfigError
 from .log import LOGGER
 
 __all__ = ["Executor", "executor"]
 
-SCHEDULERS = ("threads", "processes", "local", "synchronous", "address", "slurm")
+SCHEDULERS = ("threads", "processes", "local", "synchronous", "address", "slurm", "jobqueue")
 
 #: Bytes of slices a thread of the threaded scheduler is handed at once (see
 #: ``Executor._local_options``), and the most tasks in one hand-over.
@@ -145,7 +145,8 @@ def executor(name: str = "threads", workers: int = 1, threads_per_worker: int = 
              memory_limit: str = "auto", dashboard_address: str = "127.0.0.1:0",
              progress: bool = True, address: str | None = None,
              slurm: dict[str, Any] | None = None, worker_timeout: float = 300.0,
-             client: Any = None) -> Iterator[Executor]:
+             client: Any = None, kind: str = "slurm",
+             jobqueue: dict[str, Any] | None = None) -> Iterator[Executor]:
     """Start the scheduler a workflow asks for, and stop it afterwards.
 
     Parameters
@@ -165,7 +166,10 @@ def executor(name: str = "threads", workers: int = 1, threads_per_worker: int = 
     address
         The scheduler to connect to (``name = "address"``).
     slurm
-        SLURMCluster settings (see ``[scheduler.slurm]`` in the README).
+        SLURMCluster keywords and job counts (``[scheduler.slurm]``, see
+        :mod:`~pystack3d_dask.jobqueue`), for ``name = "slurm"``.
+    kind, jobqueue
+        The batch system and its cluster's keywords, for ``name = "jobqueue"``.
     worker_timeout
         Seconds to wait for the first worker of a cluster before giving up.
     client
@@ -210,13 +214,19 @@ def executor(name: str = "threads", workers: int = 1, threads_per_worker: int = 
                                processes=True, memory_limit=memory_limit, host="127.0.0.1",
                                dashboard_address=dashboard_address)
     else:
-        cluster = _slurm_cluster(dict(slurm or {}), workers, dashboard_address)
+        from .jobqueue import make_cluster
+
+        if name == "slurm":
+            kind, jobqueue, table = "slurm", slurm, "scheduler.slurm"
+        else:
+            table = "scheduler.jobqueue"
+        cluster = make_cluster(kind, dict(jobqueue or {}), workers, dashboard_address, table)
     try:
         with Client(cluster) as client:
             _say_dashboard(client, progress)
             _keep_heap_on_workers(client)
-            if name == "slurm":
-                _wait_for_workers(client, cluster, worker_timeout)
+            if name in ("slurm", "jobqueue"):
+                _wait_for_workers(client, cluster, worker_timeout, kind)
             yield Executor(name, workers, client=client, progress=progress)
     finally:
         cluster.close()
@@ -246,60 +256,7 @@ def _say_dashboard(client: Any, progress: bool) -> None:
         LOGGER.info(f"dask dashboard: {client.dashboard_link}")
 
 
-def _slurm_cluster(opts: dict[str, Any], workers: int, dashboard_address: str) -> Any:
-    import shutil
-
-    if shutil.which("sbatch") is None:
-        raise NotAvailableError('[scheduler] name = "slurm": sbatch is not on the PATH; run '
-                                "on a SLURM login node, or choose another scheduler")
-    try:
-        from dask_jobqueue import SLURMCluster
-    except ImportError as exc:
-        raise NotAvailableError('[scheduler] name = "slurm" needs dask-jobqueue: pip install '
-                                "'pystack3d-dask[hpc]'") from exc
-    extra_args = []
-    if opts.get("worker_lifetime"):
-        # leave before the walltime kills the job; the cluster starts a replacement
-        extra_args = ["--lifetime", opts["worker_lifetime"], "--lifetime-stagger",
-                      opts.get("lifetime_stagger") or "4m", "--lifetime-restart"]
-    kwargs = {key: opts[key] for key in ("queue", "account", "memory", "walltime",
-                                         "job_extra_directives", "local_directory",
-                                         "log_directory", "interface") if opts.get(key)}
-    cluster = SLURMCluster(cores=opts.get("cores") or 1, processes=1, python=sys.executable,
-                           worker_extra_args=extra_args,
-                           scheduler_options={"dashboard_address": dashboard_address},
-                           **kwargs)
-    _test_submission(cluster)
-    if opts.get("maximum_jobs"):
-        cluster.adapt(minimum_jobs=opts.get("minimum_jobs") or 0,
-                      maximum_jobs=opts["maximum_jobs"])
-    else:
-        cluster.scale(jobs=opts["jobs"] if opts.get("jobs") is not None else workers)
-    return cluster
-
-
-def _test_submission(cluster: Any) -> None:
-    """``sbatch --test-only`` of the workers' job script: resources SLURM cannot give
-    (more memory than a node has, an unknown partition) fail here, with SLURM's words,
-    instead of leaving the run waiting for workers that never come."""
-    import subprocess
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as fid:
-        fid.write(cluster.job_script())
-    try:
-        done = subprocess.run(["sbatch", "--test-only", fid.name], capture_output=True,
-                              text=True, timeout=60)
-    finally:
-        Path(fid.name).unlink()
-    if done.returncode != 0:
-        cluster.close()
-        said = (done.stderr or done.stdout).strip()
-        raise ConfigError(f"[scheduler] slurm: SLURM refuses the workers' job: {said}\n"
-                          f"job script:\n{cluster.job_script()}")
-
-
-def _wait_for_workers(client: Any, cluster: Any, timeout: float) -> None:
+def _wait_for_workers(client: Any, cluster: Any, timeout: float, kind: str = "slurm") -> None:
     """Wait for one worker; a job SLURM refuses (impossible resources) or leaves pending
     must end in an error that says why, not in a run that waits forever."""
     import logging
@@ -322,9 +279,10 @@ def _wait_for_workers(client: Any, cluster: Any, timeout: float) -> None:
     except (TimeoutError, OSError) as exc:
         detail = "; ".join(m.strip()[-600:] for m in errors.messages[-3:])
         raise ConfigError(
-            f"[scheduler] slurm: no worker joined within worker_timeout = {timeout:g} s"
-            + (f". SLURM said: {detail}" if detail else ". Check the jobs with squeue and "
-               "their output in log_directory") + f"\njob script:\n{cluster.job_script()}"
+            f"[scheduler] {kind}: no worker joined within worker_timeout = {timeout:g} s"
+            + (f". {kind.upper()} said: {detail}" if detail else ". Check the jobs (squeue, "
+               "qstat, bjobs) and their output in log_directory")
+            + f"\njob script:\n{cluster.job_script()}"
         ) from exc
     finally:
         for log in loggers:

@@ -344,6 +344,7 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool,
     with executor(sched["name"], sched["workers"], sched["threads_per_worker"],
                   sched["memory_limit"], sched["dashboard_address"], progress,
                   address=sched.get("address"), slurm=sched.get("slurm"),
+                  kind=sched.get("kind", "slurm"), jobqueue=sched.get("jobqueue"),
                   worker_timeout=sched.get("worker_timeout", 300.0), client=client) as ex:
         provenance = _provenance(wf, source, manifest_id)
         st.update_info(workflow_started=time.time(), workflow_planned=[g for g, _ in chain],

@@ -19,6 +19,7 @@ from .errors import ConfigError
 
 __all__ = [
     "DEFAULT_POLICY",
+    "JOBQUEUE_KINDS",
     "OWN_TABLES",
     "PYSTACK3D_STEPS",
     "REQUIRED",
@@ -206,11 +207,18 @@ def keep_policy(table: str, key: str, value: Any) -> str | list[str]:
                 'a list of step names, such as ["registration_transformation"]')
 
 
-def _slurm(table: str, key: str, value: Any) -> dict:
+def _jobqueue(table: str, key: str, value: Any) -> dict:
+    """The cluster's keywords: those documented here are checked, the others kept for the
+    cluster class to check (:mod:`~pystack3d_dask.jobqueue`); unset ones are left out,
+    so that the site's dask config gives them."""
     if not isinstance(value, dict):
         raise invalid(table, key, value, 'a table such as { queue = "debug", cores = 1, '
-                    'memory = "4GB", walltime = "01:00:00", jobs = 2 }')
-    return validate_table(f"{table}.{key}", value, _SLURM)
+                      'memory = "4GB", walltime = "01:00:00", jobs = 2 }')
+    known = {k: v for k, v in value.items() if k in _JOBQUEUE}
+    out = {k: v for k, v in validate_table(f"{table}.{key}", known, _JOBQUEUE).items()
+           if v is not None}
+    out.update({k: v for k, v in value.items() if k not in _JOBQUEUE})
+    return out
 
 
 REQUIRED = object()
@@ -218,19 +226,30 @@ REQUIRED = object()
 #: PyStack3D's file-name pattern of the slices.
 DEFAULT_POLICY = "slice_{slice_nb}_z={z_coord}um.tif"
 
-_SLURM = {
-    "queue": Param(string(), None, "partition (sbatch -p)"),
-    "account": Param(string(), None, "account (sbatch -A)"),
-    "cores": Param(integer(1), 1, "cores per job (one dask worker per job)"),
-    "memory": Param(string(), "4GB", "memory per job"),
-    "walltime": Param(string(), "01:00:00", "time limit per job"),
-    "jobs": Param(integer(0), 1, "jobs (workers) to start; ignored when adaptive"),
+#: Batch systems that dask-jobqueue drives ([scheduler] kind).
+JOBQUEUE_KINDS = ("slurm", "pbs", "lsf", "sge")
+
+#: The documented keys of [scheduler.slurm] / [scheduler.jobqueue]; any other keyword of
+#: the dask-jobqueue cluster class is accepted too. None: not passed (the site's config).
+_JOBQUEUE = {
+    "queue": Param(string(), None, "partition or queue (sbatch -p, qsub -q)"),
+    "account": Param(string(), None, "account to charge (sbatch -A)"),
+    "cores": Param(integer(1), None, "cores per job"),
+    "processes": Param(integer(1), None, "dask workers per job"),
+    "memory": Param(string(), None, "memory per job, such as '16GB'"),
+    "walltime": Param(string(), None, "time limit per job"),
+    "jobs": Param(integer(0), None, "jobs to start (default: --workers, or nproc); ignored "
+                  "when adaptive"),
     "minimum_jobs": Param(integer(0), None, "adaptive: fewest jobs"),
-    "maximum_jobs": Param(integer(1), None, "adaptive: most jobs (setting it turns adaptive on)"),
-    "job_extra_directives": Param(string_list, None, "extra #SBATCH lines, e.g. ['--qos=low']"),
+    "maximum_jobs": Param(integer(1), None, "adaptive: most jobs (default: --workers); "
+                          "setting this or minimum_jobs turns adaptive on"),
+    "job_extra_directives": Param(string_list, None, "extra #SBATCH (#PBS, ...) lines, e.g. "
+                                  "['--qos=low']"),
+    "job_script_prologue": Param(string_list, None, "shell lines run before the worker, "
+                                 "e.g. ['module load python']"),
     "worker_lifetime": Param(string(), None, "workers leave after this (e.g. '55m'), before the "
                              "walltime kills them, and are replaced"),
-    "lifetime_stagger": Param(string(), "4m", "random spread of worker_lifetime"),
+    "lifetime_stagger": Param(string(), None, "random spread of worker_lifetime (default 4m)"),
     "local_directory": Param(string(), None, "workers' scratch folder on the node"),
     "log_directory": Param(string(), None, "folder of the jobs' output files"),
     "interface": Param(string(), None, "network interface of the workers (e.g. 'ib0')"),
@@ -258,12 +277,18 @@ OWN_TABLES: dict[str, dict[str, Param]] = {
     },
     "scheduler": {
         "name": Param(string(("threads", "processes", "local", "synchronous", "address",
-                              "slurm")), "threads",
+                              "slurm", "jobqueue")), "threads",
                       "dask scheduler: threads, processes, a distributed local cluster, a "
-                      "running scheduler (address), or SLURM jobs (slurm)"),
+                      "running scheduler (address), SLURM jobs (slurm), or the jobs of "
+                      "another batch system (jobqueue, with kind)"),
+        "kind": Param(string(JOBQUEUE_KINDS), "slurm",
+                      'batch system of name = "jobqueue": slurm, pbs, lsf or sge'),
         "address": Param(string(), None, "address of a running dask scheduler (name = "
                          '"address"), such as "tcp://10.0.0.5:8786"'),
-        "slurm": Param(_slurm, None, "SLURMCluster settings (name = \"slurm\")"),
+        "slurm": Param(_jobqueue, None, "SLURMCluster keywords (name = \"slurm\"); "
+                       "unset ones come from the site's dask config"),
+        "jobqueue": Param(_jobqueue, None, "the cluster's keywords (name = \"jobqueue\"); "
+                          "unset ones come from the site's dask config"),
         "worker_timeout": Param(number(0.0, strict_min=True), 300.0,
                                 "seconds to wait for the first worker of a cluster"),
         "workers": Param(integer(1), None, "workers (default: nproc)"),
