@@ -236,6 +236,12 @@ def load_workflow(workflow: str | Path | Mapping[str, Any] | Workflow,
            for name, schema in OWN_TABLES.items()}
     if own["store"]["path"] and not Path(own["store"]["path"]).is_absolute():
         own["store"]["path"] = str(base / own["store"]["path"])
+    sched = own["scheduler"]
+    for key, kind in (("slurm", "slurm"), ("jobqueue", sched["kind"])):
+        if sched[key]:
+            from .jobqueue import check_table
+
+            check_table(kind, sched[key], f"scheduler.{key}")
     if own["scheduler"]["workers"] is None:
         own["scheduler"]["workers"] = main["nproc"]
 

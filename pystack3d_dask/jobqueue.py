@@ -20,7 +20,8 @@ from typing import Any
 from .errors import ConfigError, NotAvailableError
 from .schema import JOBQUEUE_KINDS, suggest
 
-__all__ = ["KINDS", "OWN_KEYS", "build_cluster", "cluster_keywords", "make_cluster"]
+__all__ = ["KINDS", "OWN_KEYS", "build_cluster", "check_table", "cluster_keywords",
+           "make_cluster"]
 
 #: Batch systems and their dask-jobqueue cluster classes.
 KINDS = {kind: f"{kind.upper()}Cluster" for kind in JOBQUEUE_KINDS}
@@ -66,6 +67,17 @@ def _check_keys(kind: str, opts: dict[str, Any], table: str) -> None:
             raise ConfigError(f"unknown key {key!r} in [{table}]{suggest(key, sorted(valid))}: "
                               f"expected a keyword of dask_jobqueue.{KINDS[kind]} or one of "
                               f"{', '.join(OWN_KEYS)}")
+
+
+def check_table(kind: str, opts: dict[str, Any], table: str) -> None:
+    """Refuse a key that is neither a keyword of the cluster class of ``kind`` nor one of
+    this package's (naming the nearest valid one); without dask-jobqueue installed, the
+    check waits for the cluster's start, which then says to install it."""
+    try:
+        import dask_jobqueue  # noqa: F401
+    except ImportError:
+        return
+    _check_keys(kind, opts, table)
 
 
 def build_cluster(kind: str, opts: dict[str, Any], dashboard_address: str, table: str) -> Any:

@@ -17,11 +17,20 @@ __all__ = ["LOGGER", "show_messages"]
 LOGGER = logging.getLogger("pystack3d_dask")
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to the ``sys.stderr`` of the moment: a notebook or a test may have
+    replaced it since the handler was made."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def show_messages() -> None:
     """Write the package's INFO messages to stderr unless logging is configured."""
     if LOGGER.handlers or logging.getLogger().handlers:
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setFormatter(logging.Formatter("%(message)s"))
     LOGGER.addHandler(handler)
     if LOGGER.level == logging.NOTSET:

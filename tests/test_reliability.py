@@ -282,7 +282,7 @@ def test_lock_of_another_host_is_stale_only_without_heartbeat(tmp_path):
     assert not lock_file.exists()
 
 
-def test_empty_or_garbage_lock_file_is_taken_over_at_once(tmp_path, capsys):
+def test_empty_or_garbage_lock_file_is_taken_over_at_once(tmp_path, caplog):
     store = tmp_path / "s"
     store.mkdir()
     lock_file = store / LOCK_NAME
@@ -294,7 +294,8 @@ def test_empty_or_garbage_lock_file_is_taken_over_at_once(tmp_path, capsys):
         lock.acquire()
         assert read_lock(store)["token"] == lock.token
         lock.release()
-        assert "its file names no run" in capsys.readouterr().err
+        assert "its file names no run" in caplog.text
+        caplog.clear()
     lock_file.write_text("")  # just created by a run about to write its holder: respected
     with pytest.raises(StoreError, match="in use by another run"):
         StoreLock(store).acquire()
