@@ -16,6 +16,7 @@ from dask.callbacks import Callback
 from tqdm.std import tqdm
 
 from .errors import ConfigError
+from .jupyter import kernel_shell
 from .log import LOGGER
 
 __all__ = ["Executor", "executor"]
@@ -102,8 +103,9 @@ class Executor:
         return get
 
     def _bar(self, total: int, label: str) -> tqdm:
-        return _bar_class()(total=total, desc=label or "slices", unit="slice", disable=not self.progress,
-                    file=sys.stderr, leave=False, dynamic_ncols=True)
+        return _bar_class()(total=total, desc=label or "slices", unit="slice",
+                            disable=not self.progress, file=sys.stderr, leave=False,
+                            dynamic_ncols=True)
 
     def as_compute(self, label: str) -> Callable[..., list[Any]]:
         """``compute`` bound to a label, in the form :meth:`Store.write` expects
@@ -115,9 +117,7 @@ def _bar_class() -> type[tqdm]:
     """The notebook's widget bar in a Jupyter kernel that has ipywidgets; the text bar
     everywhere else, a kernel without ipywidgets included (``tqdm.auto`` would warn
     there that IProgress is missing, then draw nothing better)."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    if shell is not None and getattr(shell, "kernel", None) is not None:
+    if kernel_shell() is not None:
         try:
             import ipywidgets  # noqa: F401
             from tqdm.notebook import tqdm as notebook_bar

@@ -84,32 +84,9 @@ def build_cluster(kind: str, opts: dict[str, Any], dashboard_address: str, table
     """The cluster of ``kind`` with the keywords the user set (``opts``, from the
     workflow's table ``table``; None values are left out), the site's dask config giving
     the others; no job is started yet."""
-    import dask.config
-
     opts = {k: v for k, v in opts.items() if v is not None}
-    cls = _cluster_class(kind)
     _check_keys(kind, opts, table)
-    kwargs = {k: v for k, v in opts.items() if k not in OWN_KEYS}
-    if opts.get("worker_lifetime"):
-        # leave before the walltime kills the job; the cluster starts a replacement
-        configured = dask.config.get(f"jobqueue.{kind}.worker-extra-args", None) or []
-        kwargs["worker_extra_args"] = [
-            *kwargs.get("worker_extra_args", configured), "--lifetime", opts["worker_lifetime"],
-            "--lifetime-stagger", opts.get("lifetime_stagger") or "4m", "--lifetime-restart"]
-    kwargs.setdefault("scheduler_options", {"dashboard_address": dashboard_address})
-    import dask.config
-
-    if dask.config.get(f"jobqueue.{kind}.interface", "missing") == "missing":
-        # dask-jobqueue 0.9's own defaults for SGE lack this key, which its cluster reads
-        # unconditionally (KeyError); None is what the other systems default to
-        dask.config.update_defaults({"jobqueue": {kind: {"interface": None}}})
-    try:
-        return cls(**kwargs)
-    except ValueError as exc:  # dask-jobqueue's "You must specify how much cores ..."
-        said = str(exc).splitlines()[0].rstrip(" :,")
-        raise ConfigError(f"[{table}] dask-jobqueue: {said}: set cores and memory (such as "
-                          f'cores = 8, memory = "24GB") in [{table}] or in the site\'s dask '
-                          f"config (jobqueue.{kind} in ~/.config/dask/jobqueue.yaml)") from exc
+    return _construct(kind, opts, dashboard_address, table)
 
 
 def make_cluster(kind: str, opts: dict[str, Any], workers: int, dashboard_address: str,
@@ -118,13 +95,12 @@ def make_cluster(kind: str, opts: dict[str, Any], workers: int, dashboard_addres
     command's ``--workers``), or adaptively between ``minimum_jobs`` and
     ``maximum_jobs`` (default: ``workers``) when either is set."""
     opts = {k: v for k, v in opts.items() if v is not None}
-    _cluster_class(kind)
     _check_keys(kind, opts, table)
     if shutil.which(_SUBMIT[kind]) is None:
         raise NotAvailableError(f"[scheduler] {kind}: {_SUBMIT[kind]} is not on the PATH; run "
                                 "on a login node of the batch system, or choose another "
                                 "scheduler")
-    cluster = build_cluster(kind, opts, dashboard_address, table)
+    cluster = _construct(kind, opts, dashboard_address, table)
     if kind == "slurm":
         _test_submission(cluster)
     if "minimum_jobs" in opts or "maximum_jobs" in opts:
@@ -133,6 +109,31 @@ def make_cluster(kind: str, opts: dict[str, Any], workers: int, dashboard_addres
     else:
         cluster.scale(jobs=opts.get("jobs", workers))
     return cluster
+
+
+def _construct(kind: str, opts: dict[str, Any], dashboard_address: str, table: str) -> Any:
+    """The cluster object from checked keys (none None)."""
+    import dask.config
+
+    kwargs = {k: v for k, v in opts.items() if k not in OWN_KEYS}
+    if opts.get("worker_lifetime"):
+        # leave before the walltime kills the job; the cluster starts a replacement
+        configured = dask.config.get(f"jobqueue.{kind}.worker-extra-args", None) or []
+        kwargs["worker_extra_args"] = [
+            *kwargs.get("worker_extra_args", configured), "--lifetime", opts["worker_lifetime"],
+            "--lifetime-stagger", opts.get("lifetime_stagger") or "4m", "--lifetime-restart"]
+    kwargs.setdefault("scheduler_options", {"dashboard_address": dashboard_address})
+    if dask.config.get(f"jobqueue.{kind}.interface", "missing") == "missing":
+        # dask-jobqueue 0.9's own defaults for SGE lack this key, which its cluster reads
+        # unconditionally (KeyError); None is what the other systems default to
+        dask.config.update_defaults({"jobqueue": {kind: {"interface": None}}})
+    try:
+        return _cluster_class(kind)(**kwargs)
+    except ValueError as exc:  # dask-jobqueue's "You must specify how much cores ..."
+        said = str(exc).splitlines()[0].rstrip(" :,")
+        raise ConfigError(f"[{table}] dask-jobqueue: {said}: set cores and memory (such as "
+                          f'cores = 8, memory = "24GB") in [{table}] or in the site\'s dask '
+                          f"config (jobqueue.{kind} in ~/.config/dask/jobqueue.yaml)") from exc
 
 
 def _test_submission(cluster: Any) -> None:

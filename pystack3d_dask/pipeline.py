@@ -506,9 +506,10 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
         if translated is None:
             raise
         raise translated from exc
+    result = RunResult(st.path, reports)
     if progress:
-        LOGGER.info(RunResult(st.path, reports).summary())
-    return RunResult(st.path, reports)
+        LOGGER.info(result.summary())
+    return result
 
 
 def _active_client(wf: Workflow, scheduler: str | None) -> Any:

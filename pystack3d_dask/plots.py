@@ -6,12 +6,12 @@ input's) and returns a matplotlib Figure, or None when the group has nothing to 
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from .jupyter import kernel_shell
 from .sections import span
 
 __all__ = ["STEP_FIGURES", "decompose", "new_figure", "statistics_figure", "step_figures",
@@ -39,9 +39,8 @@ def _inline_display() -> None:
     """In a Jupyter kernel, have Figure objects shown as PNG images, as the inline
     backend does for the figures of pyplot (it registers that display only once pyplot
     draws its first figure, which a figure made without pyplot never does)."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    if shell is None or getattr(shell, "kernel", None) is None:
+    shell = kernel_shell()
+    if shell is None:
         return
     from matplotlib.figure import Figure
 

@@ -204,7 +204,7 @@ def keep_policy(table: str, key: str, value: Any) -> str | list[str]:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise invalid(table, key, value, f'step names among {names}; {unknown[0]!r} is not one{hint}')
     raise invalid(table, key, value, '"all" (every checkpoint), "last" (only the last step\'s) or '
-                'a list of step names, such as ["registration_transformation"]')
+                  'a list of step names, such as ["registration_transformation"]')
 
 
 def _jobqueue(table: str, key: str, value: Any) -> dict:

@@ -9,7 +9,7 @@ import xarray as xr
 from ..kernels.cropping import area_to_slices
 from ..schema import Param, area
 
-__all__ = ["PARAMS", "cropping", "cropping_final"]
+__all__ = ["PARAMS", "apply", "cropping"]
 
 #: Parameters of both cropping tables (the workflow file's keys, their checks and defaults).
 PARAMS: dict[str, Param] = {
@@ -41,11 +41,6 @@ def cropping(stack: xr.DataArray, area: list[int] | None = None) -> xr.DataArray
         warnings.warn(note, UserWarning, stacklevel=2)
     # dask slicing keeps the blocks: each output block reads its own input block
     return stack.isel(y=rows, x=cols)
-
-
-def cropping_final(stack: xr.DataArray, area: list[int] | None = None) -> xr.DataArray:
-    """The last cropping of a workflow; same parameters as :func:`cropping`."""
-    return cropping(stack, area=area)
 
 
 def apply(stack: xr.DataArray, prepared: dict, area: list[int] | None = None,

@@ -38,10 +38,9 @@ def reduction_params(params: dict[str, Any]) -> dict[str, Any]:
 
 def _plain(value: Any) -> Any:
     """Tuples, NumPy arrays and scalars as the workflow file's lists and numbers."""
-    if isinstance(value, (tuple, np.ndarray, np.generic)):
-        return np.asarray(value).tolist() if not isinstance(value, tuple) else [
-            _plain(v) for v in value]
-    if isinstance(value, list):
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
 
