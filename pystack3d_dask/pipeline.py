@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import xarray as xr
 
 from ._version import __version__
@@ -358,12 +357,13 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool,
             status = "reused" if st.is_complete(INPUT_GROUP) else "removed"
             reports.append(StepReport(INPUT_GROUP, INPUT_GROUP, status, n_slices, 0, 0.0))
         fault_point("between-steps", INPUT_GROUP)
-        stack = st.open_stack(INPUT_GROUP) if st.is_complete(INPUT_GROUP) else None
+        # groups are opened when a step to compute reads them: an unchanged run opens none
+        opened = _OpenedGroups(st)
         stack_group = INPUT_GROUP
         previous: str | None = INPUT_GROUP
 
         pending: list[tuple[str, dict[str, Any]]] = []
-        outputs: dict[str, xr.Dataset] = {}
+        outputs = _Outputs(opened)
         for index, name, params, fp in plan:
             if not wf.steps[name]["checkpoint"] and index != len(plan):
                 pending.append((name, params))
@@ -372,6 +372,7 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool,
             fused = [p for p, _ in pending]
             rep = None
             if must[group]:
+                stack = opened.stack(stack_group)
                 if stack is None:  # _needed makes the groups before it available
                     raise StoreError(f"{group}: its input has no slices in {st.path}")
                 start = time.perf_counter()
@@ -394,26 +395,65 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool,
                     rep = st.write(group, out.stack, fp, attrs, ex.as_compute(name),
                                    out.extras, out.derived, link_from=link, started=start)
                 _release_memory()
-            ds = st.open_dataset(group)  # once: report, check, next input, later steps
             if rep is None:
-                n_slices = int(np.prod([ds.sizes["channel"], ds.sizes["z"]]))
                 status = "reused" if st.is_complete(group) else "removed"
-                reports.append(StepReport(name, group, status, n_slices, 0, 0.0, fused))
+                reports.append(StepReport(name, group, status, st.slice_count(group), 0, 0.0,
+                                          fused))
             else:
                 reports.append(_report(name, rep, fused))
                 check = get_step(name).check
-                for note in (check(ds) if check else []):
+                for note in (check(opened.dataset(group)) if check else []):
                     warnings.warn(f"{name}: {note}", UserWarning, stacklevel=2)
             groups.append(group)
             pending = []
-            stack = st.open_stack(group, ds) if st.is_complete(group) else None
             stack_group = group
-            outputs[name] = ds
+            outputs.name(name, group)
             retire(previous)
             previous = group
             fault_point("between-steps", group)
         st.update_info(workflow=groups, workflow_finished=time.time())
     return reports
+
+
+class _OpenedGroups:
+    """Each group's Dataset and stack, opened once, on first use."""
+
+    def __init__(self, st: Store) -> None:
+        self.st = st
+        self.datasets: dict[str, xr.Dataset] = {}
+
+    def dataset(self, group: str) -> xr.Dataset:
+        if group not in self.datasets:
+            self.datasets[group] = self.st.open_dataset(group)
+        return self.datasets[group]
+
+    def stack(self, group: str) -> xr.DataArray | None:
+        """The group's stack, or None when its slices were removed."""
+        if not self.st.is_complete(group):
+            return None
+        return self.st.open_stack(group, self.dataset(group))
+
+
+class _Outputs(dict):
+    """The outputs of the steps before, for the steps that need them (``step.needs``):
+    a checkpointed step's group is opened when one asks for it."""
+
+    def __init__(self, opened: _OpenedGroups) -> None:
+        super().__init__()
+        self.opened = opened
+        self.groups: dict[str, str] = {}
+
+    def name(self, step: str, group: str) -> None:
+        self.groups[step] = group
+        self.pop(step, None)
+
+    def __contains__(self, step: object) -> bool:
+        return super().__contains__(step) or step in self.groups
+
+    def __getitem__(self, step: str) -> xr.Dataset:
+        if not super().__contains__(step):
+            self[step] = self.opened.dataset(self.groups[step])
+        return super().__getitem__(step)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import xarray as xr
 from .jupyter import kernel_shell
 from .sections import span
 
-__all__ = ["STEP_FIGURES", "decompose", "new_figure", "statistics_figure", "step_figures",
+__all__ = ["STEP_FIGURES", "decompose", "fit", "new_figure", "statistics_figure", "step_figures",
            "subplots"]
 
 
@@ -26,6 +26,33 @@ def new_figure(figsize: tuple[float, float]) -> Any:
 
     _inline_display()
     return Figure(figsize=figsize)
+
+
+def fit(fig: Any, left: float = 0.65, right: float = 0.2, bottom: float = 0.5,
+        top: float = 0.45, wspace: float = 0.55, hspace: float = 0.55) -> Any:
+    """Margins and gaps of ``fig``'s grid, in inches: a fixed layout where
+    ``tight_layout`` would draw the figure once more to measure its text."""
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in fig.axes:  # each tick is several artists to make and draw: a few suffice
+        for axis in (ax.xaxis, ax.yaxis):
+            if isinstance(axis.get_major_locator(), MaxNLocator):  # not ticks set by name
+                axis.get_major_locator().set_params(nbins=4)
+    if fig._suptitle is not None:  # the figure's title above the axes' titles
+        top += 0.2
+    width, height = fig.get_size_inches()
+    ncols, nrows = 1, 1
+    for ax in fig.axes:
+        spec = ax.get_subplotspec()
+        if spec is not None:
+            nrows, ncols = spec.get_gridspec().get_geometry()
+            break
+    plot_w = width - left - right - wspace * (ncols - 1)
+    plot_h = height - bottom - top - hspace * (nrows - 1)
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
+                        top=1 - top / height, wspace=wspace * ncols / max(plot_w, 1e-3),
+                        hspace=hspace * nrows / max(plot_h, 1e-3))
+    return fig
 
 
 def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float],
@@ -71,7 +98,7 @@ def statistics_figure(output: xr.Dataset, input_: xr.Dataset | None = None, titl
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=6)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fit(fig)
     return fig
 
 
@@ -116,7 +143,7 @@ def _matrices_figure(tmats: np.ndarray, z: np.ndarray, title: str,
     for ax in axes[1]:
         ax.set_xlabel("z (um)", fontsize=8)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fit(fig)
     return fig
 
 
@@ -153,7 +180,7 @@ def _histogram_maps(ds: xr.Dataset, input_: xr.Dataset | None) -> list[tuple[str
         ax.set_xlabel("z (um)", fontsize=8)
         ax.set_ylabel("grey level", fontsize=8)
         ax.tick_params(labelsize=7)
-    fig.tight_layout()
+    fit(fig)
     return [("histograms", fig)]
 
 
@@ -169,7 +196,7 @@ def _area_factors(ds: xr.Dataset, input_: xr.Dataset | None) -> list[tuple[str, 
         ax.set_xlabel("z (um)", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=6)
-    fig.tight_layout()
+    fit(fig)
     return [("factors", fig)]
 
 
@@ -185,7 +212,7 @@ def _background(ds: xr.Dataset, input_: xr.Dataset | None) -> list[tuple[str, An
         ax.set_xticks(np.arange(len(terms)), terms, rotation=45, fontsize=7)
         ax.set_title("3D background coefficients (x, y, z scaled to [0, 1])", fontsize=9)
         ax.legend(fontsize=6)
-        fig.tight_layout()
+        fit(fig, bottom=0.8)
         figures.append(("coefficients", fig))
     if "coefs" in ds:
         coefs = ds["coefs"]
@@ -195,7 +222,7 @@ def _background(ds: xr.Dataset, input_: xr.Dataset | None) -> list[tuple[str, An
         ax.set_title("2D background coefficients per slice (first channel)", fontsize=9)
         ax.set_xlabel("z (um)", fontsize=8)
         ax.legend(fontsize=6, ncol=2)
-        fig.tight_layout()
+        fit(fig)
         figures.append(("coefficients", fig))
     if input_ is not None:
         # the background removed is what separates the stored input and output slices
@@ -209,7 +236,7 @@ def _background(ds: xr.Dataset, input_: xr.Dataset | None) -> list[tuple[str, An
             ax.set_title(f"removed at z = {_z(ds)[k]:g} um", fontsize=8)
             ax.axis("off")
             fig.colorbar(im, ax=ax, fraction=0.046)
-        fig.tight_layout()
+        fit(fig, left=0.2, right=0.55, wspace=0.75)
         figures.append(("background", fig))
     return figures
 
@@ -230,7 +257,7 @@ def _resampling(ds: xr.Dataset, input_: xr.Dataset | None) -> list[tuple[str, An
     for ax in axes:
         ax.legend(fontsize=6)
         ax.tick_params(labelsize=7)
-    fig.tight_layout()
+    fit(fig)
     return [("z", fig)]
 
 
@@ -250,7 +277,7 @@ def _destriping(ds: xr.Dataset, input_: xr.Dataset | None) -> list[tuple[str, An
     ax.set_title("stripe score (1: no stripes)", fontsize=9)
     ax.set_xlabel("z (um)", fontsize=8)
     ax.legend(fontsize=6)
-    fig.tight_layout()
+    fit(fig)
     return [("stripe_score", fig)]
 
 
@@ -291,5 +318,5 @@ def beam_current_figure(ds: xr.Dataset) -> Any:
         twin.legend(fontsize=6, loc="lower right")
     ax.legend(fontsize=6, loc="upper left")
     ax.set_title("input: beam current and slice mean along z", fontsize=9)
-    fig.tight_layout()
+    fit(fig, right=0.75)
     return fig

@@ -1,14 +1,32 @@
-"""``pystack3d-dask report``: every step's figures, written as PNG files from the store."""
+"""``pystack3d-dask report``: every step's figures, written as PNG files from the store.
+
+The report is incremental: ``report.json`` in its folder records, for each group, the
+key its figures were drawn from (the group's fingerprint and completion time, its
+input's, the drawing options); a report redraws only the groups whose key changed, on
+worker processes, and an unchanged store costs a read of the group attributes.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import StoreError
 from .io.store import Store
 
-__all__ = ["default_report_dir", "report_groups", "write_report"]
+__all__ = ["REPORT_VERSION", "ReportCache", "default_report_dir", "digest", "group_keys",
+           "report_groups", "write_report"]
+
+#: Changes whenever what a report draws changes: figures of older versions are redrawn.
+REPORT_VERSION = 2
+MANIFEST = "report.json"
 
 
 def default_report_dir(store: str | Path) -> Path:
@@ -26,61 +44,206 @@ def report_groups(st: Store) -> list[str]:
     return groups
 
 
-def _save(fig: Any, path: Path, dpi: int) -> Path:
+def digest(payload: Any) -> str:
+    """A short SHA-256 of a JSON-serialisable payload, keys sorted."""
+    import hashlib
+
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def group_keys(st: Store, groups: list[str], **options: Any) -> dict[str, str]:
+    """``{group: key}``: what each group's figures depend on (the group's and its input's
+    fingerprint and completion time, ``options``, :data:`REPORT_VERSION`)."""
+    keys, previous = {}, None
+    for group in groups:
+        attrs = st.attrs(group) or {}
+        mine = [group, attrs.get("fingerprint"), attrs.get("finished")]
+        keys[group] = digest({"group": mine, "input": previous, "options": options,
+                               "version": REPORT_VERSION})
+        previous = mine
+    return keys
+
+
+@dataclass
+class ReportCache:
+    """``report.json`` of a report folder: per group name its key, files and HTML
+    fragment; the page's key; quality scores by key."""
+
+    folder: Path
+    data: dict[str, Any]
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ReportCache:
+        folder = Path(folder)
+        try:
+            data = json.loads((folder / MANIFEST).read_text())
+        except (OSError, ValueError):
+            data = {}
+        if not isinstance(data, dict) or data.get("version") != REPORT_VERSION:
+            data = {}
+        data.setdefault("version", REPORT_VERSION)
+        for part in ("groups", "quality"):
+            data.setdefault(part, {})
+        return cls(folder, data)
+
+    def entry(self, name: str, key: str) -> dict[str, Any] | None:
+        """The group's record when it was drawn with ``key`` and its files are all there."""
+        entry = self.data["groups"].get(name)
+        if not entry or entry.get("key") != key:
+            return None
+        if not all((self.folder / f).is_file() for f in entry.get("files", [])):
+            return None
+        return entry
+
+    def save(self) -> None:
+        """Write the manifest whole (a temporary file renamed over the old one)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".{MANIFEST}.{os.getpid()}"
+        tmp.write_text(json.dumps(self.data))
+        tmp.replace(self.folder / MANIFEST)
+
+
+def _save(image: Any, path: Path, dpi: int) -> Path:
+    """A Pillow image or a matplotlib figure as PNG (fast zlib level: the figures are
+    flat colour and lines, a higher level saves little and costs several times more)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    if hasattr(image, "savefig"):
+        image.savefig(path, dpi=dpi, pil_kwargs={"compress_level": 1})
+    else:
+        image.save(path, format="png", compress_level=1)
     return path
 
 
+def draw_group(store: str, group: str, previous: str | None, out_dir: str, sections: bool,
+               cube: bool, dpi: int) -> tuple[list[str], dict[str, str]]:
+    """Draw one group's figures into ``out_dir/<name>/`` and its HTML fragment.
+
+    Returns the files written (relative to ``out_dir``) and the fragment
+    (:func:`pystack3d_dask.html_report.group_fragment`).
+    """
+    import matplotlib
+
+    from .html_report import group_fragment
+    from .plots import beam_current_figure, statistics_figure, step_figures
+    from .sections import draw_cube, draw_sections, group_views
+
+    st = Store(store, create=False)
+    ds = st.open_dataset(group, chunks=None)
+    before = st.open_dataset(previous, chunks=None) if previous is not None else None
+    name = group.split("/", 1)[-1]
+    folder = Path(out_dir) / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    figures: list[tuple[str, Any]] = []
+    # titles at a fixed height: placing them above the tick labels measures every label
+    with matplotlib.rc_context({"axes.titley": 1.0, "axes.titlepad": 5.0}):
+        if group == "input":
+            figures.append(("statistics", statistics_figure(ds, None,
+                                                            "input: per-slice statistics")))
+            if "beam_current" in ds.coords:
+                figures.append(("beam_current", beam_current_figure(ds)))
+        else:
+            figures.extend(step_figures(ds.attrs.get("step", name), ds, before))
+    if sections or cube:
+        cuts, faces = group_views(st, group, ds)
+        if sections:
+            input_cuts = group_views(st, previous, before)[0] if before is not None else None
+            figures.append(("sections", draw_sections(input_cuts, cuts, f"{name}: cut planes")))
+        if cube:
+            figures.append(("cube", draw_cube(faces=faces, title=f"{name}: faces of the volume")))
+    files = [str(_save(image, folder / f"{label}.png", dpi).relative_to(out_dir))
+             for label, image in figures]
+    return files, group_fragment(ds, before, name)
+
+
+def _child_init() -> None:
+    """A drawing process reads with the synchronous scheduler: the parent's threads and
+    clients are not there after a fork."""
+    import dask
+
+    dask.config.set(scheduler="synchronous")
+
+
+def _fork_pool(workers: int) -> Any | None:
+    """Processes forked from this one, or None where forking is not safe or possible
+    (outside Linux) or not worth it. The drawing libraries are imported first, once,
+    so that the processes start with them."""
+    if workers < 2 or not sys.platform.startswith("linux"):
+        return None
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import bokeh.embed
+    import bokeh.plotting  # noqa: F401
+    import matplotlib.backends.backend_agg
+    import matplotlib.figure  # noqa: F401
+    import PIL.Image  # noqa: F401
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_child_init)
+
+
+def _run_jobs(jobs: list[tuple], workers: int, func: Callable = draw_group) -> list[Any]:
+    pool = _fork_pool(min(workers, len(jobs)))
+    if pool is None:
+        return [func(*job) for job in jobs]
+    with warnings.catch_warnings():
+        # the parent's threads (the scheduler's, zarr's) wait idle here; the children
+        # only read files and draw
+        warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+        with pool:
+            return list(pool.map(func, *zip(*jobs)))
+
+
+def default_workers() -> int:
+    """The CPUs this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def write_report(store: str | Path, out: str | Path | None = None, *, sections: bool = True,
-                 cube: bool = True, dpi: int = 110) -> list[Path]:
+                 cube: bool = True, dpi: int = 100, workers: int | None = None) -> list[Path]:
     """Write the figures of every complete group of the store's last workflow.
 
     For each group ``NN_step`` (and ``input``), in ``OUT/NN_step/``: ``statistics.png``
     (per-slice min, max, mean of input and output), the step's own views (see
     :mod:`pystack3d_dask.plots`), ``sections.png`` (x-y, x-z and y-z cut planes through
     the middle, input above output) and ``cube.png`` (the volume's three visible faces).
-    Everything comes from the checkpoints: no step is recomputed.
+    Everything comes from the checkpoints: no step is recomputed, and of each stack only
+    what is drawn is read (see :mod:`pystack3d_dask.sections`).
+
+    Only the groups whose checkpoint (or input) changed since the last report in ``out``
+    are drawn again, ``workers`` of them at a time (default: one per CPU).
 
     Returns
     -------
     list of Path
-        The files written, in order.
+        Every group's files, in order.
     """
-    from .plots import beam_current_figure, step_figures
-    from .sections import cut_planes, draw_cube, draw_sections
-
     st = Store(store, create=False)
     groups = report_groups(st)
     out_dir = Path(out) if out is not None else default_report_dir(st.path)
-    written: list[Path] = []
-    previous = None
-    previous_cuts = None  # the input of a step is the output of the one before: cut once
+    cache = ReportCache.load(out_dir)
+    keys = group_keys(st, groups, sections=sections, cube=cube, dpi=dpi)
+    content = group_keys(st, groups)  # what the HTML fragment depends on
+    jobs, previous = [], None
     for group in groups:
-        ds = st.open_dataset(group)
         name = group.split("/", 1)[-1]
-        step = ds.attrs.get("step", name)
-        folder = out_dir / name
-        if group == "input":
-            written.append(_save(_input_statistics(ds), folder / "statistics.png", dpi))
-            if "beam_current" in ds.coords:
-                written.append(_save(beam_current_figure(ds), folder / "beam_current.png", dpi))
-        else:
-            for label, fig in step_figures(step, ds, previous):
-                written.append(_save(fig, folder / f"{label}.png", dpi))
-        if sections:
-            after = cut_planes(ds["stack"])
-            written.append(_save(draw_sections(previous_cuts, after, f"{name}: cut planes"),
-                                 folder / "sections.png", dpi))
-            previous_cuts = after
-        if cube:
-            written.append(_save(draw_cube(ds["stack"], title=f"{name}: faces of the volume"),
-                                 folder / "cube.png", dpi))
-        previous = ds
-    return written
-
-
-def _input_statistics(ds: Any) -> Any:
-    from .plots import statistics_figure
-
-    return statistics_figure(ds, None, "input: per-slice statistics")
+        if cache.entry(name, keys[group]) is None:
+            jobs.append((str(st.path), group, previous, str(out_dir), sections, cube, dpi))
+        previous = group
+    if jobs:
+        drawn = _run_jobs(jobs, workers or default_workers())
+        for job, (files, fragment) in zip(jobs, drawn):
+            name = job[1].split("/", 1)[-1]
+            cache.data["groups"][name] = {"key": keys[job[1]], "files": files,
+                                          "fragment": fragment,
+                                          "fragment_key": content[job[1]]}
+        names = {g.split("/", 1)[-1] for g in groups}
+        for stale in set(cache.data["groups"]) - names:
+            del cache.data["groups"][stale]
+        cache.save()
+    return [out_dir / f for g in groups for f in cache.data["groups"][g.split("/", 1)[-1]]["files"]]

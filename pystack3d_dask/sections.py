@@ -1,8 +1,11 @@
-"""Cut planes and a 3D view of a (channel, z, y, x) stack, read lazily.
+"""Cut planes and a 3D view of a (channel, z, y, x) stack.
 
-A section is a dask slice of the stored stack, so only its chunks are read, one slice
-at a time: an x-y section reads one chunk; an x-z or y-z section reads every slice once
-but keeps one row or column of each, never the stack.
+Of a checkpoint, the report reads only what it draws: the x-z and y-z cuts through the
+middle and the volume's front and side faces are rows and columns kept as each slice was
+written (``cut_rows``, ``cut_columns``), and the x-y section and the top face one slice
+each. Of any other lazy stack, a section is a dask slice, so only its chunks are read,
+one slice at a time: an x-z or y-z section reads every slice once but keeps one row or
+column of each, never the stack.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import dask
 import numpy as np
 import xarray as xr
 
-__all__ = ["Sections", "cut_planes", "draw_cube", "draw_sections", "span"]
+__all__ = ["Sections", "cut_planes", "draw_cube", "draw_sections", "group_views",
+           "span", "volume_faces"]
 
 
 class Sections(dict):
@@ -61,74 +65,89 @@ def span(first: float, last: float) -> tuple[float, float]:
     return (first - 0.5, last + 0.5) if first == last else (first, last)
 
 
-def _image(ax: Any, part: xr.DataArray, title: str, vmin: float, vmax: float) -> None:
-    rows, cols = part.dims
-    extent = [*span(part[cols].values[0], part[cols].values[-1]),
-              *span(part[rows].values[-1], part[rows].values[0])]
-    ax.imshow(part.values, cmap="gray", vmin=vmin, vmax=vmax, extent=extent, aspect="auto",
-              interpolation="nearest")
-    ax.set_title(title, fontsize=8)
-    ax.set_xlabel(cols, fontsize=7)
-    ax.set_ylabel(rows, fontsize=7)
-    ax.tick_params(labelsize=6)
+def _named(values: np.ndarray, ds: xr.Dataset, dims: tuple[str, str], cut: str,
+           index: int) -> xr.DataArray:
+    part = xr.DataArray(np.asarray(values), dims=dims,
+                        coords={d: np.asarray(ds[d].values) for d in dims if d in ds.coords})
+    part.attrs = {"cut": cut, "index": index, "at": float(ds[cut].values[index])}
+    return part
+
+
+def group_views(store: Any, group: str, ds: xr.Dataset | None = None
+                ) -> tuple[Sections, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The middle cut planes (:func:`cut_planes`) and the three visible faces (see
+    :func:`volume_faces`) of a store group's first channel, from the rows and columns
+    kept when it was written and two slices; by reading its stack where a group has no
+    such rows (a store written by an earlier version)."""
+    from .io.store import CUT_NAMES
+
+    ds = store.open_dataset(group) if ds is None else ds
+    if not all(name in ds for name in CUT_NAMES):
+        return cut_planes(ds["stack"]), volume_faces(ds["stack"])
+    rows = np.asarray(ds[CUT_NAMES[0]][0].values)
+    columns = np.asarray(ds[CUT_NAMES[1]][0].values)
+    at_rows = ds[CUT_NAMES[0]].attrs.get("rows", [ds.sizes["y"] // 2, 0])
+    at_columns = ds[CUT_NAMES[1]].attrs.get("columns", [ds.sizes["x"] // 2, ds.sizes["x"] - 1])
+    nz = ds.sizes["z"]
+    middle = store.read_slice(group, 0, nz // 2)
+    top = middle if nz == 1 else store.read_slice(group, 0, nz - 1)
+    cuts = Sections(xy=_named(middle, ds, ("y", "x"), "z", nz // 2),
+                    xz=_named(rows[:, 0], ds, ("z", "x"), "y", int(at_rows[0])),
+                    yz=_named(columns[:, 0], ds, ("z", "y"), "x", int(at_columns[0])))
+    return cuts, (top, rows[:, 1], columns[:, 1])
+
+
+def _limits(parts: list[np.ndarray], cap: int = 200_000) -> tuple[float, float]:
+    """0.5 and 99.5 percentiles of the values of ``parts`` (an even sample of at most
+    ``cap`` of them)."""
+    values = np.concatenate([np.ravel(p) for p in parts])
+    if not values.size:
+        return 0.0, 1.0
+    values = values[:: max(1, values.size // cap)]
+    lo, hi = np.percentile(values.astype(np.float64), [0.5, 99.5])
+    return float(lo), float(hi)
 
 
 def draw_sections(before: Sections | None, after: Sections, title: str = "") -> Any:
-    """A figure: the three sections of the step's input (top row, when given) and output
-    (bottom row), on the same grey scale per row."""
-    from .plots import subplots
+    """An image (Pillow): the three sections of the step's input (top row, when given)
+    and output (bottom row), on the same grey scale per row."""
+    from .raster import grey, panels_image
 
     rows = [("input", before), ("output", after)] if before is not None else [("output", after)]
-    fig, axes = subplots(len(rows), 3, figsize=(11, 3.4 * len(rows)), squeeze=False)
-    for r, (label, sections) in enumerate(rows):
-        values = np.concatenate([np.ravel(p.values) for p in sections.values()])
-        vmin, vmax = np.percentile(values, [0.5, 99.5]) if values.size else (0, 1)
-        for c, name in enumerate(("xy", "xz", "yz")):
+    grid = []
+    for label, sections in rows:
+        lo, hi = _limits([p.values for p in sections.values()])
+        row = []
+        for name in ("xy", "xz", "yz"):
             part = sections[name]
             at = part.attrs
-            _image(axes[r, c], part, f"{label}: {name} at {at['cut']} = {at['at']:g}",
-                   float(vmin), float(vmax))
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
+            rdim, cdim = part.dims
+            axes = ((cdim, *span(part[cdim].values[0], part[cdim].values[-1])),
+                    (rdim, *span(part[rdim].values[0], part[rdim].values[-1])))
+            row.append((grey(part.values, lo, hi),
+                        f"{label}: {name} at {at['cut']} = {at['at']:g}", axes))
+        grid.append(row)
+    return panels_image(grid, title)
 
 
-def draw_cube(stack: xr.DataArray, channel: int | str = 0, max_size: int = 96,
-              title: str = "") -> Any:
-    """A figure: the volume's three visible faces (the last slice, the first row, the last
-    column) in 3D, each read as a section and thinned to ``max_size`` pixels per side."""
-    import matplotlib
-
-    from .plots import new_figure
-
+def volume_faces(stack: xr.DataArray, channel: int | str = 0
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three visible faces of a lazy (channel, z, y, x) stack: its last slice (y, x),
+    the first row of each slice (z, x) and the last column of each slice (z, y)."""
     sel = stack.isel(channel=channel) if isinstance(channel, int) else stack.sel(channel=channel)
-    nz, ny, nx = (sel.sizes[d] for d in ("z", "y", "x"))
-    sz, sy, sx = (max(1, -(-n // max_size)) for n in (nz, ny, nx))
-    top, front, side = (np.asarray(a) for a in dask.compute(
-        sel.isel(z=nz - 1, y=slice(None, None, sy), x=slice(None, None, sx)).data,
-        sel.isel(y=0, z=slice(None, None, sz), x=slice(None, None, sx)).data,
-        sel.isel(x=nx - 1, z=slice(None, None, sz), y=slice(None, None, sy)).data))
-    values = np.concatenate([top.ravel(), front.ravel(), side.ravel()]).astype(np.float64)
-    lo, hi = np.percentile(values, [0.5, 99.5])
-    norm = matplotlib.colors.Normalize(lo, hi if hi > lo else lo + 1)
-    cmap = matplotlib.colormaps["gray"]
-    zs = np.arange(nz)[::sz]
-    ys = np.arange(ny)[::sy]
-    xs = np.arange(nx)[::sx]
-    fig = new_figure((6, 5))
-    ax = fig.add_subplot(projection="3d")
-    X, Y = np.meshgrid(xs, ys)
-    ax.plot_surface(X, Y, np.full_like(X, nz - 1, dtype=float), facecolors=cmap(norm(top)),
-                    rstride=1, cstride=1, shade=False)
-    X, Z = np.meshgrid(xs, zs)
-    ax.plot_surface(X, np.zeros_like(X, dtype=float), Z, facecolors=cmap(norm(front)),
-                    rstride=1, cstride=1, shade=False)
-    Y, Z = np.meshgrid(ys, zs)
-    ax.plot_surface(np.full_like(Y, nx - 1, dtype=float), Y, Z, facecolors=cmap(norm(side)),
-                    rstride=1, cstride=1, shade=False)
-    ax.set_xlabel("x (px)")
-    ax.set_ylabel("y (px)")
-    ax.set_zlabel("slice")
-    ax.set_box_aspect((nx, ny, max(nz, 1)))
-    ax.set_title(title, fontsize=9)
-    return fig
+    nz, nx = sel.sizes["z"], sel.sizes["x"]
+    top, front, side = dask.compute(sel.isel(z=nz - 1).data, sel.isel(y=0).data,
+                                    sel.isel(x=nx - 1).data)
+    return np.asarray(top), np.asarray(front), np.asarray(side)
+
+
+def draw_cube(stack: xr.DataArray | None = None, channel: int | str = 0, title: str = "",
+              faces: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Any:
+    """An image (Pillow): the volume's three visible faces (the last slice, the first
+    row, the last column) in an oblique view, from ``faces`` (:func:`volume_faces`) or
+    read from ``stack``."""
+    from .raster import cube_image, grey
+
+    top, front, side = faces if faces is not None else volume_faces(stack, channel)
+    lo, hi = _limits([top, front, side])
+    return cube_image(grey(top, lo, hi), grey(front, lo, hi), grey(side, lo, hi), title)

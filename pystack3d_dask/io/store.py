@@ -43,7 +43,7 @@ import zarr.codecs
 from .._version import __version__
 from ..errors import StoreError
 from ..faults import fault_point
-from ..kernels.stats import slice_stats
+from ..kernels.stats import cut_indices, slice_cuts, slice_stats
 from .chunks import fast_chunks, slab_chunks, slab_size, slice_bytes
 
 __all__ = ["INPUT_GROUP", "LAYOUT_VERSION", "Store", "WriteReport", "make_compressors"]
@@ -53,6 +53,10 @@ LAYOUT_VERSION = 1
 INPUT_GROUP = "input"
 _ROOT_KEY = "pystack3d_dask"
 STAT_NAMES = ("min", "max", "mean")
+#: Rows and columns of every slice kept as it is written (see
+#: :func:`~pystack3d_dask.kernels.stats.slice_cuts`): (channel, z, cut_row, x) and
+#: (channel, z, cut_column, y), their positions in the attributes ``rows`` and ``columns``.
+CUT_NAMES = ("cut_rows", "cut_columns")
 #: Attributes that open_stack sets on a stack it reads, not array metadata to write.
 _RUNTIME_ATTRS = ("group", "fingerprint")
 #: Chunk files named ``c.0.12.0.0``, all in the array's folder. zarr's default (``/``)
@@ -83,10 +87,10 @@ def _array(store: str, path: str, token: str = "") -> zarr.Array:
 
 def _derive(img: np.ndarray, c: int, derived: Sequence[Callable[[np.ndarray, int], Any]],
             sources: Sequence[Any] = ()) -> list[np.ndarray]:
-    """Statistics of ``img``, then each derived quantity: of ``img``, or of the slice
-    of its source where ``sources`` has one (a (1, 1, y, x) block; None: ``img``)."""
+    """Statistics and cuts of ``img``, then each derived quantity: of ``img``, or of the
+    slice of its source where ``sources`` has one (a (1, 1, y, x) block; None: ``img``)."""
     sources = list(sources) or [None] * len(derived)
-    return [slice_stats(img)] + [np.asarray(f(img if s is None else np.asarray(s)[0, 0], c))
+    return [slice_stats(img), *slice_cuts(img)] + [np.asarray(f(img if s is None else np.asarray(s)[0, 0], c))
                                  for f, s in zip(derived, sources)]
 
 
@@ -478,11 +482,15 @@ class Store:
         self.update_info(workflow=[])
 
     # -- reading ------------------------------------------------------------------------
-    def open_dataset(self, group: str) -> xr.Dataset:
-        """A group as a lazy xarray Dataset."""
+    def open_dataset(self, group: str, chunks: Any = "auto") -> xr.Dataset:
+        """A group as a lazy xarray Dataset: dask arrays, or with ``chunks=None``
+        xarray's lazily indexed arrays (a selection reads its chunks directly, without a
+        graph: for reading a few small pieces)."""
         if not self.has_group(group):
             raise StoreError(f"{self.path}: no group {group!r}")
-        return xr.open_zarr(str(self.path), group=group, consolidated=False, zarr_format=3)
+        kwargs = {} if chunks == "auto" else {"chunks": chunks}
+        return xr.open_zarr(str(self.path), group=group, consolidated=False, zarr_format=3,
+                            **kwargs)
 
     def load_extras(self, group: str, names: Sequence[str]) -> dict[str, xr.DataArray] | None:
         """In-memory copies of a group's extra arrays, or None when one is missing."""
@@ -510,6 +518,11 @@ class Store:
         stack.attrs.update({"group": group, "fingerprint": ds.attrs.get("fingerprint"),
                             "store": str(self.path)})
         return stack
+
+    def slice_count(self, group: str) -> int:
+        """Slices of a group's stack, all channels (from its metadata alone)."""
+        shape = _array(str(self.path), f"{group}/stack").shape
+        return int(shape[0] * shape[1])
 
     def read_slice(self, group: str, c: int, z: int) -> np.ndarray:
         """One stored slice (channel ``c``, index ``z``), read at once without a graph."""
@@ -729,7 +742,7 @@ class Store:
         fault_point("chunks-written", group)
         per_slice = {}
         for (c, z), values in zip(slices, results):
-            for name, value in zip(["_stats", *derived], values):
+            for name, value in zip(["_stats", *CUT_NAMES, *derived], values):
                 if name not in per_slice:
                     per_slice[name] = np.empty((*stack.shape[:2], *np.shape(value)),
                                                dtype=np.asarray(value).dtype)
@@ -783,10 +796,17 @@ class Store:
     def _finish(self, group: str, per_slice: dict[str, np.ndarray],
                 dims: dict[str, tuple[str, ...]],
                 attrs: dict[str, dict[str, Any]] | None = None) -> None:
-        """Write the per-slice statistics (``min``, ``max``, ``mean``) and derived
-        quantities as data variables of dims (channel, z, ...), with their ``attrs``."""
+        """Write the per-slice statistics (``min``, ``max``, ``mean``), cuts
+        (:data:`CUT_NAMES`) and derived quantities as data variables of dims (channel,
+        z, ...), with their ``attrs``."""
         stats = per_slice.pop("_stats")
         arrays = {name: (stats[..., i], ()) for i, name in enumerate(STAT_NAMES)}
+        ny, nx = per_slice[CUT_NAMES[1]].shape[-1], per_slice[CUT_NAMES[0]].shape[-1]
+        rows, columns = cut_indices(ny, nx)
+        arrays.update({CUT_NAMES[0]: (per_slice.pop(CUT_NAMES[0]), ("cut_row", "x")),
+                       CUT_NAMES[1]: (per_slice.pop(CUT_NAMES[1]), ("cut_column", "y"))})
+        attrs = {**(attrs or {}), CUT_NAMES[0]: {"rows": list(rows)},
+                 CUT_NAMES[1]: {"columns": list(columns)}}
         arrays.update({name: (values, dims[name]) for name, values in per_slice.items()})
         # zarr directly rather than xarray: xarray's append would replace the group's
         # attributes (the fingerprint among them)

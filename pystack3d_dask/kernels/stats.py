@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["robust_std", "slice_stats"]
+__all__ = ["cut_indices", "robust_std", "slice_cuts", "slice_stats"]
 
 
 def slice_stats(img: np.ndarray) -> np.ndarray:
@@ -23,6 +23,22 @@ def slice_stats(img: np.ndarray) -> np.ndarray:
     """
     img = np.asarray(img)
     return np.array([img.min(), img.max(), img.mean(dtype=np.float64)], dtype=np.float64)
+
+
+def cut_indices(ny: int, nx: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The rows and the columns that :func:`slice_cuts` keeps of a (ny, nx) slice: the
+    middle row and the first (the x-z cut plane and the volume's front face), the
+    middle column and the last (the y-z cut plane and its side face)."""
+    return (ny // 2, 0), (nx // 2, nx - 1)
+
+
+def slice_cuts(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows (2, nx) and columns (2, ny) of one slice named by :func:`cut_indices`:
+    kept as each slice is written, they give the report its x-z and y-z views of a
+    stack without reading the stack again."""
+    img = np.asarray(img)
+    rows, cols = cut_indices(*img.shape)
+    return img[list(rows), :], np.ascontiguousarray(img[:, list(cols)].T)
 
 
 def robust_std(values: np.ndarray, axis: int = -1) -> np.ndarray:
