@@ -55,9 +55,9 @@ def demo(folder: str | Path = "pystack3d-dask-demo", shape: tuple[int, int, int]
 
     truth = load_truth(data / "truth.zarr")
     scores = {}
-    for report in result.reports:
-        label = report.group.split("/")[-1]
-        scores[label] = quality(open_result(result.store, report.group.split("/")[-1]), truth)
+    for step in result.reports:  # not "report": that is the argument saying to draw one
+        label = step.group.split("/")[-1]
+        scores[label] = quality(open_result(result.store, label), truth)
     print(f"\nquality against the ground truth ({data / 'truth.zarr'}):")
     print(quality_table(scores))
     print(f"\nstore: {result.store}   (see: pystack3d-dask status {result.store})")
@@ -66,7 +66,7 @@ def demo(folder: str | Path = "pystack3d-dask-demo", shape: tuple[int, int, int]
         from .report import default_report_dir, write_report
 
         where = default_report_dir(result.store)
-        files = write_report(result.store, where)
+        files = write_report(result.store, where, truth=False)  # scored above
         page = write_html_report(result.store, where / "report.html", figures_dir=where,
                                  truth=data / "truth.zarr", scores=scores)
         print(f"figures: {len(files)} PNG files in {where}; open {page} in a browser")

@@ -61,17 +61,18 @@ def _table(rows: list[tuple[str, str]]) -> str:
 
 def _quality_rows(store: Store, groups: list[str], truth_path: Path,
                   scores: dict[str, dict] | None, cache: Any | None,
-                  keys: dict[str, str]) -> str:
+                  keys: dict[str, str], score: bool = True) -> str:
     """The table of every group's quality against the truth: from ``scores``, else from
     the report's cache when the group and the truth are those it was scored with, else
-    computed (and cached)."""
+    computed (and cached) when ``score``, else left out with a word."""
     from .pipeline import open_result
     from .quality import quality
+    from .report import truth_identity
     from .synthetic import load_truth
 
     scores = dict(scores or {})
     stored = cache.data["quality"] if cache is not None else {}
-    truth_id = _truth_identity(truth_path)
+    truth_id = truth_identity(truth_path)
     truth = None
     head = "<tr><th>group</th><th>PSNR (dB)</th><th>SSIM</th><th>MAE</th><th>bias</th></tr>"
     rows = []
@@ -80,6 +81,11 @@ def _quality_rows(store: Store, groups: list[str], truth_path: Path,
         key = f"{keys[group]}:{truth_id}"
         if name not in scores and (stored.get(name) or {}).get("key") == key:
             scores[name] = stored[name]["scores"]
+        if name not in scores and not score:
+            rows.append(f"<tr><td>{html.escape(name)}</td><td colspan=4>not scored in the "
+                        "report of a run; <code>pystack3d-dask report</code> scores it</td>"
+                        "</tr>")
+            continue
         if name not in scores:
             truth = load_truth(truth_path) if truth is None else truth
             scores[name] = quality(open_result(store.path, name), truth)
@@ -114,21 +120,9 @@ def group_fragment(ds: Any, previous: Any | None, name: str) -> dict[str, str]:
     return {"table": _table(info), "script": script, "div": div}
 
 
-def _truth_identity(path: Path) -> list[Any]:
-    meta = path / "zarr.json"
-    return [str(path.resolve()), meta.stat().st_mtime_ns if meta.exists() else None]
-
-
-def _truth_identity(path: Path) -> str:
-    """The truth store's path and the time of its metadata: scores are kept while both
-    stay."""
-    meta = Path(path) / "zarr.json"
-    return f"{Path(path).resolve()}@{meta.stat().st_mtime_ns if meta.exists() else ''}"
-
-
 def write_html_report(store: str | Path, out: str | Path, figures_dir: str | Path | None = None,
                       truth: str | Path | None = None,
-                      scores: dict[str, dict] | None = None) -> Path:
+                      scores: dict[str, dict] | None = None, score: bool = True) -> Path:
     """Write ``out`` (one HTML file, with bokeh's JavaScript and the figures inside).
 
     Parameters
@@ -148,6 +142,9 @@ def write_html_report(store: str | Path, out: str | Path, figures_dir: str | Pat
     scores
         Quality already computed against that truth (:func:`pystack3d_dask.quality.quality`
         per group name, as ``demo`` has it), so that it is not computed again.
+    score
+        Score the groups that have no scores yet (in ``scores`` or the report's cache);
+        if false, the table says which are not scored.
     """
     from .report import ReportCache, digest, group_keys, report_groups
 
@@ -159,7 +156,7 @@ def write_html_report(store: str | Path, out: str | Path, figures_dir: str | Pat
     cache = ReportCache.load(figures_dir) if figures_dir is not None else None
     keys = group_keys(st, groups)
     out = Path(out)
-    quality_html = (_quality_rows(st, groups, truth_path, scores, cache, keys)
+    quality_html = (_quality_rows(st, groups, truth_path, scores, cache, keys, score)
                     if truth_path is not None else "")
     records = {g: (cache.data["groups"].get(names[g]) or {}) if cache else {} for g in groups}
     page_key = digest({"groups": keys, "figures": [records[g].get("key") for g in groups],

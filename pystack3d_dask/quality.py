@@ -105,41 +105,49 @@ def quality(
 
     from skimage.metrics import structural_similarity
 
-    cache: dict[int, np.ndarray] = {}
-
-    def truth_slice(i: int) -> np.ndarray:
-        # Consecutive result slices share truth neighbours: keep the last two loaded.
-        if i not in cache:
-            if len(cache) >= 2:
-                cache.pop(next(iter(cache)))
-            cache[i] = np.asarray(tru.isel(z=i).values, dtype=np.float64)
-        return cache[i]
-
     shape2d = (res.sizes["y"], res.sizes["x"])
+    # slices are read a batch at a time (one graph each, not one per slice), in float64
+    batch = max(1, min(32, (64 << 20) // max(1, 8 * shape2d[0] * shape2d[1])))
+    truth_rows: dict[int, np.ndarray] = {}
+
+    def truth_slices(needed: set[int]) -> None:
+        """Keep the truth slices of ``needed`` in ``truth_rows`` (and only those)."""
+        for i in list(truth_rows):
+            if i not in needed:
+                del truth_rows[i]
+        todo = sorted(needed - set(truth_rows))
+        if todo:
+            block = np.asarray(tru.isel(z=todo).values, dtype=np.float64)
+            truth_rows.update(zip(todo, block))
+
     win = min(7, *shape2d)
     win -= 1 - win % 2  # SSIM needs an odd window no larger than the image
     sum_abs = sum_diff = sum_sq = 0.0
     n_pix = n_nonfinite = n_slices = 0
     ssims: list[float] = []
-    for k, plan in enumerate(plans):
-        if plan is None:
-            continue
-        (i0, w0), (i1, w1) = plan
-        ref = truth_slice(i0) if w1 == 0 else w0 * truth_slice(i0) + w1 * truth_slice(i1)
-        img = np.asarray(res.isel(z=k).values, dtype=np.float64)
-        diff = img - ref
-        finite = np.isfinite(diff)
-        n_bad = int(diff.size - np.count_nonzero(finite))
-        if n_bad:
-            diff = diff[finite]
-        n_nonfinite += n_bad
-        n_slices += 1
-        n_pix += diff.size
-        sum_diff += float(diff.sum())
-        sum_abs += float(np.abs(diff).sum())
-        sum_sq += float(np.dot(diff.ravel(), diff.ravel()))
-        if n_bad == 0 and win >= 3:
-            ssims.append(float(structural_similarity(ref, img, data_range=rng, win_size=win)))
+    kept = [k for k, plan in enumerate(plans) if plan is not None]
+    for b0 in range(0, len(kept), batch):
+        ks = kept[b0:b0 + batch]
+        truth_slices({i for k in ks for i, w in plans[k] if w != 0 or i == plans[k][0][0]})
+        block = np.asarray(res.isel(z=ks).values, dtype=np.float64)
+        for k, img in zip(ks, block):
+            (i0, w0), (i1, w1) = plans[k]
+            ref = (truth_rows[i0] if w1 == 0
+                   else w0 * truth_rows[i0] + w1 * truth_rows[i1])
+            diff = img - ref
+            finite = np.isfinite(diff)
+            n_bad = int(diff.size - np.count_nonzero(finite))
+            if n_bad:
+                diff = diff[finite]
+            n_nonfinite += n_bad
+            n_slices += 1
+            n_pix += diff.size
+            sum_diff += float(diff.sum())
+            sum_abs += float(np.abs(diff).sum())
+            sum_sq += float(np.dot(diff.ravel(), diff.ravel()))
+            if n_bad == 0 and win >= 3:
+                ssims.append(float(structural_similarity(ref, img, data_range=rng,
+                                                         win_size=win)))
 
     nan = float("nan")
     mse = sum_sq / n_pix if n_pix else nan

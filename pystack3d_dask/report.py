@@ -22,7 +22,7 @@ from .errors import StoreError
 from .io.store import Store
 
 __all__ = ["REPORT_VERSION", "ReportCache", "default_report_dir", "digest", "group_keys",
-           "report_groups", "write_report"]
+           "report_groups", "truth_identity", "write_report"]
 
 #: Changes whenever what a report draws changes: figures of older versions are redrawn.
 REPORT_VERSION = 2
@@ -104,6 +104,13 @@ class ReportCache:
         tmp.replace(self.folder / MANIFEST)
 
 
+def truth_identity(path: str | Path) -> str:
+    """A truth store's path and the time of its metadata: scores are kept while both
+    stay."""
+    meta = Path(path) / "zarr.json"
+    return f"{Path(path).resolve()}@{meta.stat().st_mtime_ns if meta.exists() else ''}"
+
+
 def _save(image: Any, path: Path, dpi: int) -> Path:
     """A Pillow image or a matplotlib figure as PNG (fast zlib level: the figures are
     flat colour and lines, a higher level saves little and costs several times more)."""
@@ -116,11 +123,14 @@ def _save(image: Any, path: Path, dpi: int) -> Path:
 
 
 def draw_group(store: str, group: str, previous: str | None, out_dir: str, sections: bool,
-               cube: bool, dpi: int) -> tuple[list[str], dict[str, str]]:
-    """Draw one group's figures into ``out_dir/<name>/`` and its HTML fragment.
+               cube: bool, dpi: int, truth: str | None = None
+               ) -> tuple[list[str], dict[str, str], dict[str, float] | None]:
+    """Draw one group's figures into ``out_dir/<name>/`` and its HTML fragment, and score
+    it against ``truth`` (a ``truth.zarr``) when given.
 
-    Returns the files written (relative to ``out_dir``) and the fragment
-    (:func:`pystack3d_dask.html_report.group_fragment`).
+    Returns the files written (relative to ``out_dir``), the fragment
+    (:func:`pystack3d_dask.html_report.group_fragment`) and the scores
+    (:func:`pystack3d_dask.quality.quality`) or None.
     """
     import matplotlib
 
@@ -154,7 +164,15 @@ def draw_group(store: str, group: str, previous: str | None, out_dir: str, secti
             figures.append(("cube", draw_cube(faces=faces, title=f"{name}: faces of the volume")))
     files = [str(_save(image, folder / f"{label}.png", dpi).relative_to(out_dir))
              for label, image in figures]
-    return files, group_fragment(ds, before, name)
+    scores = None
+    if truth is not None:
+        from .pipeline import open_result
+        from .quality import quality
+        from .synthetic import load_truth
+
+        found = quality(open_result(store, name), load_truth(truth))
+        scores = {k: float(found[k]) for k in ("psnr", "ssim", "mae", "bias")}
+    return files, group_fragment(ds, before, name), scores
 
 
 def _child_init() -> None:
@@ -165,7 +183,7 @@ def _child_init() -> None:
     dask.config.set(scheduler="synchronous")
 
 
-def _fork_pool(workers: int) -> Any | None:
+def _fork_pool(workers: int, scoring: bool = False) -> Any | None:
     """Processes forked from this one, or None where forking is not safe or possible
     (outside Linux) or not worth it. The drawing libraries are imported first, once,
     so that the processes start with them."""
@@ -180,12 +198,18 @@ def _fork_pool(workers: int) -> Any | None:
     import matplotlib.figure  # noqa: F401
     import PIL.Image  # noqa: F401
 
+    from . import html_report, plots, raster, sections  # noqa: F401
+    if scoring:
+        import skimage.metrics  # noqa: F401
+
+        from . import quality, synthetic  # noqa: F401
+
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                initializer=_child_init)
 
 
 def _run_jobs(jobs: list[tuple], workers: int, func: Callable = draw_group) -> list[Any]:
-    pool = _fork_pool(min(workers, len(jobs)))
+    pool = _fork_pool(min(workers, len(jobs)), scoring=any(job[-1] for job in jobs))
     if pool is None:
         return [func(*job) for job in jobs]
     with warnings.catch_warnings():
@@ -205,7 +229,8 @@ def default_workers() -> int:
 
 
 def write_report(store: str | Path, out: str | Path | None = None, *, sections: bool = True,
-                 cube: bool = True, dpi: int = 100, workers: int | None = None) -> list[Path]:
+                 cube: bool = True, dpi: int = 100, workers: int | None = None,
+                 truth: str | Path | bool | None = True) -> list[Path]:
     """Write the figures of every complete group of the store's last workflow.
 
     For each group ``NN_step`` (and ``input``), in ``OUT/NN_step/``: ``statistics.png``
@@ -216,7 +241,10 @@ def write_report(store: str | Path, out: str | Path | None = None, *, sections: 
     what is drawn is read (see :mod:`pystack3d_dask.sections`).
 
     Only the groups whose checkpoint (or input) changed since the last report in ``out``
-    are drawn again, ``workers`` of them at a time (default: one per CPU).
+    are drawn again, ``workers`` of them at a time (default: one per CPU). With a
+    ``truth`` (True: the ``truth.zarr`` that ``pystack3d-dask synth`` wrote beside the
+    input slices, if any), each group drawn is also scored against it, for the HTML
+    page (:func:`pystack3d_dask.html_report.write_html_report`).
 
     Returns
     -------
@@ -228,20 +256,30 @@ def write_report(store: str | Path, out: str | Path | None = None, *, sections: 
     out_dir = Path(out) if out is not None else default_report_dir(st.path)
     cache = ReportCache.load(out_dir)
     keys = group_keys(st, groups, sections=sections, cube=cube, dpi=dpi)
-    content = group_keys(st, groups)  # what the HTML fragment depends on
+    content = group_keys(st, groups)  # what the HTML fragment and the scores depend on
+    if truth is True:
+        from .html_report import find_truth
+
+        truth = find_truth(st)
+    truth_id = truth_identity(truth) if truth else None
     jobs, previous = [], None
     for group in groups:
         name = group.split("/", 1)[-1]
-        if cache.entry(name, keys[group]) is None:
-            jobs.append((str(st.path), group, previous, str(out_dir), sections, cube, dpi))
+        scored = (cache.data["quality"].get(name) or {}).get("key") == f"{content[group]}:{truth_id}"
+        if cache.entry(name, keys[group]) is None or (truth and not scored):
+            jobs.append((str(st.path), group, previous, str(out_dir), sections, cube, dpi,
+                         str(truth) if truth and not scored else None))
         previous = group
     if jobs:
         drawn = _run_jobs(jobs, workers or default_workers())
-        for job, (files, fragment) in zip(jobs, drawn):
+        for job, (files, fragment, scores) in zip(jobs, drawn):
             name = job[1].split("/", 1)[-1]
             cache.data["groups"][name] = {"key": keys[job[1]], "files": files,
                                           "fragment": fragment,
                                           "fragment_key": content[job[1]]}
+            if scores is not None:
+                cache.data["quality"][name] = {"key": f"{content[job[1]]}:{truth_id}",
+                                               "scores": scores}
         names = {g.split("/", 1)[-1] for g in groups}
         for stale in set(cache.data["groups"]) - names:
             del cache.data["groups"][stale]

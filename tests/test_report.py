@@ -25,11 +25,17 @@ STEPS = ["cropping", "bkg_removal", "intensity_rescaling", "registration_calcula
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def synthetic(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     files = write_synthetic(root / "syn", shape=(24, 110, 130), seed=5)
     params = tomllib.loads(files.workflow.read_text())
     params["destriping"].update(maxit=5, only_striped=True)
+    return root, files, params
+
+
+@pytest.fixture(scope="module")
+def store(synthetic):
+    root, files, params = synthetic
     return run_ours(files.slices_dir, copy.deepcopy(params), STEPS, root / "s.zarr").store
 
 
@@ -73,6 +79,92 @@ def test_cut_planes_are_the_stack_sections(store):
     assert cuts["xz"].dims == ("z", "x") and cuts["yz"].attrs["at"] == x
     middle = cut_planes(stack)
     assert middle["xy"].attrs["index"] == stack.sizes["z"] // 2
+
+
+def test_checkpoints_keep_the_rows_and_columns_the_report_draws(store):
+    from pystack3d_dask.io.store import Store
+    from pystack3d_dask.sections import group_views
+
+    st = Store(store, create=False)
+    for group in ["input", "steps/05_registration_transformation", "steps/07_resampling"]:
+        ds = st.open_dataset(group)
+        full = ds["stack"].values
+        ny, nx = full.shape[2:]
+        np.testing.assert_array_equal(ds["cut_rows"].values[:, :, 0], full[:, :, ny // 2, :])
+        np.testing.assert_array_equal(ds["cut_rows"].values[:, :, 1], full[:, :, 0, :])
+        np.testing.assert_array_equal(ds["cut_columns"].values[:, :, 0], full[:, :, :, nx // 2])
+        np.testing.assert_array_equal(ds["cut_columns"].values[:, :, 1], full[:, :, :, -1])
+        assert ds["cut_rows"].attrs["rows"] == [ny // 2, 0]
+        # the views from the kept rows are those cut from the stack (an older store's way)
+        kept, faces = group_views(st, group, ds)
+        cut = cut_planes(ds["stack"])
+        for name in ("xy", "xz", "yz"):
+            np.testing.assert_array_equal(kept[name].values, cut[name].values)
+            assert kept[name].attrs == cut[name].attrs
+            assert kept[name].dims == cut[name].dims
+        np.testing.assert_array_equal(faces[0], full[0, -1])
+        np.testing.assert_array_equal(faces[1], full[0, :, 0, :])
+        np.testing.assert_array_equal(faces[2], full[0, :, :, -1])
+
+
+def test_sections_and_cube_are_drawn_as_images(store):
+    from pystack3d_dask.sections import draw_cube, draw_sections
+
+    after = cut_planes(p3d.open_result(store, "registration_transformation"))
+    before = cut_planes(p3d.open_result(store, "registration_calculation"))
+    one, two = draw_sections(None, after, "t"), draw_sections(before, after, "t")
+    assert two.width == one.width and two.height > 1.8 * one.height  # input row above
+    grid = np.asarray(two.convert("L"), dtype=float)
+    assert grid.std() > 20  # the sections, not a blank canvas
+    cube = np.asarray(draw_cube(p3d.open_result(store), title="t").convert("L"), dtype=float)
+    assert (cube < 250).mean() > 0.3 and cube.std() > 20
+
+
+def test_report_redraws_only_the_groups_that_changed(synthetic, tmp_path):
+    import shutil
+
+    from pystack3d_dask.html_report import write_html_report
+
+    root, files, params = synthetic
+    store = tmp_path / "s.zarr"
+    steps = ["cropping", "bkg_removal", "cropping_final"]
+    params = copy.deepcopy(params)
+    run_ours(files.slices_dir, params, steps, store)
+    out = tmp_path / "rep"
+    first = write_report(store, out, workers=2, truth=False)
+    page = write_html_report(store, out / "report.html", figures_dir=out, score=False)
+    times = {p: p.stat().st_mtime_ns for p in first}
+    page_time = page.stat().st_mtime_ns
+
+    # nothing changed: nothing drawn, the page not written again
+    again = write_report(store, out, workers=2, truth=False)
+    write_html_report(store, out / "report.html", figures_dir=out, score=False)
+    assert again == first
+    assert {p: p.stat().st_mtime_ns for p in again} == times
+    assert page.stat().st_mtime_ns == page_time
+
+    # the last step changed: its group alone is drawn again, and the page
+    params["cropping_final"]["area"] = [a + (2 if i % 2 == 0 else -2)
+                                        for i, a in enumerate(params["cropping_final"]["area"])]
+    run_ours(files.slices_dir, params, steps, store)
+    later = write_report(store, out, workers=2, truth=False)
+    write_html_report(store, out / "report.html", figures_dir=out, score=False)
+    assert [p.name for p in later] == [p.name for p in first]
+    redrawn = {p.parent.name for p in later if p.stat().st_mtime_ns != times.get(p)}
+    assert redrawn == {"03_cropping_final"}
+    assert page.stat().st_mtime_ns != page_time
+    text = page.read_text()
+    assert text.count("<img alt=") == len(later)
+    assert "not scored in the report of a run" in text
+
+    # other options: every group drawn again; a lost file: its group drawn again
+    assert not (out / "input" / "cube.png").with_name("x.png").exists()
+    write_report(store, out, cube=False, workers=1)
+    assert not (out / "input" / "cube.png").exists()
+    (out / "01_cropping" / "statistics.png").unlink()
+    shutil.rmtree(out / "02_bkg_removal")
+    restored = write_report(store, out, cube=False, workers=1)
+    assert all(p.is_file() for p in restored)
 
 
 def test_decompose_recovers_a_known_affine_matrix():
