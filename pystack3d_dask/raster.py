@@ -15,9 +15,10 @@ import numpy as np
 
 __all__ = ["cube_image", "grey", "panels_image", "ticks"]
 
-BACKGROUND = (255, 255, 255)
-INK = (30, 30, 30)
-EDGE = (90, 90, 90)
+# grey levels: every image here is grey, stored as one channel (a third of RGB's bytes)
+BACKGROUND = 255
+INK = 30
+EDGE = 90
 
 
 @lru_cache(maxsize=8)
@@ -85,13 +86,13 @@ def _panel(canvas: Any, draw: Any, img: np.ndarray, box: tuple[int, int, int, in
 def panels_image(rows: list[list[tuple[np.ndarray, str, tuple]]], title: str = "",
                  panel: tuple[int, int] = (300, 200)) -> Any:
     """A grid of image panels (see :func:`_panel`: ``(uint8 image, title, axes)`` each)
-    with ``title`` above, as a Pillow RGB image."""
+    with ``title`` above, as a grey Pillow image."""
     from PIL import Image, ImageDraw
 
     width, height = panel
     cell_w, cell_h = width + 90, height + 70
     ncols = max(len(r) for r in rows)
-    canvas = Image.new("RGB", (ncols * cell_w + 20, len(rows) * cell_h + 30), BACKGROUND)
+    canvas = Image.new("L", (ncols * cell_w + 20, len(rows) * cell_h + 30), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     _text(draw, (canvas.width / 2, 6), title, 13, "ma")
     for r, row in enumerate(rows):
@@ -114,8 +115,8 @@ def _face(canvas: Any, img: np.ndarray, origin: tuple[float, float],
     shift = -inv @ np.asarray(origin, dtype=np.float64)
     coefs = (inv[0, 0], inv[0, 1], shift[0], inv[1, 0], inv[1, 1], shift[1])
     size = canvas.size
-    face = Image.fromarray(img).convert("RGB").transform(size, Image.Transform.AFFINE, coefs,
-                                                         Image.Resampling.BILINEAR)
+    face = Image.fromarray(img).transform(size, Image.Transform.AFFINE, coefs,
+                                          Image.Resampling.BILINEAR)
     mask = Image.new("L", (w, h), 255).transform(size, Image.Transform.AFFINE, coefs,
                                                  Image.Resampling.NEAREST)
     canvas.paste(face, (0, 0), mask)
@@ -150,7 +151,7 @@ def cube_image(top: np.ndarray, front: np.ndarray, side: np.ndarray, title: str 
     s = min(avail_w / (nx + ny * diag), avail_h / (nz + ny * diag))
     dx = dy = ny * diag * s
     size = (int(margin_l + nx * s + dx + margin_r), int(margin_t + dy + nz * s + margin_b))
-    canvas = Image.new("RGB", size, BACKGROUND)
+    canvas = Image.new("L", size, BACKGROUND)
     left, base = margin_l, margin_t + dy + nz * s  # front face's lower left corner
     _face(canvas, front, (left, base), (s * nx / front.shape[1], 0),
           (0, -s * nz / front.shape[0]))

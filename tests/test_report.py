@@ -42,8 +42,9 @@ def store(synthetic):
 def _not_blank(path) -> bool:
     import matplotlib.image as mpimg
 
-    img = mpimg.imread(path)
-    return img.ndim == 3 and float(img[..., :3].std()) > 0.02
+    img = mpimg.imread(path)  # RGB(A) figures, grey images
+    grey = img if img.ndim == 2 else img[..., :3]
+    return float(grey.std()) > 0.02
 
 
 def test_report_writes_every_steps_figures(store, tmp_path):
@@ -125,7 +126,7 @@ def test_report_redraws_only_the_groups_that_changed(synthetic, tmp_path):
 
     from pystack3d_dask.html_report import write_html_report
 
-    root, files, params = synthetic
+    _, files, params = synthetic
     store = tmp_path / "s.zarr"
     steps = ["cropping", "bkg_removal", "cropping_final"]
     params = copy.deepcopy(params)
