@@ -520,8 +520,9 @@ class Store:
         return stack
 
     def slice_count(self, group: str) -> int:
-        """Slices of a group's stack, all channels (from its metadata alone)."""
-        shape = _array(str(self.path), f"{group}/stack").shape
+        """Slices of a group's stack, all channels, from the metadata of its statistics
+        (kept when the slices are removed)."""
+        shape = zarr.open_array(str(self.path), path=f"{group}/{STAT_NAMES[0]}", mode="r").shape
         return int(shape[0] * shape[1])
 
     def read_slice(self, group: str, c: int, z: int) -> np.ndarray:
