@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="do not write the figures of every step after the run")
     p.add_argument("--report-dir", type=Path,
                    help="folder of the figures (default: STORE-report beside the store)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say what the run would do with each group (reuse, resume, compute) "
+                        "and why, and stop: nothing is written")
     _add_run_options(p)
 
     p = sub.add_parser("demo", help="make a synthetic stack, run the workflow, score it")
@@ -102,6 +105,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        from .config import load_workflow
+        from .plan import format_plan, plan
+
+        wf = load_workflow(args.workflow)
+        if args.overwrite:
+            wf.store["overwrite"] = True
+        print(format_plan(plan(wf, store=args.store)))
+        return 0
     from .pipeline import run
 
     result = run(args.workflow, store=args.store, scheduler=args.scheduler,

@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import getpass
-import hashlib
 import html
-import json
 import platform
 import socket
 import sys
@@ -36,9 +34,10 @@ from .heap import keep_heap, release_heap
 from .io.chunks import slab_size, slice_bytes
 from .io.identity import check_same_input
 from .io.lock import StoreLock
-from .io.store import INPUT_GROUP, LAYOUT_VERSION, Store, WriteReport, make_compressors, to_json
-from .io.tiff import SliceSource, discover, lazy_stack, slice_folders
+from .io.store import INPUT_GROUP, Store, WriteReport, make_compressors, to_json
+from .io.tiff import SliceSource, lazy_stack, slice_folders
 from .log import LOGGER, show_messages
+from .plan import fingerprint, input_fingerprint, plan_run, source_of
 from .pool import release_pool
 from .steps import StepOutput, get_step
 from .steps.functions import build, reduction_params
@@ -93,12 +92,6 @@ class RunResult:
         return "\n".join(lines)
 
 
-def fingerprint(payload: Mapping[str, Any]) -> str:
-    """SHA-256 of a JSON-serialisable payload, keys sorted."""
-    text = json.dumps(to_json(payload), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def _warn_store_among_slices(store: Path, source: SliceSource) -> None:
     """Say so when the store lies in a folder of input slices (PyStack3D's layout keeps
     the workflow file there, so the default store lands there too): allowed, since the
@@ -111,11 +104,6 @@ def _warn_store_among_slices(store: Path, source: SliceSource) -> None:
                           "[store] path (or --store) to keep them apart", UserWarning,
                           stacklevel=3)
             return
-
-
-def _source(wf: Workflow) -> SliceSource:
-    return discover(wf.project_dir, wf.channels, wf.ind_min, wf.ind_max, wf.policy,
-                    wf.input["z_spacing"])
 
 
 PROVENANCE_PACKAGES = ("pystack3d-dask", "dask", "distributed", "zarr", "numcodecs", "numpy",
@@ -182,18 +170,6 @@ def _os_error(exc: OSError, store: Path) -> StoreError | None:
         return StoreError(f"disk quota exceeded while writing the store {store}: the "
                           "finished slices are kept; free some space and run again to resume")
     return None
-
-
-def _input_fingerprint(wf: Workflow, source: SliceSource) -> tuple[str, str]:
-    """Fingerprints of the ingested input and of its manifest."""
-    manifest_id = fingerprint({"manifest": source.manifest_identity()})
-    fp = fingerprint({
-        "step": INPUT_GROUP, "root": str(source.root.resolve()), "channels": source.channels,
-        "manifest": manifest_id, "pages": source.pages, "z": source.z.tolist(),
-        "pixel_size": wf.input["pixel_size"], "version": __version__,
-        "layout": LAYOUT_VERSION,
-    })
-    return fp, manifest_id
 
 
 def _ingest(store: Store, wf: Workflow, source: SliceSource, run: Executor,
@@ -289,18 +265,6 @@ def _refuse_main_reimport() -> None:
         frame = frame.f_back
 
 
-def _needed(st: Store, groups: list[tuple[str, str]]) -> list[bool]:
-    """Which groups must be written in this run: those not done, and those whose slices
-    were removed while a later group that must be written reads them."""
-    done = [st.is_done(g, fp) for g, fp in groups]
-    removed = [st.is_removed(g, fp) for g, fp in groups]
-    must = [False] * len(groups)
-    for k in reversed(range(len(groups))):
-        later = must[k + 1] if k + 1 < len(groups) else False
-        must[k] = not done[k] or (removed[k] and later)
-    return must
-
-
 def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool,
                 client: Any = None) -> list[StepReport]:
     """The run itself, with the store locked: ingest, then each step's checkpoint; with
@@ -311,21 +275,13 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool,
     else:
         check_same_input(st, source)
 
-    input_fp, manifest_id = _input_fingerprint(wf, source)
-    plan = []
-    upstream = input_fp
-    for index, name in enumerate(wf.process_steps, start=1):
-        params = wf.step_params(name)
-        upstream = fingerprint({"step": name, "params": params, "upstream": upstream,
-                                "input": manifest_id, "version": __version__})
-        plan.append((index, name, params, upstream))
-    checkpointed = [(f"steps/{i:02d}_{n}", fp) for i, n, _, fp in plan
-                    if wf.steps[n]["checkpoint"] or i == len(plan)]
-    chain = [(INPUT_GROUP, input_fp), *checkpointed]
-    must = dict(zip([g for g, _ in chain], _needed(st, chain)))
+    input_fp, manifest_id = input_fingerprint(wf, source)
+    groups_plan = plan_run(wf, st, source)
+    must = {g.group: g.writes for g in groups_plan}
+    fps = {g.step: g.fingerprint for g in groups_plan}
     keep = wf.store["keep"]
-    names = {INPUT_GROUP: INPUT_GROUP, **{f"steps/{i:02d}_{n}": n for i, n, _, _ in plan}}
-    last_group = chain[-1][0]
+    names = {g.group: g.step for g in groups_plan}
+    last_group = groups_plan[-1].group
 
     def retire(previous: str | None) -> None:
         """The group before a complete one: its slices go unless kept."""
@@ -346,7 +302,8 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool,
                   kind=sched.get("kind", "slurm"), jobqueue=sched.get("jobqueue"),
                   worker_timeout=sched.get("worker_timeout", 300.0), client=client) as ex:
         provenance = _provenance(wf, source, manifest_id)
-        st.update_info(workflow_started=time.time(), workflow_planned=[g for g, _ in chain],
+        st.update_info(workflow_started=time.time(),
+                       workflow_planned=[g.group for g in groups_plan],
                        package_version=__version__,
                        workflow_source=str(wf.source) if wf.source else None,
                        workflow_raw=to_json(wf.raw))
@@ -364,11 +321,13 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool,
 
         pending: list[tuple[str, dict[str, Any]]] = []
         outputs = _Outputs(opened)
-        for index, name, params, fp in plan:
-            if not wf.steps[name]["checkpoint"] and index != len(plan):
+        for index, name in enumerate(wf.process_steps, start=1):
+            params = wf.step_params(name)
+            if not wf.steps[name]["checkpoint"] and index != len(wf.process_steps):
                 pending.append((name, params))
                 continue
             group = f"steps/{index:02d}_{name}"
+            fp = fps[name]
             fused = [p for p, _ in pending]
             rep = None
             if must[group]:
@@ -532,7 +491,7 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
                       "checkpoint is complete with the same parameters): history is ignored",
                       UserWarning, stacklevel=2)
 
-    source = _source(wf)
+    source = source_of(wf)
     store_path = wf.store_path()
     _warn_store_among_slices(Path(store_path), source)
     try:

@@ -1,0 +1,161 @@
+"""What a run will do, decided before it does anything: per group, reuse, resume or
+compute, and why.
+
+:func:`plan` reads the workflow, the input's file list and headers, and the store's
+attributes; it writes nothing and computes nothing. ``pystack3d-dask run --dry-run``
+prints it, and :func:`pystack3d_dask.run` carries it out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .config import Workflow, load_workflow
+from .io.store import INPUT_GROUP, LAYOUT_VERSION, Store, to_json
+from .io.tiff import SliceSource, discover
+
+__all__ = ["GroupPlan", "fingerprint", "format_plan", "plan"]
+
+#: What a run does with a group.
+ACTIONS = ("reuse", "resume", "compute", "keep removed")
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    """One group of a run: its name, step, fingerprint, what the run does with it
+    (one of :data:`ACTIONS`) and why; ``fused``: the steps computed within it."""
+
+    group: str
+    step: str
+    fingerprint: str
+    action: str
+    why: str
+    fused: tuple[str, ...] = ()
+
+    @property
+    def writes(self) -> bool:
+        """Whether the run writes this group (computes or resumes it)."""
+        return self.action in ("compute", "resume")
+
+
+def fingerprint(payload: Mapping[str, Any]) -> str:
+    """SHA-256 of a JSON-serialisable payload, keys sorted."""
+    text = json.dumps(to_json(payload), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def source_of(wf: Workflow) -> SliceSource:
+    """The workflow's input slices (file list and headers checked)."""
+    return discover(wf.project_dir, wf.channels, wf.ind_min, wf.ind_max, wf.policy,
+                    wf.input["z_spacing"])
+
+
+def input_fingerprint(wf: Workflow, source: SliceSource) -> tuple[str, str]:
+    """Fingerprints of the ingested input and of its manifest."""
+    manifest_id = fingerprint({"manifest": source.manifest_identity()})
+    fp = fingerprint({
+        "step": INPUT_GROUP, "root": str(source.root.resolve()), "channels": source.channels,
+        "manifest": manifest_id, "pages": source.pages, "z": source.z.tolist(),
+        "pixel_size": wf.input["pixel_size"], "version": __version__,
+        "layout": LAYOUT_VERSION,
+    })
+    return fp, manifest_id
+
+
+def _chain(wf: Workflow, input_fp: str, manifest_id: str
+           ) -> list[tuple[str, str, str, tuple[str, ...]]]:
+    """``(group, step, fingerprint, fused steps)`` of every group the workflow writes,
+    the input first: a step without a checkpoint is computed within the next group."""
+    chain = [(INPUT_GROUP, INPUT_GROUP, input_fp, ())]
+    upstream, pending = input_fp, []
+    names = wf.process_steps
+    for index, name in enumerate(names, start=1):
+        upstream = fingerprint({"step": name, "params": wf.step_params(name),
+                                "upstream": upstream, "input": manifest_id,
+                                "version": __version__})
+        if not wf.steps[name]["checkpoint"] and index != len(names):
+            pending.append(name)
+            continue
+        chain.append((f"steps/{index:02d}_{name}", name, upstream, tuple(pending)))
+        pending = []
+    return chain
+
+
+def _decide(st: Store | None, chain: list[tuple[str, str, str, tuple[str, ...]]],
+            overwrite: bool) -> list[GroupPlan]:
+    """Each group's action, from the last to the first: a group whose slices were
+    removed is written again only when a later group to write reads them."""
+    out: list[GroupPlan] = []
+    later_writes = False
+    for group, step, fp, fused in reversed(chain):
+        attrs = (st.attrs(group) or {}) if st is not None and not overwrite else {}
+        if st is None:
+            action, why = "compute", "no store yet"
+        elif overwrite:
+            action, why = "compute", "overwrite = true: the store is cleared first"
+        elif not attrs:
+            action, why = "compute", "no checkpoint yet"
+        elif attrs.get("fingerprint") != fp:
+            action, why = "compute", ("another checkpoint is there (other parameters, "
+                                      "input or version): it is replaced")
+        elif attrs.get("complete"):
+            action, why = "reuse", "complete, same fingerprint"
+        elif attrs.get("removed"):
+            action, why = (("compute", "its slices were removed and the next group to "
+                            "write reads them") if later_writes else
+                           ("keep removed", "complete once, slices removed ([store] keep); "
+                            "no group to write reads them"))
+        else:
+            action, why = "resume", "an interrupted write of the same fingerprint"
+        plan_ = GroupPlan(group, step, fp, action, why, fused)
+        later_writes = plan_.writes
+        out.append(plan_)
+    return out[::-1]
+
+
+def plan_run(wf: Workflow, st: Store | None, source: SliceSource) -> list[GroupPlan]:
+    """:func:`plan` with the workflow loaded, the store opened (None: not there yet)
+    and the input discovered."""
+    input_fp, manifest_id = input_fingerprint(wf, source)
+    return _decide(st, _chain(wf, input_fp, manifest_id), bool(wf.store["overwrite"]))
+
+
+def plan(workflow: str | Path | Mapping[str, Any] | Workflow,
+         store: str | Path | None = None) -> list[GroupPlan]:
+    """What :func:`pystack3d_dask.run` would do with each group, and why; nothing is
+    written.
+
+    Parameters
+    ----------
+    workflow
+        As for :func:`pystack3d_dask.run`.
+    store
+        Overrides ``[store] path``.
+
+    Returns
+    -------
+    list of GroupPlan
+        The input first, then each checkpointed step's group.
+    """
+    wf = load_workflow(workflow)
+    if store is not None:
+        wf.store["path"] = str(Path(store).resolve())
+    path = Path(wf.store_path())
+    st = Store(path, create=False) if (path / "zarr.json").is_file() else None
+    return plan_run(wf, st, source_of(wf))
+
+
+def format_plan(groups: list[GroupPlan]) -> str:
+    """A text table of a plan."""
+    width = max(len(g.group) + (len(", ".join(g.fused)) + 4 if g.fused else 0) for g in groups)
+    lines = [f"{'group':<{width}}  {'action':<12}  why"]
+    for g in groups:
+        name = g.group + (f" (+{', '.join(g.fused)})" if g.fused else "")
+        lines.append(f"{name:<{width}}  {g.action:<12}  {g.why}")
+    return "\n".join(lines)
