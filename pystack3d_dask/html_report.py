@@ -67,18 +67,17 @@ def _quality_rows(store: Store, groups: list[str], truth_path: Path,
     computed (and cached) when ``score``, else left out with a word."""
     from .pipeline import open_result
     from .quality import quality
-    from .report import truth_identity
+    from .report import kept_scores, score_key
     from .synthetic import load_truth
 
     scores = dict(scores or {})
     stored = cache.data["quality"] if cache is not None else {}
-    truth_id = truth_identity(truth_path)
     truth = None
     head = "<tr><th>group</th><th>PSNR (dB)</th><th>SSIM</th><th>MAE</th><th>bias</th></tr>"
     rows = []
     for group in groups:
         name = group.split("/", 1)[-1]
-        key = f"{keys[group]}:{truth_id}"
+        key = score_key(keys[group], truth_path)
         if name not in scores and (stored.get(name) or {}).get("key") == key:
             scores[name] = stored[name]["scores"]
         if name not in scores and not score:
@@ -89,7 +88,7 @@ def _quality_rows(store: Store, groups: list[str], truth_path: Path,
         if name not in scores:
             truth = load_truth(truth_path) if truth is None else truth
             scores[name] = quality(open_result(store.path, name), truth)
-        q = {k: float(v) for k, v in scores[name].items() if k in ("psnr", "ssim", "mae", "bias")}
+        q = kept_scores(scores[name])
         stored[name] = {"key": key, "scores": q}
         rows.append(f"<tr><td>{html.escape(name)}</td><td>{q['psnr']:.2f}</td>"
                     f"<td>{q['ssim']:.4f}</td><td>{q['mae']:.3f}</td><td>{q['bias']:+.3f}</td></tr>")
@@ -146,7 +145,8 @@ def write_html_report(store: str | Path, out: str | Path, figures_dir: str | Pat
         Score the groups that have no scores yet (in ``scores`` or the report's cache);
         if false, the table says which are not scored.
     """
-    from .report import ReportCache, digest, group_keys, report_groups
+    from .plan import fingerprint
+    from .report import ReportCache, group_keys, report_groups
 
     st = Store(store, create=False)
     groups = report_groups(st)
@@ -159,7 +159,7 @@ def write_html_report(store: str | Path, out: str | Path, figures_dir: str | Pat
     quality_html = (_quality_rows(st, groups, truth_path, scores, cache, keys, score)
                     if truth_path is not None else "")
     records = {g: (cache.data["groups"].get(names[g]) or {}) if cache else {} for g in groups}
-    page_key = digest({"groups": keys, "figures": [records[g].get("key") for g in groups],
+    page_key = fingerprint({"groups": keys, "figures": [records[g].get("key") for g in groups],
                        "quality": quality_html, "out": str(out.resolve())})
     if cache is not None and cache.data.get("page") == page_key and out.is_file():
         return out

@@ -276,7 +276,7 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool,
         check_same_input(st, source)
 
     input_fp, manifest_id = input_fingerprint(wf, source)
-    groups_plan = plan_run(wf, st, source)
+    groups_plan = plan_run(wf, st, source, (input_fp, manifest_id))
     must = {g.group: g.writes for g in groups_plan}
     fps = {g.step: g.fingerprint for g in groups_plan}
     keep = wf.store["keep"]

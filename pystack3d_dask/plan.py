@@ -119,10 +119,12 @@ def _decide(st: Store | None, chain: list[tuple[str, str, str, tuple[str, ...]]]
     return out[::-1]
 
 
-def plan_run(wf: Workflow, st: Store | None, source: SliceSource) -> list[GroupPlan]:
+def plan_run(wf: Workflow, st: Store | None, source: SliceSource,
+             input_ids: tuple[str, str] | None = None) -> list[GroupPlan]:
     """:func:`plan` with the workflow loaded, the store opened (None: not there yet)
-    and the input discovered."""
-    input_fp, manifest_id = input_fingerprint(wf, source)
+    and the input discovered; ``input_ids``: its :func:`input_fingerprint`, when the
+    caller has it already."""
+    input_fp, manifest_id = input_ids or input_fingerprint(wf, source)
     return _decide(st, _chain(wf, input_fp, manifest_id), bool(wf.store["overwrite"]))
 
 

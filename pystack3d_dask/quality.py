@@ -128,7 +128,11 @@ def quality(
     kept = [k for k, plan in enumerate(plans) if plan is not None]
     for b0 in range(0, len(kept), batch):
         ks = kept[b0:b0 + batch]
-        truth_slices({i for k in ks for i, w in plans[k] if w != 0 or i == plans[k][0][0]})
+        needed = set()
+        for k in ks:  # the nearest truth slice, and the second one where it weighs
+            (i0, _), (i1, w1) = plans[k]
+            needed.update((i0, i1) if w1 != 0 else (i0,))
+        truth_slices(needed)
         block = np.asarray(res.isel(z=ks).values, dtype=np.float64)
         for k, img in zip(ks, block):
             (i0, w0), (i1, w1) = plans[k]

@@ -13,16 +13,17 @@ import os
 import shutil
 import sys
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import StoreError
 from .io.store import Store
+from .plan import fingerprint
 
-__all__ = ["REPORT_VERSION", "ReportCache", "default_report_dir", "digest", "group_keys",
-           "report_groups", "truth_identity", "write_report"]
+__all__ = ["REPORT_VERSION", "SCORE_NAMES", "ReportCache", "default_report_dir", "figures_key",
+           "group_keys", "kept_scores", "report_groups", "score_key", "truth_identity",
+           "write_report"]
 
 #: Changes whenever what a report draws changes: figures of older versions are redrawn.
 REPORT_VERSION = 2
@@ -44,25 +45,35 @@ def report_groups(st: Store) -> list[str]:
     return groups
 
 
-def digest(payload: Any) -> str:
-    """A short SHA-256 of a JSON-serialisable payload, keys sorted."""
-    import hashlib
-
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+#: The scores a report keeps of :func:`pystack3d_dask.quality.quality`.
+SCORE_NAMES = ("psnr", "ssim", "mae", "bias")
 
 
-def group_keys(st: Store, groups: list[str], **options: Any) -> dict[str, str]:
-    """``{group: key}``: what each group's figures depend on (the group's and its input's
-    fingerprint and completion time, ``options``, :data:`REPORT_VERSION`)."""
+def group_keys(st: Store, groups: list[str]) -> dict[str, str]:
+    """``{group: key}``: what a group's part of the report depends on (the group's and its
+    input's fingerprint and completion time, :data:`REPORT_VERSION`)."""
     keys, previous = {}, None
     for group in groups:
         attrs = st.attrs(group) or {}
         mine = [group, attrs.get("fingerprint"), attrs.get("finished")]
-        keys[group] = digest({"group": mine, "input": previous, "options": options,
-                               "version": REPORT_VERSION})
+        keys[group] = fingerprint({"group": mine, "input": previous, "version": REPORT_VERSION})
         previous = mine
     return keys
+
+
+def figures_key(key: str, **options: Any) -> str:
+    """The key of a group's figures: its :func:`group_keys` key and the drawing options."""
+    return fingerprint({"group": key, "options": options})
+
+
+def score_key(key: str, truth: str | Path) -> str:
+    """The key of a group's scores: its :func:`group_keys` key and the truth's identity."""
+    return f"{key}:{truth_identity(truth)}"
+
+
+def kept_scores(found: dict[str, Any]) -> dict[str, float]:
+    """The scores of :data:`SCORE_NAMES` in ``found``, as floats (JSON)."""
+    return {k: float(found[k]) for k in SCORE_NAMES}
 
 
 @dataclass
@@ -170,8 +181,7 @@ def draw_group(store: str, group: str, previous: str | None, out_dir: str, secti
         from .quality import quality
         from .synthetic import load_truth
 
-        found = quality(open_result(store, name), load_truth(truth))
-        scores = {k: float(found[k]) for k in ("psnr", "ssim", "mae", "bias")}
+        scores = kept_scores(quality(open_result(store, name), load_truth(truth)))
     return files, group_fragment(ds, before, name), scores
 
 
@@ -208,16 +218,16 @@ def _fork_pool(workers: int, scoring: bool = False) -> Any | None:
                                initializer=_child_init)
 
 
-def _run_jobs(jobs: list[tuple], workers: int, func: Callable = draw_group) -> list[Any]:
+def _run_jobs(jobs: list[tuple], workers: int) -> list[Any]:
     pool = _fork_pool(min(workers, len(jobs)), scoring=any(job[-1] for job in jobs))
     if pool is None:
-        return [func(*job) for job in jobs]
+        return [draw_group(*job) for job in jobs]
     with warnings.catch_warnings():
         # the parent's threads (the scheduler's, zarr's) wait idle here; the children
         # only read files and draw
         warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
         with pool:
-            return list(pool.map(func, *zip(*jobs)))
+            return list(pool.map(draw_group, *zip(*jobs)))
 
 
 def default_workers() -> int:
@@ -255,17 +265,17 @@ def write_report(store: str | Path, out: str | Path | None = None, *, sections: 
     groups = report_groups(st)
     out_dir = Path(out) if out is not None else default_report_dir(st.path)
     cache = ReportCache.load(out_dir)
-    keys = group_keys(st, groups, sections=sections, cube=cube, dpi=dpi)
     content = group_keys(st, groups)  # what the HTML fragment and the scores depend on
+    keys = {g: figures_key(k, sections=sections, cube=cube, dpi=dpi) for g, k in content.items()}
     if truth is True:
         from .html_report import find_truth
 
         truth = find_truth(st)
-    truth_id = truth_identity(truth) if truth else None
     jobs, previous = [], None
     for group in groups:
         name = group.split("/", 1)[-1]
-        scored = (cache.data["quality"].get(name) or {}).get("key") == f"{content[group]}:{truth_id}"
+        scored = bool(truth) and (cache.data["quality"].get(name) or {}).get("key") == \
+            score_key(content[group], truth)
         if cache.entry(name, keys[group]) is None or (truth and not scored):
             jobs.append((str(st.path), group, previous, str(out_dir), sections, cube, dpi,
                          str(truth) if truth and not scored else None))
@@ -278,7 +288,7 @@ def write_report(store: str | Path, out: str | Path | None = None, *, sections: 
                                           "fragment": fragment,
                                           "fragment_key": content[job[1]]}
             if scores is not None:
-                cache.data["quality"][name] = {"key": f"{content[job[1]]}:{truth_id}",
+                cache.data["quality"][name] = {"key": score_key(content[job[1]], truth),
                                                "scores": scores}
         names = {g.split("/", 1)[-1] for g in groups}
         for stale in set(cache.data["groups"]) - names:

@@ -86,8 +86,8 @@ def group_views(store: Any, group: str, ds: xr.Dataset | None = None
         return cut_planes(ds["stack"]), volume_faces(ds["stack"])
     rows = np.asarray(ds[CUT_NAMES[0]][0].values)
     columns = np.asarray(ds[CUT_NAMES[1]][0].values)
-    at_rows = ds[CUT_NAMES[0]].attrs.get("rows", [ds.sizes["y"] // 2, 0])
-    at_columns = ds[CUT_NAMES[1]].attrs.get("columns", [ds.sizes["x"] // 2, ds.sizes["x"] - 1])
+    at_rows = ds[CUT_NAMES[0]].attrs["rows"]
+    at_columns = ds[CUT_NAMES[1]].attrs["columns"]
     nz = ds.sizes["z"]
     middle = store.read_slice(group, 0, nz // 2)
     top = middle if nz == 1 else store.read_slice(group, 0, nz - 1)

@@ -420,10 +420,6 @@ class Store:
             return False
         return fingerprint is None or attrs.get("fingerprint") == fingerprint
 
-    def is_done(self, group: str, fingerprint: str | None = None) -> bool:
-        """Complete, or complete once and its slices removed since."""
-        return self.is_complete(group, fingerprint) or self.is_removed(group, fingerprint)
-
     def group_bytes(self, group: str, name: str | None = None, only_here: bool = False) -> int:
         """Bytes on disk of a group (or of one of its arrays), each file counted once
         even when hard-linked twice below it; ``only_here``: only the files no other
