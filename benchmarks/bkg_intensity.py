@@ -89,7 +89,7 @@ def idle_memory() -> tuple[int, int]:
     ref = measure_python("import pystack3d.stack3d, pystack3d.bkg_removal, "
                          "pystack3d.intensity_rescaling")
     # what a run of one step imports (distributed is not: tests/test_store_metadata.py)
-    own = measure_python("import pystack3d_dask, pystack3d_dask.steps, pystack3d_dask.pipeline, "
+    own = measure_python("import pystack3d_dask, pystack3d_dask.steps, pystack3d_dask.workflow.pipeline, "
                          "dask.array, dask.threaded, xarray, zarr")
     return ref.check().peak_rss_bytes, own.check().peak_rss_bytes
 
@@ -130,8 +130,8 @@ def quality_table(workers: int, scratch: Path) -> None:
     from pystack3d_runner import run_pystack3d_subprocess
 
     import pystack3d_dask as p3d
-    from pystack3d_dask.quality import quality, quality_table
-    from pystack3d_dask.synthetic import load_truth, write_synthetic
+    from pystack3d_dask.datasets.quality import quality, quality_table
+    from pystack3d_dask.datasets.synthetic import load_truth, write_synthetic
 
     try:
         import tomllib

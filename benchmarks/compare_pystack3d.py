@@ -59,9 +59,9 @@ def main() -> None:
     from pystack3d_runner import run_pystack3d_subprocess
 
     import pystack3d_dask as p3d
-    from pystack3d_dask.quality import quality, quality_table
+    from pystack3d_dask.datasets.quality import quality, quality_table
+    from pystack3d_dask.datasets.synthetic import load_truth, write_synthetic
     from pystack3d_dask.steps import available_steps
-    from pystack3d_dask.synthetic import load_truth, write_synthetic
 
     scratch = Path(tempfile.mkdtemp(dir=args.dir, prefix="p3d-compare-"))
     try:
@@ -143,7 +143,7 @@ def main() -> None:
 
 def _group_seconds(store: Path) -> dict[str, float]:
     """Seconds of each group of the store's last workflow, by step name (``input``)."""
-    from pystack3d_dask.io.store import Store
+    from pystack3d_dask.store.checkpoints import Store
 
     st = Store(store, create=False)
     out = {}

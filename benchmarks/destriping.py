@@ -64,8 +64,8 @@ def quality(shape: tuple[int, int, int], maxit: int, workers: int, scratch: Path
     from pystack3d_runner import run_pystack3d_subprocess
 
     import pystack3d_dask as p3d
+    from pystack3d_dask.datasets.synthetic import write_synthetic
     from pystack3d_dask.kernels.cropping import area_to_slices
-    from pystack3d_dask.synthetic import write_synthetic
 
     try:
         import tomllib

@@ -65,8 +65,8 @@ def rewrite(raw_store: Path, groups: list[str], out: Path, codec: tuple[str, int
     back; ``bytes``: what each group adds to the disk (files not already counted)."""
     import dask
 
-    from pystack3d_dask.io.store import Store, make_compressors
     from pystack3d_dask.steps import get_step
+    from pystack3d_dask.store.checkpoints import Store, make_compressors
 
     src = Store(raw_store, create=False)
     dst = Store(out, make_compressors(*codec))
@@ -103,7 +103,7 @@ def measure_stack(shape: tuple[int, int, int], dtype: str, workers: int, scratch
     from pystack3d_runner import run_pystack3d_subprocess
 
     import pystack3d_dask as p3d
-    from pystack3d_dask.synthetic import write_synthetic
+    from pystack3d_dask.datasets.synthetic import write_synthetic
 
     label = f"{'x'.join(map(str, shape))} {dtype}"
     files = write_synthetic(scratch / "syn", shape=shape, dtype=dtype)

@@ -28,9 +28,9 @@ import tifffile
 import zarr
 from scipy import ndimage
 
-from pystack3d_dask.cluster import executor
-from pystack3d_dask.io.store import Store, make_compressors
 from pystack3d_dask.io.tiff import discover, lazy_stack
+from pystack3d_dask.runtime.cluster import executor
+from pystack3d_dask.store.checkpoints import Store, make_compressors
 
 
 def make_slices(folder: Path, n: int, size: int) -> None:

@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from pystack3d_dask.cluster import executor
 from pystack3d_dask.errors import StoreError
 from pystack3d_dask.io.identity import check_same_input
-from pystack3d_dask.io.store import Store, make_compressors
 from pystack3d_dask.io.tiff import discover, file_fingerprint, lazy_stack
+from pystack3d_dask.runtime.cluster import executor
+from pystack3d_dask.store.checkpoints import Store, make_compressors
 
 
 def make_slices(folder: Path, n: int, size: int) -> list[Path]:

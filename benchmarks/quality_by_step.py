@@ -7,7 +7,7 @@ Usage::
         [--cases default strong_curtains few_weak_curtains] [--workers 2] [--dir TMP]
         [--json OUT]
 
-For each case (a set of defect strengths of :func:`pystack3d_dask.synthetic.generate`)
+For each case (a set of defect strengths of :func:`pystack3d_dask.datasets.synthetic.generate`)
 and seed, the synthetic stack is written with its PyStack3D workflow and corrected by
 three tools:
 
@@ -15,7 +15,7 @@ three tools:
 * ``ours``: this project on the same workflow (``profile`` absent: PyStack3D's values);
 * ``rec``: this project with ``profile = "recommended"``, the keys that profile sets
   being removed from the step tables so that its values apply (skipped, and said so,
-  while ``pystack3d_dask.profiles`` does not exist).
+  while ``pystack3d_dask.workflow.profiles`` does not exist).
 
 Every step's output is scored against the truth slice by slice, then averaged over the
 slices: MAE, SSIM, PSNR (of the mean squared error; data range: the dtype's) and the

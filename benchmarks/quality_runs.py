@@ -47,7 +47,7 @@ REGISTERED_FROM = "registration_transformation"
 
 @dataclass
 class Profile:
-    """The recommended profile, as ``pystack3d_dask.profiles`` defines it.
+    """The recommended profile, as ``pystack3d_dask.workflow.profiles`` defines it.
 
     Attributes
     ----------
@@ -56,7 +56,7 @@ class Profile:
     excluded_by : callable
         ``(step, key)`` to the keys of a file that keep the profile's value out (the
         file's ``filters`` keep the profile's destriping ``method`` out, for one):
-        :func:`pystack3d_dask.profiles.conflicting_keys`.
+        :func:`pystack3d_dask.workflow.profiles.conflicting_keys`.
     """
 
     values: dict[str, dict[str, Any]]
@@ -66,13 +66,13 @@ class Profile:
 def load_profile() -> tuple[Profile | None, str]:
     """The recommended profile, or None while the package has none, and a line saying which."""
     try:
-        from pystack3d_dask import profiles
+        from pystack3d_dask.workflow import profiles
     except ImportError as exc:
         return None, (f"recommended profile: not available ({exc}); running PyStack3D and ours "
                       "with PyStack3D's parameters only")
     rec = getattr(profiles, "PROFILES", {}).get("recommended")
     if not isinstance(rec, Mapping):
-        return None, ("recommended profile: pystack3d_dask.profiles.PROFILES has no "
+        return None, ("recommended profile: pystack3d_dask.workflow.profiles.PROFILES has no "
                       "'recommended' entry; running PyStack3D and ours with PyStack3D's "
                       "parameters only")
     excluded = profiles.conflicting_keys
@@ -210,7 +210,7 @@ def run_oracle(out_dir: Path, shape: tuple[int, int, int], seed: int, case: Mapp
     RuntimeError
         If its truth is not ``truth`` (the tools' stack): it would not be their floor.
     """
-    from pystack3d_dask.synthetic import write_synthetic
+    from pystack3d_dask.datasets.synthetic import write_synthetic
 
     files = write_synthetic(out_dir / "syn", shape=shape, seed=seed, padding=False,
                             background=False, gain=False, curtains=False, **case)
@@ -257,8 +257,8 @@ def run_case(case_name: str, seed: int, shape: tuple[int, int, int], workers: in
     """
     from pystack3d_runner import run_pystack3d_subprocess
 
+    from pystack3d_dask.datasets.synthetic import write_synthetic
     from pystack3d_dask.steps import available_steps
-    from pystack3d_dask.synthetic import write_synthetic
 
     case = CASES[case_name]
     work = scratch / f"{case_name}-{seed}"

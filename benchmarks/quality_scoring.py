@@ -87,7 +87,7 @@ class Truth:
 
     Parameters
     ----------
-    syn : pystack3d_dask.synthetic.Synthetic
+    syn : pystack3d_dask.datasets.synthetic.Synthetic
         The generated data (its full-frame truth is used, padding region included).
     """
 

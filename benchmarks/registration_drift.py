@@ -86,7 +86,7 @@ def _one_seed(seed: int, args: argparse.Namespace, scratch: Path) -> list[tuple]
     from helpers import run_ours
     from pystack3d_runner import run_pystack3d_subprocess
 
-    from pystack3d_dask.synthetic import write_synthetic
+    from pystack3d_dask.datasets.synthetic import write_synthetic
 
     files = write_synthetic(scratch / f"syn{seed}", shape=tuple(args.shape), seed=seed)
     shifts = np.asarray(files.synthetic.shifts, dtype=np.float64)

@@ -61,8 +61,8 @@ def plain_read(store: str) -> dict[str, float]:
 def report(store: str, out: str, scores: str) -> dict[str, float]:
     """Figures and page as ``demo`` writes them; hand back the seconds it took."""
     start = time.perf_counter()
-    from pystack3d_dask.html_report import write_html_report
-    from pystack3d_dask.report import write_report
+    from pystack3d_dask.report.figures import write_report
+    from pystack3d_dask.report.html import write_html_report
 
     imported = time.perf_counter()
     files = write_report(store, out, truth=False)  # scores given, as the demo does
@@ -87,7 +87,7 @@ def main() -> None:
     try:
         store, scores = scratch / "demo.zarr", scratch / "scores.json"
         if not scores.exists():
-            from pystack3d_dask.demo import demo
+            from pystack3d_dask.datasets.demo import demo
 
             _, found = demo(scratch, progress=False, report=False)
             scores.write_text(json.dumps(found))

@@ -61,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import pystack3d_dask as p3d
-    from pystack3d_dask.synthetic import write_synthetic
+    from pystack3d_dask.datasets.synthetic import write_synthetic
 
     scratch = Path(tempfile.mkdtemp(dir=args.dir, prefix="p3d-slurm-"))
     try:

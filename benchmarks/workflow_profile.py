@@ -250,7 +250,7 @@ def section_scaling(files: Any, scratch: Path, repeat: int) -> None:
 
 
 def section_depth(depths: list[int], size: int, scratch: Path, workers: int) -> None:
-    from pystack3d_dask.synthetic import write_synthetic
+    from pystack3d_dask.datasets.synthetic import write_synthetic
 
     rows = []
     for nz in depths:
@@ -280,7 +280,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None)
     args = parser.parse_args()
 
-    from pystack3d_dask.synthetic import write_synthetic
+    from pystack3d_dask.datasets.synthetic import write_synthetic
 
     scratch = Path(tempfile.mkdtemp(dir=args.dir, prefix="p3d-profile-"))
     try:

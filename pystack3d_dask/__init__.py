@@ -14,8 +14,9 @@ from typing import Any
 from ._version import __version__
 from .errors import ConfigError, InputError, NotAvailableError, Pystack3dDaskError, StoreError
 
-_LAZY = {"checkpoint": "checkpointing", "Workflow": "config", "load_workflow": "config",
-         "RunResult": "pipeline", "open_result": "pipeline", "run": "pipeline"}
+_LAZY = {"checkpoint": "workflow.checkpointing", "Workflow": "workflow.config",
+         "load_workflow": "workflow.config", "RunResult": "workflow.pipeline",
+         "open_result": "workflow.pipeline", "run": "workflow.pipeline"}
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import Pystack3dDaskError
-from .profiles import PROFILES
+from .workflow.profiles import PROFILES
 
 __all__ = ["main"]
 
@@ -106,15 +106,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
-        from .config import load_workflow
-        from .plan import format_plan, plan
+        from .workflow.config import load_workflow
+        from .workflow.plan import format_plan, plan
 
         wf = load_workflow(args.workflow)
         if args.overwrite:
             wf.store["overwrite"] = True
         print(format_plan(plan(wf, store=args.store)))
         return 0
-    from .pipeline import run
+    from .workflow.pipeline import run
 
     result = run(args.workflow, store=args.store, scheduler=args.scheduler,
                  workers=args.workers, overwrite=args.overwrite or None, progress=not args.quiet,
@@ -126,8 +126,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _report(store: Path, out: Path | None, score: bool = True, **kwargs: bool) -> None:
-    from .html_report import write_html_report
-    from .report import default_report_dir, write_report
+    from .report.figures import default_report_dir, write_report
+    from .report.html import write_html_report
 
     start = time.perf_counter()
     where = out if out is not None else default_report_dir(store)
@@ -143,7 +143,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import demo
+    from .datasets.demo import demo
 
     demo(args.dir, shape=tuple(args.shape) if args.shape else None, scheduler=args.scheduler,
          workers=args.workers, progress=not args.quiet, report=not args.no_report)
@@ -151,7 +151,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from .synthetic import write_synthetic
+    from .datasets.synthetic import write_synthetic
 
     kwargs = {"seed": args.seed, "overwrite": args.overwrite, "profile": args.profile}
     if args.shape:
@@ -164,7 +164,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from .status import format_status, store_status
+    from .workflow.status import format_status, store_status
 
     rows = store_status(args.store)
     print(json.dumps(rows, indent=2) if args.json else format_status(rows))
@@ -172,7 +172,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_clean(args: argparse.Namespace) -> int:
-    from .clean import clean
+    from .workflow.clean import clean
 
     keep = args.keep[0] if args.keep in (["last"], ["all"]) else list(args.keep)
     print(clean(args.store, keep).summary())
@@ -180,9 +180,9 @@ def _cmd_clean(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .cluster import executor
     from .io.export import export_tiff
-    from .pipeline import open_result
+    from .runtime.cluster import executor
+    from .workflow.pipeline import open_result
 
     stack = open_result(args.store, args.step)
     with executor("threads", 2) as ex:
@@ -202,9 +202,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_metadata(args: argparse.Namespace) -> int:
-    from .config import load_workflow, tomllib
     from .errors import InputError
     from .io.zeiss import workflow_from_zeiss
+    from .workflow.config import load_workflow, tomllib
 
     text = workflow_from_zeiss(args.dir)
     load_workflow(tomllib.loads(text), base_dir=args.dir)  # what is written must load

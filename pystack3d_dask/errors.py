@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
+
 __all__ = [
     "ConfigError",
     "InputError",
     "NotAvailableError",
     "Pystack3dDaskError",
     "StoreError",
+    "suggest",
 ]
 
 
@@ -32,3 +35,9 @@ class StoreError(Pystack3dDaskError):
 
 class NotAvailableError(Pystack3dDaskError, NotImplementedError):
     """A PyStack3D step that this package does not implement yet."""
+
+
+def suggest(name: str, valid: list[str] | tuple[str, ...]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the nearest valid name, or ``""``."""
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import zarr
 
-from pystack3d_dask.io.chunks import fast_chunks
-from pystack3d_dask.io.store import make_compressors
+from pystack3d_dask.store.checkpoints import make_compressors
+from pystack3d_dask.store.chunks import fast_chunks
 
 
 @pytest.mark.parametrize("codec", ["zstd", "none"])

@@ -155,7 +155,7 @@ def test_export_never_loses_a_file(tmp_path, stack_dir, capsys):
 
 
 def test_one_slice_stack_goes_through_every_step(tmp_path):
-    from pystack3d_dask.synthetic import write_synthetic
+    from pystack3d_dask.datasets.synthetic import write_synthetic
 
     files = write_synthetic(tmp_path / "syn", shape=(12, 48, 48))
     for path in sorted(files.slices_dir.glob("*.tif"))[1:]:

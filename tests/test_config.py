@@ -9,8 +9,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from pystack3d_dask.config import load_workflow
 from pystack3d_dask.errors import ConfigError
+from pystack3d_dask.workflow.config import load_workflow
 
 PYSTACK3D_FILE = """
 #project_dir = ""

@@ -13,8 +13,8 @@ from pystack3d_runner import requires_pystack3d, run_pystack3d_subprocess
 from scipy import ndimage
 
 import pystack3d_dask as p3d
+from pystack3d_dask.datasets.synthetic import write_synthetic
 from pystack3d_dask.errors import ConfigError, NotAvailableError
-from pystack3d_dask.io.store import Store
 from pystack3d_dask.kernels.destriping import (
     FALLBACK_THRESHOLD,
     auto_threshold,
@@ -23,7 +23,7 @@ from pystack3d_dask.kernels.destriping import (
     vsnr,
     wavelet_fourier,
 )
-from pystack3d_dask.synthetic import write_synthetic
+from pystack3d_dask.store.checkpoints import Store
 
 try:
     import tomllib
@@ -55,7 +55,7 @@ def _rms(a) -> float:
 
 
 def test_vsnr_removes_curtains_of_the_synthetic_stack():
-    from pystack3d_dask.synthetic import generate
+    from pystack3d_dask.datasets.synthetic import generate
 
     syn = generate(shape=(12, 200, 220), seed=4, drift=False, background=False, gain=False,
                    missing=False, padding=False)
@@ -264,7 +264,7 @@ def test_bad_parameters(tmp_path, table, message):
           "destriping": table, "store": {"path": str(tmp_path / "s.zarr")}}
     with pytest.raises(ConfigError, match=message):
         p3d.run(wf, progress=False)
-    from pystack3d_dask.status import store_status
+    from pystack3d_dask.workflow.status import store_status
 
     status = store_status(tmp_path / "s.zarr") if (tmp_path / "s.zarr").exists() else []
     assert not any(g["step"] == "destriping" and g["complete"] for g in status)

@@ -33,7 +33,7 @@ import tifffile
 import zarr
 from helpers import tree_hashes, write_stack
 
-from pystack3d_dask.io.store import LAYOUT_VERSION
+from pystack3d_dask.store.checkpoints import LAYOUT_VERSION
 
 SHAPE = (32, 40)  # (y, x): the image is 40 x 32 pixels (width x height)
 N = 6
@@ -514,7 +514,7 @@ def _(d: Path) -> None:
 @case("store_of_newer_layout", f"layout version {LAYOUT_VERSION + 1}",
       f"newer than this package's ({LAYOUT_VERSION})", "upgrade pystack3d-dask")
 def _(d: Path) -> None:
-    from pystack3d_dask.io.store import Store
+    from pystack3d_dask.store.checkpoints import Store
 
     stack(d)
     Store(d / "wf.zarr")

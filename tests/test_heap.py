@@ -15,7 +15,7 @@ glibc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's
 SCRIPT = """
 import resource, sys
 import numpy as np
-from pystack3d_dask.heap import keep_heap
+from pystack3d_dask.runtime.heap import keep_heap
 kept = keep_heap() if sys.argv[1] == "keep" else False
 img = np.ones((1024, 1024), np.float32)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -32,7 +32,7 @@ print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 ARENAS = """
 import ctypes, sys, threading
 import numpy as np
-from pystack3d_dask.heap import keep_heap
+from pystack3d_dask.runtime.heap import keep_heap
 kept = keep_heap() if sys.argv[1] == "keep" else False
 both_hold = threading.Barrier(3)
 described = threading.Barrier(3)
@@ -98,7 +98,7 @@ def test_keep_heap_gives_threads_one_arena():
 
 
 def test_release_heap_and_keep_heap_are_safe_to_call_again():
-    from pystack3d_dask.heap import keep_heap, release_heap
+    from pystack3d_dask.runtime.heap import keep_heap, release_heap
 
     first = keep_heap()
     assert keep_heap() == first
@@ -109,10 +109,10 @@ def test_release_heap_and_keep_heap_are_safe_to_call_again():
 def test_local_cluster_workers_keep_the_heap_too():
     """distributed's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536; the cluster
     this package starts gets the heap settings through a worker plugin."""
-    from pystack3d_dask.cluster import executor
+    from pystack3d_dask.runtime.cluster import executor
 
     def state() -> tuple[bool, str | None]:
-        from pystack3d_dask import heap
+        from pystack3d_dask.runtime import heap
 
         return heap._kept, os.environ.get("MALLOC_TRIM_THRESHOLD_")
 

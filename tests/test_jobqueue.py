@@ -13,7 +13,7 @@ import pystack3d_dask as p3d
 from pystack3d_dask.errors import ConfigError
 
 jobqueue = pytest.importorskip("dask_jobqueue")
-from pystack3d_dask.jobqueue import build_cluster, make_cluster  # noqa: E402
+from pystack3d_dask.runtime.jobqueue import build_cluster, make_cluster  # noqa: E402
 
 #: What a site's jobqueue.yaml would hold (the key of the account or project differs).
 SITE = {"cores": 2, "memory": "3GB", "walltime": "02:00:00",

@@ -15,7 +15,7 @@ from helpers import run_ours
 from pystack3d_runner import requires_pystack3d, run_pystack3d_subprocess
 
 import pystack3d_dask as p3d
-from pystack3d_dask.synthetic import write_synthetic
+from pystack3d_dask.datasets.synthetic import write_synthetic
 
 try:
     import tomllib

@@ -16,8 +16,8 @@ import zarr
 from helpers import tree_hashes, write_stack
 
 import pystack3d_dask as p3d
-import pystack3d_dask.io.store as store_mod
 import pystack3d_dask.io.tiff as tiff_mod
+import pystack3d_dask.store.checkpoints as store_mod
 from pystack3d_dask.errors import ConfigError, StoreError
 
 
@@ -279,7 +279,7 @@ def test_blosc_store_goes_through_zarr_and_gives_same_values(tmp_path, stack_dir
 def test_threads_get_tasks_in_batches_bounded_by_bytes():
     import dask
 
-    from pystack3d_dask.cluster import BATCH_BYTES, MAX_BATCH, Executor
+    from pystack3d_dask.runtime.cluster import BATCH_BYTES, MAX_BATCH, Executor
 
     ex = Executor("threads", 2)
     assert "chunksize" not in ex._local_options()  # slice size unknown: one task at a time
@@ -302,7 +302,7 @@ def test_local_runs_do_not_import_distributed():
     for a client."""
     code = (
         "import sys, dask.array as da, xarray as xr\n"
-        "from pystack3d_dask.cluster import executor\n"
+        "from pystack3d_dask.runtime.cluster import executor\n"
         "with executor('threads', 2, progress=False):\n"
         "    assert float(xr.DataArray(da.ones(4, chunks=2)).sum().values) == 4.0\n"
         "print('distributed' in sys.modules)\n")

@@ -10,9 +10,9 @@ import sys
 import pytest
 
 import pystack3d_dask as p3d
-from pystack3d_dask.io.store import Store
-from pystack3d_dask.plan import format_plan, plan
-from pystack3d_dask.synthetic import write_synthetic
+from pystack3d_dask.datasets.synthetic import write_synthetic
+from pystack3d_dask.store.checkpoints import Store
+from pystack3d_dask.workflow.plan import format_plan, plan
 
 try:
     import tomllib

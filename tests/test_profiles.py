@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 import pystack3d_dask as p3d
-from pystack3d_dask.config import load_workflow
+from pystack3d_dask.datasets.synthetic import load_truth, write_synthetic
 from pystack3d_dask.errors import ConfigError
 from pystack3d_dask.kernels.curtains import column_profile
 from pystack3d_dask.kernels.destriping import stripe_score
 from pystack3d_dask.kernels.dtype import cast_to
 from pystack3d_dask.kernels.histogram import fit_gains
-from pystack3d_dask.synthetic import load_truth, write_synthetic
+from pystack3d_dask.workflow.config import load_workflow
 
 SHAPE = (40, 96, 110)
 ONLY = {"padding": False, "background": False, "gain": False, "drift": False,
@@ -187,12 +187,12 @@ def test_status_says_the_profile(tmp_path):
     wf = load_workflow(files.workflow)
     wf.process_steps = ["cropping"]
     p3d.run(wf, store=tmp_path / "s.zarr", progress=False)
-    from pystack3d_dask.status import format_status, store_status
+    from pystack3d_dask.workflow.status import format_status, store_status
 
     rows = store_status(tmp_path / "s.zarr")
     assert rows[-1]["profile"] == "recommended"
     assert format_status(rows).splitlines()[-1] == "profile: recommended"
-    from pystack3d_dask.html_report import write_html_report
+    from pystack3d_dask.report.html import write_html_report
 
     page = write_html_report(tmp_path / "s.zarr", tmp_path / "r.html").read_text()
     assert "<tr><th>profile</th><td>recommended</td></tr>" in page

@@ -23,7 +23,7 @@ from pystack3d_runner import (
     run_pystack3d_subprocess,
 )
 
-from pystack3d_dask.synthetic import write_synthetic
+from pystack3d_dask.datasets.synthetic import write_synthetic
 
 try:
     import tomllib

@@ -9,8 +9,8 @@ import pytest
 import xarray as xr
 from scipy import ndimage
 
+from pystack3d_dask.datasets.quality import quality, quality_table
 from pystack3d_dask.errors import InputError
-from pystack3d_dask.quality import quality, quality_table
 
 NZ, NY, NX = 6, 20, 24
 Y0, X0 = 10, 5  # the truth is the valid region of a larger frame

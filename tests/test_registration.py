@@ -192,7 +192,7 @@ def test_transformation_without_calculation_and_bad_threshold(tmp_path):
     ("TRANSLATION", "reflect", False, [2, 2]),
 ])
 def test_parity_with_pystack3d(tmp_path, transformation, mode, cropping, blocks):
-    from pystack3d_dask.synthetic import write_synthetic
+    from pystack3d_dask.datasets.synthetic import write_synthetic
 
     files = write_synthetic(tmp_path / "syn", shape=(24, 96, 110), seed=3)
     params = tomllib.loads(files.workflow.read_text())
@@ -222,7 +222,7 @@ def test_parity_with_pystack3d(tmp_path, transformation, mode, cropping, blocks)
 def test_pairs_from_threads_run_in_a_process_pool_with_same_result():
     from concurrent.futures import ThreadPoolExecutor
 
-    from pystack3d_dask import pool as pools
+    from pystack3d_dask.runtime import pool as pools
     from pystack3d_dask.steps import registration as reg
 
     ref = _structured()
@@ -400,7 +400,7 @@ def test_unguarded_script_gets_a_clear_error_and_no_second_run(tmp_path):
                           timeout=300)
     assert done.returncode != 0 and "finished" not in done.stdout
     assert 'if __name__ == "__main__"' in done.stderr
-    from pystack3d_dask.status import store_status
+    from pystack3d_dask.workflow.status import store_status
 
     complete = {g["step"]: g["complete"] for g in store_status(tmp_path / "s.zarr")}
     assert complete.get("registration_calculation") is not True  # never recorded as done

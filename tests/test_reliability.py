@@ -22,11 +22,11 @@ import zarr
 from helpers import tree_hashes, write_stack
 
 import pystack3d_dask as p3d
+from pystack3d_dask.datasets.synthetic import write_synthetic
 from pystack3d_dask.errors import StoreError
-from pystack3d_dask.faults import ENV as FAULT_ENV
-from pystack3d_dask.io.lock import LOCK_NAME, StoreLock, read_lock
-from pystack3d_dask.io.store import LAYOUT_VERSION, Store
-from pystack3d_dask.synthetic import write_synthetic
+from pystack3d_dask.runtime.faults import ENV as FAULT_ENV
+from pystack3d_dask.store.checkpoints import LAYOUT_VERSION, Store
+from pystack3d_dask.store.lock import LOCK_NAME, StoreLock, read_lock
 
 CLI = [sys.executable, "-m", "pystack3d_dask.cli"]
 
@@ -403,7 +403,7 @@ def test_store_of_a_newer_layout_refused_on_open(tmp_path, stack_dir):
 
 
 def test_local_cluster_listens_on_loopback_only():
-    from pystack3d_dask.cluster import executor
+    from pystack3d_dask.runtime.cluster import executor
 
     with executor("local", workers=1, progress=False) as ex:
         info = ex.client.scheduler_info()

@@ -9,11 +9,11 @@ import pytest
 from helpers import run_ours
 
 import pystack3d_dask as p3d
+from pystack3d_dask.datasets.synthetic import write_synthetic
 from pystack3d_dask.errors import StoreError
-from pystack3d_dask.plots import decompose
-from pystack3d_dask.report import default_report_dir, write_report
-from pystack3d_dask.sections import cut_planes
-from pystack3d_dask.synthetic import write_synthetic
+from pystack3d_dask.report.figures import default_report_dir, write_report
+from pystack3d_dask.report.plots import decompose
+from pystack3d_dask.report.sections import cut_planes
 
 try:
     import tomllib
@@ -83,8 +83,8 @@ def test_cut_planes_are_the_stack_sections(store):
 
 
 def test_checkpoints_keep_the_rows_and_columns_the_report_draws(store):
-    from pystack3d_dask.io.store import Store
-    from pystack3d_dask.sections import group_views
+    from pystack3d_dask.report.sections import group_views
+    from pystack3d_dask.store.checkpoints import Store
 
     st = Store(store, create=False)
     for group in ["input", "steps/05_registration_transformation", "steps/07_resampling"]:
@@ -109,7 +109,7 @@ def test_checkpoints_keep_the_rows_and_columns_the_report_draws(store):
 
 
 def test_sections_and_cube_are_drawn_as_images(store):
-    from pystack3d_dask.sections import draw_cube, draw_sections
+    from pystack3d_dask.report.sections import draw_cube, draw_sections
 
     after = cut_planes(p3d.open_result(store, "registration_transformation"))
     before = cut_planes(p3d.open_result(store, "registration_calculation"))
@@ -124,7 +124,7 @@ def test_sections_and_cube_are_drawn_as_images(store):
 def test_report_redraws_only_the_groups_that_changed(synthetic, tmp_path):
     import shutil
 
-    from pystack3d_dask.html_report import write_html_report
+    from pystack3d_dask.report.html import write_html_report
 
     _, files, params = synthetic
     store = tmp_path / "s.zarr"
@@ -197,7 +197,7 @@ def test_cli_run_writes_the_report_unless_asked_not_to(store, tmp_path):
 
 
 def test_html_report_is_one_self_contained_file(store, tmp_path):
-    from pystack3d_dask.html_report import write_html_report
+    from pystack3d_dask.report.html import write_html_report
 
     figures = tmp_path / "rep"
     write_report(store, figures, cube=False)
@@ -227,7 +227,7 @@ def test_html_report_opens_in_chromium(store, tmp_path):
 
     import matplotlib.image as mpimg
 
-    from pystack3d_dask.html_report import write_html_report
+    from pystack3d_dask.report.html import write_html_report
 
     figures = tmp_path / "rep"
     write_report(store, figures, sections=False, cube=False)

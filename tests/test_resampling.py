@@ -110,7 +110,7 @@ def test_through_pipeline_with_integer_truncation(tmp_path):
 @requires_pystack3d
 @pytest.mark.slow
 def test_parity_with_pystack3d(tmp_path):
-    from pystack3d_dask.synthetic import write_synthetic
+    from pystack3d_dask.datasets.synthetic import write_synthetic
 
     files = write_synthetic(tmp_path / "syn", shape=(30, 64, 72), seed=3)
     params = tomllib.loads(files.workflow.read_text())

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 import pystack3d_dask as p3d
-from pystack3d_dask.clean import clean
+from pystack3d_dask.datasets.synthetic import write_synthetic
 from pystack3d_dask.errors import ConfigError, StoreError
-from pystack3d_dask.faults import ENV as FAULT_ENV
-from pystack3d_dask.io.lock import StoreLock
-from pystack3d_dask.io.store import Store
-from pystack3d_dask.synthetic import write_synthetic
+from pystack3d_dask.runtime.faults import ENV as FAULT_ENV
+from pystack3d_dask.store.checkpoints import Store
+from pystack3d_dask.store.lock import StoreLock
+from pystack3d_dask.workflow.clean import clean
 
 try:
     import tomllib

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from pystack3d_dask.io.chunks import MAX_SLAB, SLAB_BYTES, slab_chunks, slab_size
-from pystack3d_dask.io.store import Store
 from pystack3d_dask.steps.base import map_slice_values, map_slices
+from pystack3d_dask.store.checkpoints import Store
+from pystack3d_dask.store.chunks import MAX_SLAB, SLAB_BYTES, slab_chunks, slab_size
 
 
 def test_slab_size_is_bounded_by_bytes_and_count():

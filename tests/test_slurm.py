@@ -14,8 +14,8 @@ import pytest
 from helpers import write_stack
 
 import pystack3d_dask as p3d
+from pystack3d_dask.datasets.synthetic import write_synthetic
 from pystack3d_dask.errors import ConfigError, NotAvailableError
-from pystack3d_dask.synthetic import write_synthetic
 
 try:
     import tomllib

@@ -16,7 +16,7 @@ from scipy import ndimage
 import pystack3d_dask as p3d
 from pystack3d_dask import steps
 from pystack3d_dask.errors import ConfigError
-from pystack3d_dask.io.store import Store
+from pystack3d_dask.store.checkpoints import Store
 
 #: A table per registered step that makes it do real work on the stack below.
 TABLES = {
@@ -156,7 +156,7 @@ def test_python_defaults_are_the_workflow_files(tmp_path, slices):
 
 
 def test_checkpoint_writes_reuses_and_resumes(tmp_path, slices, monkeypatch):
-    import pystack3d_dask.io.store as store_mod
+    import pystack3d_dask.store.checkpoints as store_mod
 
     stack = _run(slices, tmp_path / "in.zarr", ["cropping"]).open_stack("input")
     flat = steps.bkg_removal(stack, **TABLES["bkg_removal"])

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from pystack3d_dask.io.store import CHUNK_KEY_ENCODING, Store, _slice_chunks, _split_extras
+from pystack3d_dask.store.checkpoints import CHUNK_KEY_ENCODING, Store, _slice_chunks, _split_extras
 
 
 def _xarray_create(store: Store, group: str, stack: xr.DataArray,
@@ -93,7 +93,7 @@ def test_create_does_not_import_distributed(tmp_path):
     # xarray's metadata-only write imports distributed (0.2 s, 13 MiB) through dask
     code = (
         "import sys, dask.array as da, numpy as np, xarray as xr\n"
-        "from pystack3d_dask.io.store import Store\n"
+        "from pystack3d_dask.store.checkpoints import Store\n"
         "s = xr.DataArray(da.zeros((1, 3, 4, 5), chunks=(1, 1, 4, 5), dtype='u1'),\n"
         "                 dims=('channel', 'z', 'y', 'x'), coords={'z': [0.0, 1.0, 2.0]})\n"
         f"Store({str(tmp_path / 's.zarr')!r})._create('g', s, {{}}, {{}})\n"

@@ -11,8 +11,8 @@ import pytest
 import tifffile
 from scipy import ndimage
 
+from pystack3d_dask.datasets.synthetic import STEPS, generate, load_truth, write_synthetic
 from pystack3d_dask.errors import InputError
-from pystack3d_dask.synthetic import STEPS, generate, load_truth, write_synthetic
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -7,8 +7,8 @@ import xarray as xr
 from helpers import write_stack
 
 from pystack3d_dask.errors import InputError
-from pystack3d_dask.io.chunks import slab_chunks
 from pystack3d_dask.io.tiff import discover, lazy_stack, natural_key, policy_regex
+from pystack3d_dask.store.chunks import slab_chunks
 
 
 def test_natural_sort_and_inclusive_index_range(tmp_path):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from pystack3d_dask.config import load_workflow, tomllib
 from pystack3d_dask.errors import InputError
 from pystack3d_dask.io.zeiss import read_a3d_setup, read_fibics_tag, workflow_from_zeiss
+from pystack3d_dask.workflow.config import load_workflow, tomllib
 
 SETUP = Path(__file__).resolve().parents[2] / "shared" / "data" / "zeiss-Atlas3D.a3d-setup"
 
@@ -235,7 +235,7 @@ def test_ingest_carries_pixel_size_and_beam_current(tmp_path, setup_text):
         assert stack["x"].attrs["units"] == "um"
         np.testing.assert_allclose(np.diff(stack["x"].values), 0.00999999888918612)
     assert list(p3d.open_result(result.store, "input")["channel"].values) == ["SE2", "ESB"]
-    from pystack3d_dask.report import write_report
+    from pystack3d_dask.report.figures import write_report
 
     files = write_report(result.store, tmp_path / "report", sections=False, cube=False)
     assert tmp_path / "report" / "input" / "beam_current.png" in files

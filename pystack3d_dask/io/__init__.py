@@ -1,1 +1,4 @@
-"""Input and output: TIFF ingest, the Zarr store, export."""
+"""Formats in and out: TIFF and Zeiss inputs, the input identity check, TIFF export, OME-Zarr.
+
+Imports the kernels and the store; never the workflow, the runtime or the report.
+"""

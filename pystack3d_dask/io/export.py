@@ -97,7 +97,7 @@ def protected_paths(stack: xr.DataArray) -> list[Path]:
     path = stack.attrs.get("store")
     if not path:
         return []
-    from .store import INPUT_GROUP, Store
+    from ..store.checkpoints import INPUT_GROUP, Store
 
     try:
         source = (Store(path, create=False).attrs(INPUT_GROUP) or {}).get("source") or {}

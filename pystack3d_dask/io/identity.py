@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import StoreError
-from .store import INPUT_GROUP, Store
+from ..store.checkpoints import INPUT_GROUP, Store
 from .tiff import SliceSource, read_slice
 
 __all__ = ["check_same_input"]

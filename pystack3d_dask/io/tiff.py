@@ -22,7 +22,7 @@ import tifffile
 import xarray as xr
 
 from ..errors import InputError
-from .chunks import slab_chunks, slice_bytes
+from ..store.chunks import slab_chunks, slice_bytes
 from .zeiss import FIBICS_TAG, beam_current
 
 __all__ = [

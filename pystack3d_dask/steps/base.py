@@ -26,8 +26,8 @@ import dask
 import numpy as np
 import xarray as xr
 
-from ..errors import ConfigError, NotAvailableError
-from ..schema import PYSTACK3D_STEPS, Param, suggest
+from ..errors import ConfigError, NotAvailableError, suggest
+from ..params import PYSTACK3D_STEPS, Param
 
 __all__ = ["REGISTRY", "Derived", "Step", "StepOutput", "available_steps", "get_step",
            "map_slice_values", "map_slices", "register", "step_schemas"]

@@ -29,7 +29,7 @@ from ..kernels.polynomial import (
     term_names,
 )
 from ..kernels.robust import mean_prediction
-from ..schema import Param, boolean, integer, number, numbers, string
+from ..params import Param, boolean, integer, number, numbers, string
 from .base import StepOutput, check_thresholds, map_slice_values, map_slices
 
 __all__ = [

@@ -7,7 +7,7 @@ import warnings
 import xarray as xr
 
 from ..kernels.cropping import area_to_slices
-from ..schema import Param, area
+from ..params import Param, area
 
 __all__ = ["PARAMS", "apply", "cropping"]
 

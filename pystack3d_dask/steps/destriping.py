@@ -23,7 +23,7 @@ from ..kernels.destriping import (
     wavelet_fourier,
 )
 from ..kernels.dtype import cast_to
-from ..schema import (
+from ..params import (
     REQUIRED,
     Param,
     boolean,

@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import ConfigError
-from ..schema import ROUNDING, Param, validate_table
+from ..params import ROUNDING, Param, validate_table
 from .base import Derived, Step, StepOutput, as_output, map_slice_values
 
 __all__ = ["build", "reduction_params", "step_function", "validate_params"]

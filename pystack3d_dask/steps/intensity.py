@@ -26,7 +26,7 @@ from ..kernels.histogram import (
     matching_lut,
     reference_histograms,
 )
-from ..schema import Param, area, integer, number, numbers, string
+from ..params import Param, area, integer, number, numbers, string
 from .base import Derived, StepOutput, check_thresholds, map_slice_values, map_slices
 
 __all__ = [

@@ -15,7 +15,6 @@ import xarray as xr
 from scipy import ndimage
 
 from ..errors import ConfigError, InputError
-from ..io.chunks import slab_chunks, slice_bytes
 from ..kernels.cropping import area_to_slices
 from ..kernels.dtype import cast_to
 from ..kernels.registration import (
@@ -30,8 +29,9 @@ from ..kernels.registration import (
     valid_mask,
     warp_slice,
 )
-from ..pool import run_gil_free
-from ..schema import Param, area, boolean, integer, number, numbers, string
+from ..params import Param, area, boolean, integer, number, numbers, string
+from ..runtime.pool import run_gil_free
+from ..store.chunks import slab_chunks, slice_bytes
 from .base import map_slices
 
 __all__ = ["CALC_PARAMS", "TRANSFORM_PARAMS", "calc_apply", "calc_prepare", "calc_validate",

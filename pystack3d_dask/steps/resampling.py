@@ -10,10 +10,10 @@ import numpy as np
 import xarray as xr
 from dask.highlevelgraph import HighLevelGraph
 
-from ..io.chunks import slab_chunks, slice_bytes
 from ..kernels.dtype import cast_to
 from ..kernels.resampling import check_grid, interpolate, output_positions, plan
-from ..schema import DEFAULT_POLICY, Param, number, numbers, policy
+from ..params import DEFAULT_POLICY, Param, number, numbers, policy
+from ..store.chunks import slab_chunks, slice_bytes
 from .base import StepOutput
 
 __all__ = ["PARAMS", "apply", "validate"]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
-from ..log import LOGGER
+from ..runtime.log import LOGGER
 
 __all__ = ["HEARTBEAT_S", "LOCK_NAME", "STALE_S", "StoreLock", "read_lock"]
 

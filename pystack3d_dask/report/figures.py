@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreError
-from .io.store import Store
-from .plan import fingerprint
+from ..errors import StoreError
+from ..store.checkpoints import Store
+from ..workflow.plan import fingerprint
 
 __all__ = ["REPORT_VERSION", "SCORE_NAMES", "ReportCache", "default_report_dir", "figures_key",
            "group_keys", "kept_scores", "report_groups", "score_key", "truth_identity",
@@ -45,7 +45,7 @@ def report_groups(st: Store) -> list[str]:
     return groups
 
 
-#: The scores a report keeps of :func:`pystack3d_dask.quality.quality`.
+#: The scores a report keeps of :func:`pystack3d_dask.datasets.quality.quality`.
 SCORE_NAMES = ("psnr", "ssim", "mae", "bias")
 
 
@@ -140,12 +140,12 @@ def draw_group(store: str, group: str, previous: str | None, out_dir: str, secti
     it against ``truth`` (a ``truth.zarr``) when given.
 
     Returns the files written (relative to ``out_dir``), the fragment
-    (:func:`pystack3d_dask.html_report.group_fragment`) and the scores
-    (:func:`pystack3d_dask.quality.quality`) or None.
+    (:func:`pystack3d_dask.report.html.group_fragment`) and the scores
+    (:func:`pystack3d_dask.datasets.quality.quality`) or None.
     """
     import matplotlib
 
-    from .html_report import group_fragment
+    from .html import group_fragment
     from .plots import beam_current_figure, statistics_figure, step_figures
     from .sections import draw_cube, draw_sections, group_views
 
@@ -177,9 +177,9 @@ def draw_group(store: str, group: str, previous: str | None, out_dir: str, secti
              for label, image in figures]
     scores = None
     if truth is not None:
-        from .pipeline import open_result
-        from .quality import quality
-        from .synthetic import load_truth
+        from ..datasets.quality import quality
+        from ..datasets.synthetic import load_truth
+        from ..workflow.pipeline import open_result
 
         scores = kept_scores(quality(open_result(store, name), load_truth(truth)))
     return files, group_fragment(ds, before, name), scores
@@ -208,11 +208,11 @@ def _fork_pool(workers: int, scoring: bool = False) -> Any | None:
     import matplotlib.figure  # noqa: F401
     import PIL.Image  # noqa: F401
 
-    from . import html_report, plots, raster, sections  # noqa: F401
+    from . import html, plots, raster, sections  # noqa: F401
     if scoring:
         import skimage.metrics  # noqa: F401
 
-        from . import quality, synthetic  # noqa: F401
+        from ..datasets import quality, synthetic  # noqa: F401
 
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                initializer=_child_init)
@@ -245,16 +245,16 @@ def write_report(store: str | Path, out: str | Path | None = None, *, sections: 
 
     For each group ``NN_step`` (and ``input``), in ``OUT/NN_step/``: ``statistics.png``
     (per-slice min, max, mean of input and output), the step's own views (see
-    :mod:`pystack3d_dask.plots`), ``sections.png`` (x-y, x-z and y-z cut planes through
+    :mod:`pystack3d_dask.report.plots`), ``sections.png`` (x-y, x-z and y-z cut planes through
     the middle, input above output) and ``cube.png`` (the volume's three visible faces).
     Everything comes from the checkpoints: no step is recomputed, and of each stack only
-    what is drawn is read (see :mod:`pystack3d_dask.sections`).
+    what is drawn is read (see :mod:`pystack3d_dask.report.sections`).
 
     Only the groups whose checkpoint (or input) changed since the last report in ``out``
     are drawn again, ``workers`` of them at a time (default: one per CPU). With a
     ``truth`` (True: the ``truth.zarr`` that ``pystack3d-dask synth`` wrote beside the
     input slices, if any), each group drawn is also scored against it, for the HTML
-    page (:func:`pystack3d_dask.html_report.write_html_report`).
+    page (:func:`pystack3d_dask.report.html.write_html_report`).
 
     Returns
     -------
@@ -268,7 +268,7 @@ def write_report(store: str | Path, out: str | Path | None = None, *, sections: 
     content = group_keys(st, groups)  # what the HTML fragment and the scores depend on
     keys = {g: figures_key(k, sections=sections, cube=cube, dpi=dpi) for g, k in content.items()}
     if truth is True:
-        from .html_report import find_truth
+        from .html import find_truth
 
         truth = find_truth(st)
     jobs, previous = [], None

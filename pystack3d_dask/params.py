@@ -1,9 +1,9 @@
-"""Parameter schemas of every workflow table, PyStack3D's and this project's own.
+"""The parameter vocabulary shared by the steps and the workflow: one schema for TOML and Python.
 
-A schema is a mapping ``key -> Param``. Validation turns a raw TOML table into a
-dictionary with every key present (defaults filled in), or raises a
-:class:`~pystack3d_dask.errors.ConfigError` naming the table, the key, the value and
-what was expected. Unknown keys are refused with the nearest valid name.
+A schema is a mapping ``key -> Param``. Validation turns a raw table (a TOML table or a
+step function's keywords) into a dictionary with every key present (defaults filled in),
+or raises a :class:`~pystack3d_dask.errors.ConfigError` naming the table, the key, the
+value and what was expected. Unknown keys are refused with the nearest valid name.
 """
 
 from __future__ import annotations
@@ -15,16 +15,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, suggest
 
 __all__ = [
+    "CHECKPOINT",
     "DEFAULT_POLICY",
-    "JOBQUEUE_KINDS",
-    "OWN_TABLES",
     "PYSTACK3D_STEPS",
     "REQUIRED",
+    "ROUNDING",
     "Param",
-    "suggest",
     "validate_table",
 ]
 
@@ -191,124 +190,16 @@ def policy(table: str, key: str, value: Any) -> str:
     return value
 
 
-def keep_policy(table: str, key: str, value: Any) -> str | list[str]:
-    """``"all"``, ``"last"`` or a list of step names (``"input"`` allowed)."""
-    names = ["input", *PYSTACK3D_STEPS]
-    if value in ("all", "last"):
-        return value
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        unknown = [v for v in value if v not in names]
-        if not unknown:
-            return list(value)
-        close = difflib.get_close_matches(unknown[0], names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise invalid(table, key, value, f'step names among {names}; {unknown[0]!r} is not one{hint}')
-    raise invalid(table, key, value, '"all" (every checkpoint), "last" (only the last step\'s) or '
-                  'a list of step names, such as ["registration_transformation"]')
-
-
-def _jobqueue(table: str, key: str, value: Any) -> dict:
-    """The cluster's keywords: those documented here are checked, the others kept for the
-    cluster class to check (:mod:`~pystack3d_dask.jobqueue`); unset ones are left out,
-    so that the site's dask config gives them."""
-    if not isinstance(value, dict):
-        raise invalid(table, key, value, 'a table such as { queue = "debug", cores = 1, '
-                      'memory = "4GB", walltime = "01:00:00", jobs = 2 }')
-    known = {k: v for k, v in value.items() if k in _JOBQUEUE}
-    out = {k: v for k, v in validate_table(f"{table}.{key}", known, _JOBQUEUE).items()
-           if v is not None}
-    out.update({k: v for k, v in value.items() if k not in _JOBQUEUE})
-    return out
-
-
 REQUIRED = object()
 
 #: PyStack3D's file-name pattern of the slices.
 DEFAULT_POLICY = "slice_{slice_nb}_z={z_coord}um.tif"
-
-#: Batch systems that dask-jobqueue drives ([scheduler] kind).
-JOBQUEUE_KINDS = ("slurm", "pbs", "lsf", "sge")
-
-#: The documented keys of [scheduler.slurm] / [scheduler.jobqueue]; any other keyword of
-#: the dask-jobqueue cluster class is accepted too. None: not passed (the site's config).
-_JOBQUEUE = {
-    "queue": Param(string(), None, "partition or queue (sbatch -p, qsub -q)"),
-    "account": Param(string(), None, "account to charge (sbatch -A)"),
-    "cores": Param(integer(1), None, "cores per job"),
-    "processes": Param(integer(1), None, "dask workers per job"),
-    "memory": Param(string(), None, "memory per job, such as '16GB'"),
-    "walltime": Param(string(), None, "time limit per job"),
-    "jobs": Param(integer(0), None, "jobs to start (default: --workers, or nproc); ignored "
-                  "when adaptive"),
-    "minimum_jobs": Param(integer(0), None, "adaptive: fewest jobs"),
-    "maximum_jobs": Param(integer(1), None, "adaptive: most jobs (default: --workers); "
-                          "setting this or minimum_jobs turns adaptive on"),
-    "job_extra_directives": Param(string_list, None, "extra #SBATCH (#PBS, ...) lines, e.g. "
-                                  "['--qos=low']"),
-    "job_script_prologue": Param(string_list, None, "shell lines run before the worker, "
-                                 "e.g. ['module load python']"),
-    "worker_lifetime": Param(string(), None, "workers leave after this (e.g. '55m'), before the "
-                             "walltime kills them, and are replaced"),
-    "lifetime_stagger": Param(string(), None, "random spread of worker_lifetime (default 4m)"),
-    "local_directory": Param(string(), None, "workers' scratch folder on the node"),
-    "log_directory": Param(string(), None, "folder of the jobs' output files"),
-    "interface": Param(string(), None, "network interface of the workers (e.g. 'ib0')"),
-}
 
 #: Key present in every step table: whether the step's output is written to the store.
 CHECKPOINT = Param(boolean, True, "write this step's output to the store (false: fuse into the next step)")
 #: Key present in every step table: how floats go back to an integer dtype.
 ROUNDING = Param(boolean, False, "round to the nearest grey level when casting back to an integer "
                  "dtype (false: truncate, as PyStack3D). Not in PyStack3D")
-
-
-#: This project's own tables, beside PyStack3D's.
-OWN_TABLES: dict[str, dict[str, Param]] = {
-    "store": {
-        "path": Param(string(), None, "Zarr store (default: <workflow name>.zarr beside the file)"),
-        "overwrite": Param(boolean, False, "replace a store made from another input"),
-        "compressor": Param(string(("zstd", "blosc-zstd", "blosc-lz4", "none")), "zstd",
-                            "chunk compression"),
-        "compression_level": Param(integer(0, 22), 3, "compression level"),
-        "shard_slices": Param(integer(1), 1, "slices per Zarr v3 shard (1: one file per slice); "
-                              "fewer files on parallel file systems"),
-        "keep": Param(keep_policy, "all", 'checkpoints kept: "all", "last" or a list of steps; the '
-                      "others lose their slices once the next step is complete"),
-    },
-    "scheduler": {
-        "name": Param(string(("threads", "processes", "local", "synchronous", "address",
-                              "slurm", "jobqueue")), "threads",
-                      "dask scheduler: threads, processes, a distributed local cluster, a "
-                      "running scheduler (address), SLURM jobs (slurm), or the jobs of "
-                      "another batch system (jobqueue, with kind)"),
-        "kind": Param(string(JOBQUEUE_KINDS), "slurm",
-                      'batch system of name = "jobqueue": slurm, pbs, lsf or sge'),
-        "address": Param(string(), None, "address of a running dask scheduler (name = "
-                         '"address"), such as "tcp://10.0.0.5:8786"'),
-        "slurm": Param(_jobqueue, None, "SLURMCluster keywords (name = \"slurm\"); "
-                       "unset ones come from the site's dask config"),
-        "jobqueue": Param(_jobqueue, None, "the cluster's keywords (name = \"jobqueue\"); "
-                          "unset ones come from the site's dask config"),
-        "worker_timeout": Param(number(0.0, strict_min=True), 300.0,
-                                "seconds to wait for the first worker of a cluster"),
-        "workers": Param(integer(1), None, "workers (default: nproc)"),
-        "threads_per_worker": Param(integer(1), 1, "threads per worker of a local cluster"),
-        "memory_limit": Param(string(), "auto", "memory per worker of a local cluster"),
-        "dashboard_address": Param(string(), "127.0.0.1:0", "dashboard of a local cluster"),
-    },
-    "input": {
-        "policy": Param(policy, None, "file-name pattern (default: [resampling] policy)"),
-        "z_spacing": Param(number(0.0, strict_min=True), 1.0,
-                           "slice spacing (um) when names carry no z"),
-        "pixel_size": Param(number(0.0, strict_min=True), None, "pixel size (um) for y/x"),
-    },
-}
-
-
-def suggest(name: str, valid: list[str] | tuple[str, ...]) -> str:
-    """Return ``" (did you mean 'x'?)"`` for the nearest valid name, or ``""``."""
-    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def validate_table(table: str, values: Mapping[str, Any], schema: Mapping[str, Param],

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._version import __version__
+from .._version import __version__
+from ..io.tiff import SliceSource, discover
+from ..store.checkpoints import INPUT_GROUP, LAYOUT_VERSION, Store, to_json
 from .config import Workflow, load_workflow
-from .io.store import INPUT_GROUP, LAYOUT_VERSION, Store, to_json
-from .io.tiff import SliceSource, discover
 
 __all__ = ["GroupPlan", "fingerprint", "format_plan", "plan"]
 

@@ -6,9 +6,9 @@ import sys
 import time
 from pathlib import Path
 
-from .config import load_workflow
-from .pipeline import RunResult, open_result, run
-from .steps import available_steps
+from ..steps import available_steps
+from ..workflow.config import load_workflow
+from ..workflow.pipeline import RunResult, open_result, run
 
 __all__ = ["demo"]
 
@@ -21,7 +21,7 @@ def demo(folder: str | Path = "pystack3d-dask-demo", shape: tuple[int, int, int]
     The synthetic workflow (``profile = "recommended"``) names every PyStack3D step; the
     steps this version does not have yet are left out, and said so. With ``report``,
     every step's figures are written to ``folder/demo-report`` (see
-    :func:`pystack3d_dask.report.write_report`).
+    :func:`pystack3d_dask.report.figures.write_report`).
 
     Returns
     -------
@@ -62,8 +62,8 @@ def demo(folder: str | Path = "pystack3d-dask-demo", shape: tuple[int, int, int]
     print(quality_table(scores))
     print(f"\nstore: {result.store}   (see: pystack3d-dask status {result.store})")
     if report:
-        from .html_report import write_html_report
-        from .report import default_report_dir, write_report
+        from ..report.figures import default_report_dir, write_report
+        from ..report.html import write_html_report
 
         where = default_report_dir(result.store)
         files = write_report(result.store, where, truth=False)  # scored above

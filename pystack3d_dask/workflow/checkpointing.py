@@ -15,8 +15,8 @@ from pathlib import Path
 import dask.base
 import xarray as xr
 
-from .errors import ConfigError
-from .io.store import INPUT_GROUP, Store
+from ..errors import ConfigError
+from ..store.checkpoints import INPUT_GROUP, Store
 
 __all__ = ["checkpoint"]
 

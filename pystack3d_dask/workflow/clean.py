@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import StoreError
-from .io.lock import StoreLock
-from .io.store import Store
+from ..errors import StoreError
+from ..store.checkpoints import Store
+from ..store.lock import StoreLock
 from .schema import keep_policy
 
 __all__ = ["CleanReport", "clean", "is_kept"]

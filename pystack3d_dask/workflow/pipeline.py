@@ -24,23 +24,23 @@ from typing import Any
 
 import xarray as xr
 
-from ._version import __version__
+from .._version import __version__
+from ..errors import ConfigError, Pystack3dDaskError, StoreError
+from ..io.identity import check_same_input
+from ..io.tiff import SliceSource, lazy_stack, slice_folders
+from ..runtime.cluster import Executor, executor
+from ..runtime.faults import fault_point
+from ..runtime.heap import keep_heap, release_heap
+from ..runtime.log import LOGGER, show_messages
+from ..runtime.pool import release_pool
+from ..steps import StepOutput, get_step
+from ..steps.functions import build, reduction_params
+from ..store.checkpoints import INPUT_GROUP, Store, WriteReport, make_compressors, to_json
+from ..store.chunks import slab_size, slice_bytes
+from ..store.lock import StoreLock
 from .clean import is_kept
-from .cluster import Executor, executor
 from .config import Workflow, load_workflow
-from .errors import ConfigError, Pystack3dDaskError, StoreError
-from .faults import fault_point
-from .heap import keep_heap, release_heap
-from .io.chunks import slab_size, slice_bytes
-from .io.identity import check_same_input
-from .io.lock import StoreLock
-from .io.store import INPUT_GROUP, Store, WriteReport, make_compressors, to_json
-from .io.tiff import SliceSource, lazy_stack, slice_folders
-from .log import LOGGER, show_messages
 from .plan import fingerprint, input_fingerprint, plan_run, source_of
-from .pool import release_pool
-from .steps import StepOutput, get_step
-from .steps.functions import build, reduction_params
 
 __all__ = ["RunResult", "StepReport", "fingerprint", "open_result", "resolve_group", "run"]
 
@@ -446,7 +446,7 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
     ----------
     workflow
         Path of a workflow file (PyStack3D's TOML format plus this project's tables), its
-        content as a dictionary, or a :class:`~pystack3d_dask.config.Workflow`.
+        content as a dictionary, or a :class:`~pystack3d_dask.workflow.config.Workflow`.
     store
         Zarr store path; overrides ``[store] path`` (default: the workflow file's name
         with ``.zarr``, beside it).

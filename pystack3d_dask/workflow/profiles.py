@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import ConfigError
-from .schema import suggest
+from ..errors import ConfigError, suggest
 
 __all__ = ["DEFAULT_PROFILE", "PROFILES", "conflicting_keys", "profile_defaults"]
 

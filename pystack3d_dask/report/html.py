@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .io.store import Store
-from .profiles import DEFAULT_PROFILE
+from ..store.checkpoints import Store
+from ..workflow.profiles import DEFAULT_PROFILE
 
 __all__ = ["find_truth", "group_fragment", "write_html_report"]
 
@@ -65,10 +65,10 @@ def _quality_rows(store: Store, groups: list[str], truth_path: Path,
     """The table of every group's quality against the truth: from ``scores``, else from
     the report's cache when the group and the truth are those it was scored with, else
     computed (and cached) when ``score``, else left out with a word."""
-    from .pipeline import open_result
-    from .quality import quality
-    from .report import kept_scores, score_key
-    from .synthetic import load_truth
+    from ..datasets.quality import quality
+    from ..datasets.synthetic import load_truth
+    from ..workflow.pipeline import open_result
+    from .figures import kept_scores, score_key
 
     scores = dict(scores or {})
     stored = cache.data["quality"] if cache is not None else {}
@@ -131,7 +131,7 @@ def write_html_report(store: str | Path, out: str | Path, figures_dir: str | Pat
     out
         The HTML file to write.
     figures_dir
-        Where :func:`pystack3d_dask.report.write_report` put the PNG files (embedded per
+        Where :func:`pystack3d_dask.report.figures.write_report` put the PNG files (embedded per
         step when present). Its ``report.json`` also keeps each group's part of the page
         and the quality scores: only what changed is made again, and an unchanged page
         is not written again.
@@ -139,14 +139,14 @@ def write_html_report(store: str | Path, out: str | Path, figures_dir: str | Pat
         Ground truth (``truth.zarr``) to score every step against; by default the one that
         ``pystack3d-dask synth`` wrote beside the input slices, if any.
     scores
-        Quality already computed against that truth (:func:`pystack3d_dask.quality.quality`
+        Quality already computed against that truth (:func:`pystack3d_dask.datasets.quality.quality`
         per group name, as ``demo`` has it), so that it is not computed again.
     score
         Score the groups that have no scores yet (in ``scores`` or the report's cache);
         if false, the table says which are not scored.
     """
-    from .plan import fingerprint
-    from .report import ReportCache, group_keys, report_groups
+    from ..workflow.plan import fingerprint
+    from .figures import ReportCache, group_keys, report_groups
 
     st = Store(store, create=False)
     groups = report_groups(st)

@@ -17,8 +17,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, NotAvailableError
-from .schema import JOBQUEUE_KINDS, suggest
+from ..errors import ConfigError, NotAvailableError, suggest
+
+#: Batch systems that dask-jobqueue drives ([scheduler] kind).
+JOBQUEUE_KINDS = ("slurm", "pbs", "lsf", "sge")
 
 __all__ = ["KINDS", "OWN_KEYS", "build_cluster", "check_table", "cluster_keywords",
            "make_cluster"]

@@ -6,7 +6,7 @@ import datetime
 from pathlib import Path
 from typing import Any
 
-from .io.store import Store
+from ..store.checkpoints import Store
 from .profiles import DEFAULT_PROFILE
 
 __all__ = ["format_status", "store_status"]

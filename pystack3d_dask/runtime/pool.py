@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from .errors import Pystack3dDaskError
+from ..errors import Pystack3dDaskError
 
 __all__ = ["drop_pool", "gil_free_pool", "release_pool", "run_gil_free"]
 

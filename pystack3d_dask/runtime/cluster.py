@@ -15,7 +15,7 @@ import numpy as np
 from dask.callbacks import Callback
 from tqdm.std import tqdm
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .jupyter import kernel_shell
 from .log import LOGGER
 
@@ -167,7 +167,7 @@ def executor(name: str = "threads", workers: int = 1, threads_per_worker: int = 
         The scheduler to connect to (``name = "address"``).
     slurm
         SLURMCluster keywords and job counts (``[scheduler.slurm]``, see
-        :mod:`~pystack3d_dask.jobqueue`), for ``name = "slurm"``.
+        :mod:`~pystack3d_dask.runtime.jobqueue`), for ``name = "slurm"``.
     kind, jobqueue
         The batch system and its cluster's keywords, for ``name = "jobqueue"``.
     worker_timeout
@@ -243,7 +243,7 @@ def _keep_heap_on_workers(client: Any) -> None:
         name = "pystack3d-dask-keep-heap"
 
         def setup(self, worker: Any) -> None:
-            from pystack3d_dask.heap import keep_heap
+            from pystack3d_dask.runtime.heap import keep_heap
 
             keep_heap()
 

@@ -5,7 +5,7 @@ zarr-python 3 runs every chunk read or write through its asyncio event loop: abo
 1 ms per read and 2 ms per write of a 600 x 640 slice on this kind of machine, most of
 it Python holding the GIL, which serialises the threads of a step. For an array whose
 codecs are exactly ``bytes`` (little-endian) followed by nothing or by ``zstd`` — what
-:class:`~pystack3d_dask.io.store.Store` creates by default — a chunk file is the raw
+:class:`~pystack3d_dask.store.checkpoints.Store` creates by default — a chunk file is the raw
 little-endian bytes of the chunk, compressed by zstd or not. This module reads and
 writes such files directly (numcodecs' Zstd, the same library zarr uses), with the
 same write-to-temporary-then-rename that zarr's LocalStore uses, and falls back to

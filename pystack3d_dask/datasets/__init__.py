@@ -1,0 +1,1 @@
+"""Synthetic stacks with their ground truth, quality scores against it, and the demo."""
