@@ -88,7 +88,7 @@ def idle_memory() -> tuple[int, int]:
 
     ref = measure_python("import pystack3d.stack3d, pystack3d.bkg_removal, "
                          "pystack3d.intensity_rescaling")
-    # what a run of one step imports (distributed is not: tests/test_store_metadata.py)
+    # what a run of one step imports (distributed is not: tests/store/test_store_metadata.py)
     own = measure_python("import pystack3d_dask, pystack3d_dask.steps, pystack3d_dask.workflow.pipeline, "
                          "dask.array, dask.threaded, xarray, zarr")
     return ref.check().peak_rss_bytes, own.check().peak_rss_bytes

@@ -122,3 +122,11 @@ def test_the_public_api_still_resolves():
     assert Store.__name__ == "Store"
     assert write_report.__module__ == "pystack3d_dask.report.figures"
     assert write_html_report.__module__ == "pystack3d_dask.report.html"
+
+
+def test_tests_mirror_the_package():
+    tests = Path(__file__).resolve().parent
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
+    assert folders <= set(LAYERS), sorted(folders - set(LAYERS))
+    for folder in folders:
+        assert list((tests / folder).glob("test_*.py")), folder

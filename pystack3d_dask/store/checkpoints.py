@@ -263,7 +263,7 @@ def _coords_along(non_index: dict[str, tuple[str, ...]], dims: Sequence[str]) ->
 
 def _create_in_memory(path: str, group: str, template: xr.Dataset) -> bool:
     """Create ``group`` with the variables of ``template`` (all in memory), their values
-    and the metadata xarray's ``to_zarr`` writes for them (tests/test_store_metadata.py
+    and the metadata xarray's ``to_zarr`` writes for them (tests/store/test_store_metadata.py
     compares the two), with zarr directly; False, having written nothing, where one
     needs xarray's encoding.
 
@@ -574,7 +574,7 @@ class Store:
         per_shard = min(self.shard_slices, stack.shape[1])
         # xarray writes what is in memory (coordinates, whole extras) with its values;
         # the lazy arrays (stack, per-slice extras) are created empty here, with the
-        # metadata xarray gives them (tests/test_store_metadata.py compares the two). xarray's
+        # metadata xarray gives them (tests/store/test_store_metadata.py compares the two). xarray's
         # own metadata-only write (to_zarr(compute=False)) builds a dask graph that
         # imports distributed: 0.2 s and 13 MiB per process, for nothing.
         lazy = {"stack": stack, **sliced}

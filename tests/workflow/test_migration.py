@@ -19,7 +19,7 @@ from helpers import tree_hashes
 import pystack3d_dask as p3d
 from pystack3d_dask.datasets.synthetic import write_synthetic
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "migration.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "migration.md"
 SHAPE = (40, 96, 112)
 
 

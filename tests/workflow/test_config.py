@@ -193,7 +193,7 @@ def test_dictionary_workflow_needs_project_dir_and_store():
 
 
 def test_shipped_example_workflow_is_valid():
-    example = Path(__file__).resolve().parents[1] / "configs" / "example.toml"
+    example = Path(__file__).resolve().parents[2] / "configs" / "example.toml"
     wf = load_workflow(example)
     assert wf.process_steps == ["cropping", "destriping", "cropping_final"]
     assert wf.steps["destriping"]["only_striped"] is True
@@ -203,7 +203,7 @@ def test_shipped_example_workflow_is_valid():
 def test_readme_workflow_example_is_valid():
     import re
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     block = re.search(r"```toml\n(.*?)```", readme, re.S).group(1)
     wf = load_workflow(tomllib.loads(block), base_dir="/data")
     assert wf.process_steps == ["cropping", "bkg_removal", "cropping_final"]

@@ -15,7 +15,7 @@ from pystack3d_dask.errors import InputError
 from pystack3d_dask.io.zeiss import read_a3d_setup, read_fibics_tag, workflow_from_zeiss
 from pystack3d_dask.workflow.config import load_workflow, tomllib
 
-SETUP = Path(__file__).resolve().parents[2] / "shared" / "data" / "zeiss-Atlas3D.a3d-setup"
+SETUP = Path(__file__).resolve().parents[3] / "shared" / "data" / "zeiss-Atlas3D.a3d-setup"
 
 # bounding box of the synthetic slices, pixels from the top-left corner
 LEFT, RIGHT, TOP, BOTTOM = 100, 4100, 200, 4000
