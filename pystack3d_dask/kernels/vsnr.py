@@ -169,20 +169,80 @@ def vsnr_slice(img: np.ndarray, filters: Sequence[dict[str, Any]], maxit: int = 
         The slice's shape and dtype; integer slices are clipped to ``[0, max]`` and
         truncated, as pyvsnr (``norm=False``) does.
     """
-    n0, n1 = img.shape
     u0 = np.asarray(img, dtype=np.float32)
     vmax = np.float32(u0.max())
     if not vmax > 0 or int(maxit) < 1:  # pyvsnr would divide by a zero maximum (NaN)
         return np.array(img, copy=True)
     u0 = u0 / vmax
     beta32 = np.float32(beta)
+    fpsi, gain = _scaled_filter(u0, filters, beta32)
+    stripes = _admm_stripes(u0, fpsi, gain, beta32, int(maxit), cvg_threshold)
+    u = u0 - stripes
+    u *= vmax
+    if np.issubdtype(img.dtype, np.integer):
+        np.clip(u, 0, np.iinfo(img.dtype).max, out=u)
+    return u.astype(img.dtype)
 
-    unit_fpsi, unit_power = _unit_filter((n0, n1), _filter_key(filters))
+
+def _scaled_filter(u0: np.ndarray, filters: Sequence[dict[str, Any]], beta32: np.float32
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The stripe filter's spectrum for a normalised slice, and the x-update's gain.
+
+    Parameters
+    ----------
+    u0
+        The slice divided by its maximum (float32).
+    filters
+        pyvsnr filters, as :func:`vsnr_slice` takes them.
+    beta32
+        ADMM penalty parameter, float32.
+
+    Returns
+    -------
+    fpsi : numpy.ndarray
+        ``F(psi)`` (rfft2 layout), scaled by the square root of ``u0``'s L2 norm.
+    gain : numpy.ndarray
+        ``conj(psi) beta / (1 + beta |psi|^2 (|d1|^2 + |d2|^2))``, which turns
+        ``F(D^T (y - m))`` into ``F(x)``.
+    """
+    unit_fpsi, unit_power = _unit_filter(u0.shape, _filter_key(filters))
     norm = np.float32(np.linalg.norm(u0))
     fpsi = unit_fpsi * np.sqrt(norm)
-    # x-update: fx = conj(psi) beta / (1 + beta |psi|^2 (|d1|^2 + |d2|^2)) F(D^T (y - m))
     gain = np.conj(fpsi)
     gain *= beta32 / (1 + (beta32 * norm) * unit_power)
+    return fpsi, gain
+
+
+def _converged(fx: np.ndarray, fx_old: np.ndarray, cvg_threshold: float) -> bool:
+    """pyvsnr's criterion: ``max |x_k - x_{k-1}| / max |x_k|`` (Fourier space) at most
+    ``cvg_threshold``, or ``x_k`` all zero."""
+    top = float(np.abs(fx).max())
+    return top == 0 or float(np.abs(fx - fx_old).max()) / top <= cvg_threshold
+
+
+def _admm_stripes(u0: np.ndarray, fpsi: np.ndarray, gain: np.ndarray, beta32: np.float32,
+                  maxit: int, cvg_threshold: float) -> np.ndarray:
+    """The stripes ``psi * x`` of a normalised slice after the ADMM iterations.
+
+    Parameters
+    ----------
+    u0
+        The slice divided by its maximum (float32).
+    fpsi, gain
+        From :func:`_scaled_filter`.
+    beta32
+        ADMM penalty parameter, float32.
+    maxit
+        Number of iterations, at least 1 (fewer if ``cvg_threshold`` is reached).
+    cvg_threshold
+        See :func:`vsnr_slice`; 0 runs ``maxit`` iterations.
+
+    Returns
+    -------
+    numpy.ndarray
+        The stripe estimate (float32), to subtract from ``u0``.
+    """
+    n0, n1 = u0.shape
     du1 = np.empty_like(u0)
     du2 = np.empty_like(u0)
     blocks = _blocks(n0, n1)
@@ -195,54 +255,80 @@ def vsnr_slice(img: np.ndarray, filters: Sequence[dict[str, Any]], maxit: int = 
     # ever exists a block at a time, in the cache
     adjoint = np.zeros_like(m1)
     rows = blocks[0][0].stop
-    w1, w2, w3, w4 = (np.empty((rows, n1), np.float32) for _ in range(4))
+    work = tuple(np.empty((rows, n1), np.float32) for _ in range(4))
     above = np.empty(n1, np.float32)
     neg_inv_beta = np.float32(-1.0) / beta32
-    eps = np.finfo(np.float32).eps
     fx: np.ndarray | None = None
-    for _ in range(int(maxit)):
+    for _ in range(maxit):
         fx_old, fx = fx, sfft.rfft2(adjoint)
         fx *= gain
-        if cvg_threshold > 0 and fx_old is not None:
-            top = float(np.abs(fx).max())
-            stop = top == 0 or float(np.abs(fx - fx_old).max()) / top <= cvg_threshold
-        else:
-            stop = False
+        stop = cvg_threshold > 0 and fx_old is not None and _converged(fx, fx_old,
+                                                                         cvg_threshold)
         stripes = sfft.irfft2(fx * fpsi, s=(n0, n1), overwrite_x=True)  # psi * x
-        # In r = A x + m - D u0 (pyvsnr's t is -r): the y-update is y = D u0 + s r with
-        # the shrink factor s, then m = (1 - s) r, and the next input y - m = D u0 + s r - m
-        for b, below in blocks:
-            k = b.stop - b.start
-            r1, r2, s_, q = w1[:k], w2[:k], w3[:k], w4[:k]
-            _difference_into(stripes, r1, r2, b, below)  # A x
-            r1 += m1[b]
-            r1 -= du1[b]
-            r2 += m2[b]
-            r2 -= du2[b]
-            np.multiply(r1, r1, out=s_)
-            np.multiply(r2, r2, out=q)
-            s_ += q
-            np.sqrt(s_, out=s_)
-            s_ += eps
-            np.divide(neg_inv_beta, s_, out=s_)
-            s_ += 1
-            np.maximum(s_, 0, out=s_)  # the shrink factor: 0 where |r| <= 1 / beta
-            np.subtract(1, s_, out=q)
-            np.multiply(q, r1, out=m1[b])
-            np.multiply(q, r2, out=m2[b])
-            r1 *= s_
-            r1 += du1[b]
-            r1 -= m1[b]  # t1 = y1 - m1
-            r2 *= s_
-            r2 += du2[b]
-            r2 -= m2[b]
-            _adjoint_rows(r1, r2, above if b.start else None, adjoint[b])
-            above[:] = r2[-1]
-        adjoint[0] -= above  # row 0's neighbour above is the last row
+        _update_duals(stripes, (du1, du2), (m1, m2), adjoint, blocks, work, above,
+                      neg_inv_beta)
         if stop:
             break
-    u = u0 - stripes
-    u *= vmax
-    if np.issubdtype(img.dtype, np.integer):
-        np.clip(u, 0, np.iinfo(img.dtype).max, out=u)
-    return u.astype(img.dtype)
+    return stripes
+
+
+def _update_duals(stripes: np.ndarray, du: tuple[np.ndarray, np.ndarray],
+                  m: tuple[np.ndarray, np.ndarray], adjoint: np.ndarray,
+                  blocks: list[tuple[slice, slice]], work: tuple[np.ndarray, ...],
+                  above: np.ndarray, neg_inv_beta: np.float32) -> None:
+    """One iteration's y- and m-updates, block of rows by block of rows, in place; forms
+    the next x-update's input ``D^T (y - m)`` in ``adjoint`` in the same pass.
+
+    Parameters
+    ----------
+    stripes
+        ``psi * x`` of this iteration.
+    du
+        ``D u0``: the differences of the normalised slice along x and y.
+    m
+        The scaled duals (``lambda / beta``) along x and y, updated in place.
+    adjoint
+        Overwritten with ``D^T (y - m)``.
+    blocks
+        :func:`_blocks` of the slice.
+    work
+        Four float32 buffers of a block's rows each.
+    above
+        A row's buffer: ``t2``'s row just above the current block.
+    neg_inv_beta
+        ``-1 / beta``, float32.
+    """
+    du1, du2 = du
+    m1, m2 = m
+    w1, w2, w3, w4 = work
+    eps = np.finfo(np.float32).eps
+    # In r = A x + m - D u0 (pyvsnr's t is -r): the y-update is y = D u0 + s r with
+    # the shrink factor s, then m = (1 - s) r, and the next input y - m = D u0 + s r - m
+    for b, below in blocks:
+        k = b.stop - b.start
+        r1, r2, s_, q = w1[:k], w2[:k], w3[:k], w4[:k]
+        _difference_into(stripes, r1, r2, b, below)  # A x
+        r1 += m1[b]
+        r1 -= du1[b]
+        r2 += m2[b]
+        r2 -= du2[b]
+        np.multiply(r1, r1, out=s_)
+        np.multiply(r2, r2, out=q)
+        s_ += q
+        np.sqrt(s_, out=s_)
+        s_ += eps
+        np.divide(neg_inv_beta, s_, out=s_)
+        s_ += 1
+        np.maximum(s_, 0, out=s_)  # the shrink factor: 0 where |r| <= 1 / beta
+        np.subtract(1, s_, out=q)
+        np.multiply(q, r1, out=m1[b])
+        np.multiply(q, r2, out=m2[b])
+        r1 *= s_
+        r1 += du1[b]
+        r1 -= m1[b]  # t1 = y1 - m1
+        r2 *= s_
+        r2 += du2[b]
+        r2 -= m2[b]
+        _adjoint_rows(r1, r2, above if b.start else None, adjoint[b])
+        above[:] = r2[-1]
+    adjoint[0] -= above  # row 0's neighbour above is the last row
