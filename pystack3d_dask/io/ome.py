@@ -123,15 +123,7 @@ def export_ome_zarr(stack: xr.DataArray, out: str | Path, levels: int | None = N
     several pixels in FIB-SEM). Scales: z from the slice positions (micrometres), y and x
     from the pixel size when the input gave one (micrometres), else 1 per pixel.
     """
-    try:
-        with warnings.catch_warnings():
-            # ome-zarr's module deprecates its own Scaler on import; not ours to show
-            warnings.simplefilter("ignore", DeprecationWarning)
-            from ome_zarr.format import FormatV05
-            from ome_zarr.writer import write_multiscales_metadata
-    except ImportError as exc:  # an optional extra
-        raise NotAvailableError("OME-Zarr export needs ome-zarr-py: pip install "
-                                "'pystack3d-dask[ome]'") from exc
+    fmt, write_multiscales_metadata = _ome_zarr_writer()
     import zarr
 
     out = Path(out)
@@ -144,11 +136,59 @@ def export_ome_zarr(stack: xr.DataArray, out: str | Path, levels: int | None = N
     root.attrs[EXPORT_KEY] = {"store": stack.attrs.get("store"),
                               "group": stack.attrs.get("group")}
     nc, nz, ny, nx = stack.shape
-    dtype = np.dtype(stack.dtype)
     shapes = pyramid_shapes((ny, nx), levels)
+    datasets = _write_levels(root, stack, shapes, run)
+    write_multiscales_metadata(root, datasets, fmt=fmt, axes=_axes(stack),
+                               name=str(stack.attrs.get("group", "stack")),
+                               metadata={"omero": {"channels": _omero_channels(stack)}})
+    return [(nc, nz, ly, lx) for ly, lx in shapes]
+
+
+def _ome_zarr_writer() -> tuple[Any, Callable[..., Any]]:
+    """ome-zarr-py's format 0.5 and its ``write_multiscales_metadata``.
+
+    Raises
+    ------
+    NotAvailableError
+        When ome-zarr-py (the ``ome`` extra) is not installed.
+    """
+    try:
+        with warnings.catch_warnings():
+            # ome-zarr's module deprecates its own Scaler on import; not ours to show
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from ome_zarr.format import FormatV05
+            from ome_zarr.writer import write_multiscales_metadata
+    except ImportError as exc:  # an optional extra
+        raise NotAvailableError("OME-Zarr export needs ome-zarr-py: pip install "
+                                "'pystack3d-dask[ome]'") from exc
+    return FormatV05(), write_multiscales_metadata
+
+
+def _write_levels(root: Any, stack: xr.DataArray, shapes: list[tuple[int, int]],
+                  run: Callable[[list[Any]], Any]) -> list[dict[str, Any]]:
+    """Write every level of the pyramid, each from the previous one read back from disk.
+
+    Parameters
+    ----------
+    root
+        The OME-Zarr's root group (Zarr v3).
+    stack
+        The (channel, z, y, x) stack: level 0.
+    shapes
+        (y, x) of every level, from :func:`pyramid_shapes`.
+    run
+        ``run(list_of_dask_objects)``: computes the writes of one level.
+
+    Returns
+    -------
+    list of dict
+        The multiscales' ``datasets``: each level's path and coordinate transformations.
+    """
+    nc, nz, ny, nx = stack.shape
+    dtype = np.dtype(stack.dtype)
     z0, dz, _ = _spacing(stack, "z")
-    y0, dy, unit_y = _spacing(stack, "y")
-    x0, dx, unit_x = _spacing(stack, "x")
+    y0, dy, _ = _spacing(stack, "y")
+    x0, dx, _ = _spacing(stack, "x")
     datasets = []
     source = stack.data.rechunk((1, 1, ny, nx))
     for level, (ly, lx) in enumerate(shapes):
@@ -169,18 +209,27 @@ def export_ome_zarr(stack: xr.DataArray, out: str | Path, levels: int | None = N
             # pixel centres of a coarser level sit between those it averages
             {"type": "translation", "translation": [0.0, z0, y0 + dy * (factor - 1) / 2,
                                                     x0 + dx * (factor - 1) / 2]}]})
-    axes = [{"name": "c", "type": "channel"},
+    return datasets
+
+
+def _axes(stack: xr.DataArray) -> list[dict[str, str]]:
+    """The multiscales' axes: c, then z, y and x in space (in micrometres where known)."""
+    _, _, unit_y = _spacing(stack, "y")
+    _, _, unit_x = _spacing(stack, "x")
+    return [{"name": "c", "type": "channel"},
             {"name": "z", "type": "space", "unit": "micrometer"},
             {"name": "y", "type": "space", **({"unit": unit_y} if unit_y else {})},
             {"name": "x", "type": "space", **({"unit": unit_x} if unit_x else {})}]
+
+
+def _omero_channels(stack: xr.DataArray) -> list[dict[str, Any]]:
+    """The omero metadata of every channel: its name, white, and the dtype's full range
+    as display window (0 to 1 for float stacks)."""
+    dtype = np.dtype(stack.dtype)
     info = np.iinfo(dtype) if dtype.kind in "ui" else None
-    channels = [{"label": str(c), "color": "FFFFFF", "active": True,
-                 "window": {"min": float(info.min) if info else 0.0,
-                            "max": float(info.max) if info else 1.0,
-                            "start": float(info.min) if info else 0.0,
-                            "end": float(info.max) if info else 1.0}}
-                for c in stack["channel"].values]
-    write_multiscales_metadata(root, datasets, fmt=FormatV05(), axes=axes,
-                               name=str(stack.attrs.get("group", "stack")),
-                               metadata={"omero": {"channels": channels}})
-    return [(nc, nz, ly, lx) for ly, lx in shapes]
+    return [{"label": str(c), "color": "FFFFFF", "active": True,
+             "window": {"min": float(info.min) if info else 0.0,
+                        "max": float(info.max) if info else 1.0,
+                        "start": float(info.min) if info else 0.0,
+                        "end": float(info.max) if info else 1.0}}
+            for c in stack["channel"].values]
