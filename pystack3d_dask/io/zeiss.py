@@ -295,36 +295,72 @@ def workflow_from_zeiss(folder: str | Path) -> str:
                          f"holding {SETUP_NAME} and the slices")
     setup = read_a3d_setup(folder / SETUP_NAME)
     detectors = setup["detectors"]
-    with_folder = [d for d in detectors if (folder / d).is_dir()]
-    if with_folder:
-        missing = [d for d in detectors if d not in with_folder]
-        if missing:
-            warnings.warn(f"{folder}: detector(s) {missing} of {SETUP_NAME} have no sub-folder; "
-                          f"channels = {with_folder}", UserWarning, stacklevel=2)
-        channels, first_dir = with_folder, folder / with_folder[0]
-    else:
-        channels, first_dir = ["."], folder
+    channels, first_dir = _channel_folders(folder, detectors)
     slices = _slices(first_dir)
     if not slices:
         raise InputError(f"{first_dir}: no .tif slice; expected the slices of detector(s) "
                          f"{detectors} in sub-folders named after them, or directly in {folder}")
     first = slices[0]
     tags = read_fibics_tag(first)
-    width, height, bbox = tags["width"], tags["height"], tags["bbox"]
+    _warn_on_slice_size(first, tags["width"], tags["height"], setup)
+    area = _cropping_area(tags["bbox"], tags["width"], tags["height"])
+    return _workflow_toml(folder, first, setup, tags, channels, area)
 
+
+def _channel_folders(folder: Path, detectors: list[str]) -> tuple[list[str], Path]:
+    """The channels (the detectors with a sub-folder, else ``["."]``) and the folder of
+    the first one's slices; warns, at :func:`workflow_from_zeiss`'s caller, of detectors
+    without a sub-folder when some have one."""
+    with_folder = [d for d in detectors if (folder / d).is_dir()]
+    if not with_folder:
+        return ["."], folder
+    missing = [d for d in detectors if d not in with_folder]
+    if missing:
+        warnings.warn(f"{folder}: detector(s) {missing} of {SETUP_NAME} have no sub-folder; "
+                      f"channels = {with_folder}", UserWarning, stacklevel=3)
+    return with_folder, folder / with_folder[0]
+
+
+def _warn_on_slice_size(first: Path, width: int, height: int, setup: dict[str, Any]) -> None:
+    """Warn, at :func:`workflow_from_zeiss`'s caller, when the first slice is not square
+    or its width disagrees with the setup's field of view by more than one pixel."""
     if width != height:
         warnings.warn(f"{first}: the slice is not square ({width} x {height} px, width - height = "
                       f"{width - height} px); Atlas 3D slices are; the area is computed from the "
-                      "actual size", UserWarning, stacklevel=2)
+                      "actual size", UserWarning, stacklevel=3)
     ratio = setup["fov"] / setup["pixel_size"]
     if abs(ratio - width) > 1:
         warnings.warn(f"{first}: the field of view of {SETUP_NAME} ({setup['fov']:g} um / "
                       f"{setup['pixel_size']:g} um = {ratio:.1f} px) disagrees with the slice "
-                      f"width ({width} px) by {width - ratio:+.1f} px", UserWarning, stacklevel=2)
+                      f"width ({width} px) by {width - ratio:+.1f} px", UserWarning, stacklevel=3)
 
-    area = [max(bbox["left"] - MARGIN, 0), min(bbox["right"] + MARGIN, width),
+
+def _cropping_area(bbox: dict[str, int], width: int, height: int) -> list[int]:
+    """PyStack3D's cropping area ``[xmin, xmax, ymin, ymax]`` (y from the bottom): the
+    bounding box plus :data:`MARGIN` pixels on every side, clipped to the image.
+
+    Parameters
+    ----------
+    bbox
+        ``left``, ``right``, ``top``, ``bottom`` in pixels from the top-left corner.
+    width, height
+        The slice's size in pixels.
+
+    Returns
+    -------
+    list of int
+    """
+    return [max(bbox["left"] - MARGIN, 0), min(bbox["right"] + MARGIN, width),
             max(height - bbox["bottom"] - MARGIN, 0), min(height - bbox["top"] + MARGIN, height)]
-    dz = setup["slice_thickness"]
+
+
+def _workflow_toml(folder: Path, first: Path, setup: dict[str, Any], tags: dict[str, Any],
+                   channels: list[str], area: list[int]) -> str:
+    """The workflow file's TOML text, with comments saying where each value comes from:
+    ``setup`` from :func:`read_a3d_setup` on ``folder``'s setup file, ``tags`` from
+    :func:`read_fibics_tag` on the slice ``first``, ``area`` from :func:`_cropping_area`.
+    """
+    width, height, bbox = tags["width"], tags["height"], tags["bbox"]
     lines = [
         f"# made by pystack3d-dask metadata from {folder / SETUP_NAME}",
         f"# and the Fibics tag of {first.relative_to(folder).as_posix()}",
@@ -341,7 +377,7 @@ def workflow_from_zeiss(folder: str | Path) -> str:
         "",
         "[resampling]",
         f"# slice thickness (um), {setup['paths']['slice_thickness']}",
-        f"dz = {dz!r}",
+        f"dz = {setup['slice_thickness']!r}",
         "",
         "[input]",
         "# ingest labels y and x in micrometres with it",
