@@ -181,46 +181,108 @@ def executor(name: str = "threads", workers: int = 1, threads_per_worker: int = 
         workers = len(client.scheduler_info().get("workers", {})) or workers
         yield Executor("client", workers, client=client, progress=progress)
         return
+    _check_scheduler(name, workers)
+    if name in ("threads", "processes", "synchronous"):
+        with _local_executor(name, workers, progress) as ex:
+            yield ex
+        return
+    if name == "address":
+        with _address_executor(address, workers, worker_timeout, progress) as ex:
+            yield ex
+        return
+    cluster, kind = _start_cluster(name, workers, threads_per_worker, memory_limit,
+                                   dashboard_address, slurm, kind, jobqueue)
+    with _cluster_executor(name, cluster, kind, workers, worker_timeout, progress) as ex:
+        yield ex
+
+
+def _check_scheduler(name: str, workers: Any) -> None:
+    """Refuse an unknown scheduler name or a number of workers that is not an int >= 1."""
     if name not in SCHEDULERS:
         raise ConfigError(f"scheduler {name!r}: expected one of {list(SCHEDULERS)}")
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers = {workers!r}: expected an integer >= 1")
-    if name in ("threads", "processes", "synchronous"):
-        ex = Executor(name, workers, progress=progress)
-        # computes made outside the executor (an xarray ``.values`` of a lazy variable)
-        # get the same scheduler; left to find one, dask imports distributed (0.4 s,
-        # 13 MiB) to look for a client that cannot be there
-        with dask.config.set(scheduler=ex._local_get()):
-            yield ex
-        return
+
+
+@contextlib.contextmanager
+def _local_executor(name: str, workers: int, progress: bool) -> Iterator[Executor]:
+    """The threaded, multiprocessing or synchronous scheduler, also set as dask's default
+    scheduler while the executor is in use."""
+    ex = Executor(name, workers, progress=progress)
+    # computes made outside the executor (an xarray ``.values`` of a lazy variable)
+    # get the same scheduler; left to find one, dask imports distributed (0.4 s,
+    # 13 MiB) to look for a client that cannot be there
+    with dask.config.set(scheduler=ex._local_get()):
+        yield ex
+
+
+@contextlib.contextmanager
+def _address_executor(address: str | None, workers: int, worker_timeout: float,
+                      progress: bool) -> Iterator[Executor]:
+    """A client of the running dask scheduler at ``address``, closed afterwards.
+
+    Raises
+    ------
+    ConfigError
+        When no address is given or no scheduler answers there.
+    """
     from distributed import Client
 
-    if name == "address":
-        if not address:
-            raise ConfigError('[scheduler] name = "address" needs address = "tcp://host:port"')
-        try:
-            client = Client(address, timeout=f"{worker_timeout}s")
-        except (OSError, TimeoutError) as exc:
-            raise ConfigError(f"[scheduler] address = {address!r}: no dask scheduler reached "
-                              f"({exc})") from exc
-        with client:
-            _say_dashboard(client, progress)
-            yield Executor(name, workers, client=client, progress=progress)
-        return
+    if not address:
+        raise ConfigError('[scheduler] name = "address" needs address = "tcp://host:port"')
+    try:
+        client = Client(address, timeout=f"{worker_timeout}s")
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"[scheduler] address = {address!r}: no dask scheduler reached "
+                          f"({exc})") from exc
+    with client:
+        _say_dashboard(client, progress)
+        yield Executor("address", workers, client=client, progress=progress)
+
+
+def _start_cluster(name: str, workers: int, threads_per_worker: int, memory_limit: str,
+                   dashboard_address: str, slurm: dict[str, Any] | None, kind: str,
+                   jobqueue: dict[str, Any] | None) -> tuple[Any, str]:
+    """A ``distributed.LocalCluster`` (``name = "local"``) or a dask-jobqueue cluster
+    (``slurm``, ``jobqueue``), and the batch system's name for the messages.
+
+    Parameters
+    ----------
+    name
+        ``local``, ``slurm`` or ``jobqueue``.
+    workers, threads_per_worker, memory_limit, dashboard_address, slurm, kind, jobqueue
+        As :func:`executor` takes them.
+
+    Returns
+    -------
+    tuple
+        The cluster (to close afterwards) and the batch system (``slurm`` for
+        ``name = "slurm"``, else ``kind``).
+    """
     if name == "local":
         from distributed import LocalCluster
 
         cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
                                processes=True, memory_limit=memory_limit, host="127.0.0.1",
                                dashboard_address=dashboard_address)
-    else:
-        from .jobqueue import make_cluster
+        return cluster, kind
+    from .jobqueue import make_cluster
 
-        if name == "slurm":
-            kind, jobqueue, table = "slurm", slurm, "scheduler.slurm"
-        else:
-            table = "scheduler.jobqueue"
-        cluster = make_cluster(kind, dict(jobqueue or {}), workers, dashboard_address, table)
+    if name == "slurm":
+        kind, jobqueue, table = "slurm", slurm, "scheduler.slurm"
+    else:
+        table = "scheduler.jobqueue"
+    return make_cluster(kind, dict(jobqueue or {}), workers, dashboard_address, table), kind
+
+
+@contextlib.contextmanager
+def _cluster_executor(name: str, cluster: Any, kind: str, workers: int,
+                      worker_timeout: float, progress: bool) -> Iterator[Executor]:
+    """A client of a cluster this package started: the heap settings on its workers,
+    the first batch job's worker waited for; the cluster is closed afterwards, whatever
+    happens."""
+    from distributed import Client
+
     try:
         with Client(cluster) as client:
             _say_dashboard(client, progress)
