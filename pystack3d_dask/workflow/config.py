@@ -165,21 +165,66 @@ def load_workflow(workflow: str | Path | Mapping[str, Any] | Workflow,
     """
     if isinstance(workflow, Workflow):
         return workflow
-    source: Path | None = None
+    raw, source, base = _raw_workflow(workflow, base_dir)
+    schemas = step_schemas()
+    tables, top = _split_tables(raw, set(schemas) | set(OWN_TABLES))
+    main = validate_table("", top, _TOP_LEVEL)
+    project_dir = _project_dir(main, source, base)
+    if main["ind_min"] > main["ind_max"]:
+        raise ConfigError(f"ind_min = {main['ind_min']} is larger than ind_max = "
+                          f"{main['ind_max']}: expected ind_min <= ind_max")
+    _check_step_names(main["process_steps"], main["history"], schemas)
+    steps = _validated_steps(tables, schemas, main["profile"])
+    own = _validated_own_tables(tables, base, main["nproc"])
+    return Workflow(
+        project_dir=project_dir,
+        ind_min=main["ind_min"],
+        ind_max=main["ind_max"],
+        channels=main["channels"],
+        nproc=main["nproc"],
+        process_steps=main["process_steps"],
+        history=main["history"],
+        steps=steps,
+        store=own["store"],
+        scheduler=own["scheduler"],
+        input=own["input"],
+        raw=raw,
+        source=source,
+        profile=main["profile"],
+    )
+
+
+def _raw_workflow(workflow: str | Path | Mapping[str, Any], base_dir: str | Path | None
+                  ) -> tuple[dict[str, Any], Path | None, Path]:
+    """The workflow's content, its file (None for a dictionary) and the folder that
+    relative paths are resolved against.
+
+    Parameters
+    ----------
+    workflow, base_dir
+        As :func:`load_workflow` takes them (a Workflow excepted).
+
+    Returns
+    -------
+    tuple
+        ``(raw, source, base)``: ``raw`` is a deep copy of a dictionary, so that
+        validation never changes the caller's.
+    """
     if isinstance(workflow, (str, Path)):
         source = Path(workflow).resolve()
-        raw = _read_toml(source)
-        base = source.parent
-    elif isinstance(workflow, Mapping):
-        raw = copy.deepcopy(dict(workflow))
-        base = Path(base_dir or Path.cwd()).resolve()
-    else:
-        raise ConfigError(f"workflow must be a path or a dictionary, not {type(workflow).__name__}")
+        return _read_toml(source), source, source.parent
+    if isinstance(workflow, Mapping):
+        return copy.deepcopy(dict(workflow)), None, Path(base_dir or Path.cwd()).resolve()
+    raise ConfigError(f"workflow must be a path or a dictionary, not {type(workflow).__name__}")
 
+
+def _split_tables(raw: dict[str, Any], known_tables: set[str]
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The workflow's tables and its top-level values, refusing an unknown table (with
+    the nearest valid name), a top-level key given as a table, or a table's name given
+    as a value."""
     tables = {k: v for k, v in raw.items() if isinstance(v, dict)}
     top = {k: v for k, v in raw.items() if not isinstance(v, dict)}
-    schemas = step_schemas()
-    known_tables = set(schemas) | set(OWN_TABLES)
     for name in tables:
         if name not in known_tables:
             if name in _TOP_LEVEL:
@@ -189,13 +234,25 @@ def load_workflow(workflow: str | Path | Mapping[str, Any] | Workflow,
     for key in top:
         if key in known_tables:
             raise ConfigError(f"{key} must be a table ([{key}]), not {top[key]!r}")
-    main = validate_table("", top, _TOP_LEVEL)
+    return tables, top
 
+
+def _project_dir(main: dict[str, Any], source: Path | None, base: Path) -> Path:
+    """The folder (or multi-page TIFF) of the slices, absolute.
+
+    From ``project_dir`` or its older names (which warn, at :func:`load_workflow`'s
+    caller), else the workflow file's folder, as in PyStack3D.
+
+    Raises
+    ------
+    ConfigError
+        For a dictionary without any of the names.
+    """
     given = [k for k in _PROJECT_DIR_NAMES if main[k]]
     for old in given:
         if old != "project_dir":
             warnings.warn(f"{old!r} is PyStack3D's older name of 'project_dir'; use "
-                          "'project_dir'", FutureWarning, stacklevel=2)
+                          "'project_dir'", FutureWarning, stacklevel=3)
     if given:
         project_dir = Path(main[given[0]])
     elif source is not None:
@@ -204,12 +261,13 @@ def load_workflow(workflow: str | Path | Mapping[str, Any] | Workflow,
         raise ConfigError("project_dir is missing: the folder (or multi-page TIFF) of the slices")
     if not project_dir.is_absolute():
         project_dir = base / project_dir
+    return project_dir
 
-    if main["ind_min"] > main["ind_max"]:
-        raise ConfigError(f"ind_min = {main['ind_min']} is larger than ind_max = "
-                          f"{main['ind_max']}: expected ind_min <= ind_max")
 
-    process_steps = main["process_steps"]
+def _check_step_names(process_steps: list[str], history: list[str],
+                      schemas: Mapping[str, Any]) -> None:
+    """Refuse an unknown step (with the nearest valid name) in ``process_steps`` or
+    ``history``, and a step listed twice in ``process_steps``."""
     seen: set[str] = set()
     for name in process_steps:
         if name not in schemas:
@@ -220,17 +278,29 @@ def load_workflow(workflow: str | Path | Mapping[str, Any] | Workflow,
             raise ConfigError(f"step {name!r} is listed twice in process_steps; each step may "
                               f"run once. Valid steps: {', '.join(PYSTACK3D_STEPS)}")
         seen.add(name)
-    for name in main["history"]:
+    for name in history:
         if name not in schemas:
             raise ConfigError(f"unknown step {name!r} in history{suggest(name, PYSTACK3D_STEPS)}")
 
+
+def _validated_steps(tables: dict[str, Any], schemas: Mapping[str, Any], profile: str
+                     ) -> dict[str, dict[str, Any]]:
+    """Every step's table validated: the file's keys over the profile's values, then
+    the defaults, with this project's ``checkpoint`` and ``rounding`` keys."""
     common = {"checkpoint": CHECKPOINT, "rounding": ROUNDING}
     steps = {}
     for name, schema in schemas.items():
         table = tables.get(name, {})
         if isinstance(table, Mapping):
-            table = {**profile_defaults(main["profile"], name, table), **table}
+            table = {**profile_defaults(profile, name, table), **table}
         steps[name] = validate_table(name, table, schema, common)
+    return steps
+
+
+def _validated_own_tables(tables: dict[str, Any], base: Path, nproc: int
+                          ) -> dict[str, dict[str, Any]]:
+    """This project's tables validated: the store path made absolute against ``base``,
+    the batch-system tables checked, the workers defaulting to ``nproc``."""
     own = {name: validate_table(name, tables.get(name, {}), schema)
            for name, schema in OWN_TABLES.items()}
     if own["store"]["path"] and not Path(own["store"]["path"]).is_absolute():
@@ -242,21 +312,5 @@ def load_workflow(workflow: str | Path | Mapping[str, Any] | Workflow,
 
             check_table(kind, sched[key], f"scheduler.{key}")
     if own["scheduler"]["workers"] is None:
-        own["scheduler"]["workers"] = main["nproc"]
-
-    return Workflow(
-        project_dir=project_dir,
-        ind_min=main["ind_min"],
-        ind_max=main["ind_max"],
-        channels=main["channels"],
-        nproc=main["nproc"],
-        process_steps=process_steps,
-        history=main["history"],
-        steps=steps,
-        store=own["store"],
-        scheduler=own["scheduler"],
-        input=own["input"],
-        raw=raw,
-        source=source,
-        profile=main["profile"],
-    )
+        own["scheduler"]["workers"] = nproc
+    return own
