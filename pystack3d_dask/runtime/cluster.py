@@ -82,10 +82,10 @@ class Executor:
 
     def _local_options(self) -> dict[str, Any]:
         # Each task handed to a thread costs the scheduler's thread and the worker's a
-        # few hand-overs (about 0.5 ms here, as long as reading and counting a 600 x 640
-        # slice); handed in batches, the threads run through several. A batch holds its
-        # tasks' outputs until it ends, so its size is bounded by bytes: a few tasks
-        # of up to BATCH_BYTES in all, one task at a time for large slabs.
+        # few hand-overs, as long as the work of a small slice; handed in batches, the
+        # threads run through several. A batch holds its tasks' outputs until it ends,
+        # so its size is bounded by bytes: a few tasks of up to BATCH_BYTES in all, one
+        # task at a time for large slabs.
         options: dict[str, Any] = {"scheduler": self._local_get(), "num_workers": self.workers}
         if self.name == "threads" and self.task_bytes:
             options["chunksize"] = int(np.clip(BATCH_BYTES // self.task_bytes, 1, MAX_BATCH))
@@ -93,7 +93,7 @@ class Executor:
 
     def _local_get(self) -> Callable[..., Any]:
         # The scheduler's function rather than its name: given a name, dask imports
-        # distributed (about 0.2 s) to look for a client that cannot be there.
+        # distributed, which is slow to import, to look for a client that cannot be there.
         if self.name == "threads":
             from dask.threaded import get
         elif self.name == "processes":
@@ -210,8 +210,8 @@ def _local_executor(name: str, workers: int, progress: bool) -> Iterator[Executo
     scheduler while the executor is in use."""
     ex = Executor(name, workers, progress=progress)
     # computes made outside the executor (an xarray ``.values`` of a lazy variable)
-    # get the same scheduler; left to find one, dask imports distributed (0.4 s,
-    # 13 MiB) to look for a client that cannot be there
+    # get the same scheduler; left to find one, dask imports distributed (time and
+    # memory) to look for a client that cannot be there
     with dask.config.set(scheduler=ex._local_get()):
         yield ex
 
