@@ -33,13 +33,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.fft
 from scipy import ndimage
-from scipy.special import ndtri
 
 from ..errors import InputError
 from ..io.export import slice_name
 from ..workflow.profiles import DEFAULT_PROFILE, PROFILES
+from .checks import (
+    check_dtype,
+    check_gain_range,
+    check_pad_widths,
+    check_seed,
+    check_shape,
+    float_pair,
+    fraction,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+)
+from .material import cast, data_range, porous_volume
 
 __all__ = [
     "STEPS",
@@ -61,21 +72,6 @@ STEPS: tuple[str, ...] = (
     "resampling",
     "cropping_final",
 )
-
-# Phase grey levels as fractions of the dtype range: kept well inside [0, 1] so that the
-# background, a gain of 1.2 and the noise rarely saturate.
-_PORE_LEVEL = 0.14
-_MATRIX_LEVEL = 0.46
-_PARTICLE_LEVEL = 0.72
-
-# Structure scales (Gaussian sigmas, in voxels). Thresholded Gaussian random fields give
-# features about 3-4 sigma across: large pores of 30-60 px, medium pores and particles of
-# 8-15 px, and a grain-like fine texture.
-_SIGMA_LARGE = 12.0
-_SIGMA_MEDIUM = 3.5
-_SIGMA_PARTICLE = 4.5
-_SIGMA_FINE = 1.0
-
 _PAD_RANGE = (12, 20)
 _MIN_VALID = 8  # smallest sample region (rows or columns) worth generating
 
@@ -317,22 +313,22 @@ def generate(
     InputError
         On a bad argument.
     """
-    nz, ny, nx = _check_shape(shape)
-    out_dtype = _check_dtype(dtype)
-    dz = _positive_float("dz", dz)
-    seed = _check_seed(seed)
-    pad_value = _fraction("pad_value", pad_value)
-    bkg_amplitude = _fraction("bkg_amplitude", bkg_amplitude)
-    curtain_amplitude = _fraction("curtain_amplitude", curtain_amplitude)
-    noise_sigma = _fraction("noise_sigma", noise_sigma)
-    shot_noise = _fraction("shot_noise", shot_noise)
-    missing_fraction = _fraction("missing_fraction", missing_fraction, upper=0.5)
-    curtain_fraction = _fraction("curtain_fraction", curtain_fraction)
-    drift_step = _nonnegative_float("drift_step", drift_step)
-    drift_jump = _float_pair("drift_jump", drift_jump)
-    gain_range = _check_gain_range(gain_range)
-    n_gain_jumps = _nonnegative_int("n_gain_jumps", n_gain_jumps)
-    n_curtains = _nonnegative_int("n_curtains", n_curtains)
+    nz, ny, nx = check_shape(shape)
+    out_dtype = check_dtype(dtype)
+    dz = positive_float("dz", dz)
+    seed = check_seed(seed)
+    pad_value = fraction("pad_value", pad_value)
+    bkg_amplitude = fraction("bkg_amplitude", bkg_amplitude)
+    curtain_amplitude = fraction("curtain_amplitude", curtain_amplitude)
+    noise_sigma = fraction("noise_sigma", noise_sigma)
+    shot_noise = fraction("shot_noise", shot_noise)
+    missing_fraction = fraction("missing_fraction", missing_fraction, upper=0.5)
+    curtain_fraction = fraction("curtain_fraction", curtain_fraction)
+    drift_step = nonnegative_float("drift_step", drift_step)
+    drift_jump = float_pair("drift_jump", drift_jump)
+    gain_range = check_gain_range(gain_range)
+    n_gain_jumps = nonnegative_int("n_gain_jumps", n_gain_jumps)
+    n_curtains = nonnegative_int("n_curtains", n_curtains)
     if curtains and (curtain_fraction <= 0 or n_curtains == 0):
         raise InputError("curtains need curtain_fraction > 0 and n_curtains >= 1 "
                          "(or curtains=False)")
@@ -352,12 +348,12 @@ def generate(
     (rng_struct, rng_pad, rng_bkg, rng_gain, rng_drift, rng_curt, rng_miss,
      rng_noise) = (np.random.default_rng(s) for s in streams)
 
-    scale = _data_range(out_dtype)
+    scale = data_range(out_dtype)
 
     # Padding widths are resolved (and validated) even when padding is off so that the
     # recorded valid region always describes the same frame layout.
     widths = (_random_pad_widths(rng_pad, ny, nx) if pad_widths is None
-              else _check_pad_widths(pad_widths))
+              else check_pad_widths(pad_widths))
     if not padding:
         widths = (0, 0, 0, 0)
     top, bottom, left, right = widths
@@ -382,7 +378,7 @@ def generate(
     gains_kept = (_draw_gain(rng_gain, n_kept, n_gain_jumps, gain_range) if gain
                   else np.ones(n_kept))
 
-    sample = _porous_volume(rng_struct, (nz, ny + 2 * margin, nx + 2 * margin))
+    sample = porous_volume(rng_struct, (nz, ny + 2 * margin, nx + 2 * margin))
 
     stripes = _draw_curtain_pool(rng_curt, ny + 2 * margin, nx + 2 * margin, n_curtains,
                                  curtain_amplitude)
@@ -402,7 +398,7 @@ def generate(
         # float64 on both paths so that, with every defect off, acquisition and truth go
         # through identical arithmetic and compare equal.
         clean = sample[k].astype(np.float64)
-        truth[k] = _cast(clean[inner] * scale, out_dtype)
+        truth[k] = cast(clean[inner] * scale, out_dtype)
         i = pos.get(k)
         if i is None:
             continue
@@ -423,11 +419,11 @@ def generate(
         img = img * scale
         if padding:
             _fill_border(img, widths, pad_value * scale)
-        stack[i] = _cast(img, out_dtype)
+        stack[i] = cast(img, out_dtype)
     del sample
 
     z_truth = np.arange(nz, dtype=np.float64) * dz
-    pad_out = float(_cast(np.array([pad_value * scale]), out_dtype)[0]) if padding else 0.0
+    pad_out = float(cast(np.array([pad_value * scale]), out_dtype)[0]) if padding else 0.0
     return Synthetic(
         truth=truth,
         z_truth=z_truth,
@@ -452,69 +448,6 @@ def generate(
         seed=seed,
         options=options,
     )
-
-
-def _porous_volume(rng: np.random.Generator, shape: tuple[int, int, int]) -> np.ndarray:
-    """Float32 volume in [0, 1]: matrix, pores and particles with multi-scale texture."""
-    # Large pores with medium-scale rough walls; unit-variance fields, so the mix of two
-    # independent ones with squared weights summing to 1 is unit-variance too.
-    pore_field = _gaussian_field(rng, shape, _SIGMA_LARGE)
-    pore_field *= 0.8
-    medium = _gaussian_field(rng, shape, _SIGMA_MEDIUM)
-    pore_field += 0.6 * medium
-    # Edge widths (in field units) scaled by the typical field gradient, so the phase
-    # boundaries are about one pixel wide: sharp, yet smooth enough to shift sub-pixel.
-    pores = _soft_below(pore_field, ndtri(0.2), 0.6 / (_SIGMA_MEDIUM * math.sqrt(2)))
-    del pore_field
-
-    particle_field = _gaussian_field(rng, shape, _SIGMA_PARTICLE)
-    particles = _soft_below(-particle_field, ndtri(0.09), 1 / (_SIGMA_PARTICLE * math.sqrt(2)))
-    del particle_field
-    particles *= 1.0 - pores  # particles sit in the matrix, not in the pores
-
-    vol = pores * np.float32(_PORE_LEVEL)
-    vol += particles * np.float32(_PARTICLE_LEVEL)
-    vol += (1.0 - pores - particles) * np.float32(_MATRIX_LEVEL)
-    del pores, particles
-    # Grain-like texture plus gentle medium-scale shading of the phases.
-    vol += np.float32(0.03) * _gaussian_field(rng, shape, _SIGMA_FINE)
-    vol += np.float32(0.015) * medium
-    np.clip(vol, 0.0, 1.0, out=vol)
-    return vol
-
-
-def _gaussian_field(rng: np.random.Generator, shape: tuple[int, int, int],
-                    sigma: float) -> np.ndarray:
-    """Unit-variance, zero-mean white noise low-passed by an isotropic Gaussian.
-
-    Filtering in Fourier space costs the same for every sigma, unlike a spatial
-    Gaussian filter, and white noise can be drawn directly as a spectrum.
-    """
-    fshape = tuple(scipy.fft.next_fast_len(n, real=True) for n in shape)
-    spec_shape = (fshape[0], fshape[1], fshape[2] // 2 + 1)
-    spec = rng.standard_normal((*spec_shape, 2), dtype=np.float32).view(np.complex64)[..., 0]
-    for axis, n in enumerate(fshape):
-        freq = scipy.fft.rfftfreq(n) if axis == 2 else scipy.fft.fftfreq(n)
-        transfer = np.exp(-2.0 * (np.pi * sigma * freq) ** 2).astype(np.float32)
-        spec *= transfer.reshape([-1 if a == axis else 1 for a in range(3)])
-    out = scipy.fft.irfftn(spec, s=fshape, workers=-1, overwrite_x=True)
-    del spec
-    out = out[: shape[0], : shape[1], : shape[2]]
-    out = out - np.float32(out.mean(dtype=np.float64))
-    flat = out.reshape(-1)
-    # A BLAS dot product is several times faster than ndarray.std on ~10^7 values.
-    out *= np.float32(1.0 / math.sqrt(float(np.dot(flat, flat)) / flat.size))
-    return out
-
-
-def _soft_below(values: np.ndarray, threshold: float, width: float) -> np.ndarray:
-    """Smooth indicator of ``values < threshold`` (1 below, 0 above), in float32."""
-    out = np.subtract(np.float32(threshold), values, dtype=np.float32)
-    out *= np.float32(1.0 / width)
-    np.tanh(out, out=out)
-    out += 1.0
-    out *= 0.5
-    return out
 
 
 def _draw_missing(rng: np.random.Generator, nz: int,
@@ -642,16 +575,6 @@ def _fill_border(img: np.ndarray, widths: tuple[int, int, int, int], value: floa
     img[:, nx - right:] = value
 
 
-def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Clip to the dtype range and cast by truncation, as PyStack3D's ``astype`` does."""
-    hi = _data_range(dtype)
-    return np.clip(values, 0.0, hi).astype(dtype)
-
-
-def _data_range(dtype: np.dtype) -> float:
-    return float(np.iinfo(dtype).max) if dtype.kind in "iu" else 1.0
-
-
 def _random_pad_widths(rng: np.random.Generator, ny: int,
                        nx: int) -> tuple[int, int, int, int]:
     top, bottom, left, right = (int(v) for v in rng.integers(_PAD_RANGE[0], _PAD_RANGE[1] + 1,
@@ -671,99 +594,6 @@ def _asymmetric(a: int, b: int, cap: int) -> tuple[int, int]:
     if a == b:
         b = a - 1 if a > 0 else 1
     return a, b
-
-
-# ------------------------------------------------------------------------------ checks
-
-
-def _check_shape(shape: Any) -> tuple[int, int, int]:
-    try:
-        dims = tuple(int(n) for n in shape)
-        ok = len(dims) == 3 and all(int(n) == n for n in shape)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or dims[0] < 2 or dims[1] < 16 or dims[2] < 16:
-        raise InputError(f"shape must be 3 integers (nz, ny, nx) with nz >= 2 and ny, nx >= 16, "
-                         f"got {shape!r}")
-    return dims
-
-
-def _check_dtype(dtype: Any) -> np.dtype:
-    try:
-        out = np.dtype(dtype)
-    except TypeError as exc:
-        raise InputError(f"dtype must be a numpy integer or float dtype, got {dtype!r}") from exc
-    if out.kind not in "iuf":
-        raise InputError(f"dtype must be a numpy integer or float dtype, got {dtype!r}")
-    return out
-
-
-def _check_seed(seed: Any) -> int | None:
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"seed must be a non-negative integer or None, got {seed!r}")
-    return int(seed)
-
-
-def _positive_float(name: str, value: Any) -> float:
-    out = _nonnegative_float(name, value)
-    if out == 0:
-        raise InputError(f"{name} must be a positive number, got {value!r}")
-    return out
-
-
-def _nonnegative_float(name: str, value: Any) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        out = float("nan")
-    if isinstance(value, bool) or not math.isfinite(out) or out < 0:
-        raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
-    return out
-
-
-def _fraction(name: str, value: Any, upper: float = 1.0) -> float:
-    out = _nonnegative_float(name, value)
-    if out > upper:
-        raise InputError(f"{name} must be a fraction in [0, {upper}], got {value!r}")
-    return out
-
-
-def _nonnegative_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise InputError(f"{name} must be an integer >= 0, got {value!r}")
-    return int(value)
-
-
-def _float_pair(name: str, value: Any) -> tuple[float, float]:
-    try:
-        a, b = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be two numbers, got {value!r}") from None
-    if not (math.isfinite(a) and math.isfinite(b)):
-        raise InputError(f"{name} must be two finite numbers, got {value!r}")
-    return a, b
-
-
-def _check_gain_range(value: Any) -> tuple[float, float]:
-    lo, hi = _float_pair("gain_range", value)
-    if not 0 < lo <= hi or (lo > 0.95 and hi < 1.05):
-        raise InputError("gain_range must be (low, high) with 0 < low <= high, reaching at "
-                         f"least 0.05 away from 1, got {value!r}")
-    return lo, hi
-
-
-def _check_pad_widths(value: Any) -> tuple[int, int, int, int]:
-    try:
-        widths = tuple(int(v) for v in value)
-        ok = len(widths) == 4 and all(int(v) == v and v >= 0 for v in value)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise InputError("pad_widths must be 4 integers >= 0 (top, bottom, left, right), "
-                         f"got {value!r}")
-    return widths
 
 
 # ------------------------------------------------------------------------------ writing
