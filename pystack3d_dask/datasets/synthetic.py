@@ -37,7 +37,7 @@ from scipy import ndimage
 
 from ..errors import InputError
 from ..io.export import slice_name
-from ..workflow.profiles import DEFAULT_PROFILE, PROFILES
+from ..workflow.profiles import DEFAULT_PROFILE
 from .checks import (
     check_dtype,
     check_gain_range,
@@ -51,6 +51,8 @@ from .checks import (
     positive_float,
 )
 from .material import cast, data_range, porous_volume
+from .truth_store import load_truth, truth_dataset
+from .workflow_file import STEPS, workflow_toml
 
 __all__ = [
     "STEPS",
@@ -61,17 +63,6 @@ __all__ = [
     "write_synthetic",
 ]
 
-#: Process steps of the written workflow, in PyStack3D's order.
-STEPS: tuple[str, ...] = (
-    "cropping",
-    "bkg_removal",
-    "intensity_rescaling",
-    "registration_calculation",
-    "registration_transformation",
-    "destriping",
-    "resampling",
-    "cropping_final",
-)
 _PAD_RANGE = (12, 20)
 _MIN_VALID = 8  # smallest sample region (rows or columns) worth generating
 
@@ -672,221 +663,7 @@ def write_synthetic(
         tifffile.imwrite(path, img)
         paths.append(path)
 
-    _truth_dataset(syn).to_zarr(truth_path, mode="w", zarr_format=3, consolidated=False)
+    truth_dataset(syn).to_zarr(truth_path, mode="w", zarr_format=3, consolidated=False)
     workflow_path.write_text(workflow_toml(syn, profile=profile), encoding="utf-8")
     return SyntheticFiles(out_dir=out, slices_dir=slices_dir, slice_paths=paths,
                           truth=truth_path, workflow=workflow_path, synthetic=syn)
-
-
-def _truth_dataset(syn: Synthetic) -> Any:
-    import xarray as xr
-
-    rows, cols = syn.valid_rows, syn.valid_cols
-    ny, nx = syn.truth.shape[1:]
-    meta = {
-        "valid_area": [int(v) for v in syn.valid_area],
-        "pad_widths": [int(v) for v in syn.pad_widths],
-        "pad_value": float(syn.pad_value),
-        "frame_shape": [int(ny), int(nx)],
-        "kept": [int(v) for v in syn.kept],
-        "missing": [int(v) for v in syn.missing],
-        "curtain_slices": [int(v) for v in syn.curtain_slices],
-        "jump_slice": syn.jump_slice,
-        "bkg_coeffs": {k: float(v) for k, v in syn.bkg_coeffs.items()},
-        "dz": float(syn.dz),
-        "dtype": syn.dtype.name,
-        "data_range": float(syn.data_range),
-        "seed": syn.seed,
-        "options": _jsonable(syn.options),
-        "shift_convention": "acquired[i] = scipy.ndimage.shift(truth[kept[i]], (shift_y, shift_x))",
-    }
-    truth = xr.DataArray(
-        syn.truth[:, rows, cols],
-        dims=("z", "y", "x"),
-        coords={
-            "z": ("z", syn.z_truth.astype(np.float64), {"units": "um"}),
-            "y": ("y", np.arange(ny, dtype=np.int64)[rows], {"units": "pixel"}),
-            "x": ("x", np.arange(nx, dtype=np.int64)[cols], {"units": "pixel"}),
-        },
-        attrs={"description": "defect-free synthetic volume (valid region)",
-               "valid_area": meta["valid_area"], "data_range": meta["data_range"]},
-    )
-    dims = ("slice",)
-    ds = xr.Dataset(
-        {
-            "truth": truth,
-            "kept": (dims, syn.kept.astype(np.int64)),
-            "z_acquired": (dims, syn.z.astype(np.float64), {"units": "um"}),
-            "shift_y": (dims, syn.shifts[:, 0].astype(np.float64), {"units": "pixel"}),
-            "shift_x": (dims, syn.shifts[:, 1].astype(np.float64), {"units": "pixel"}),
-            "gain": (dims, syn.gain.astype(np.float64)),
-            "curtains": (dims, syn.curtains.astype(bool)),
-        },
-        attrs=meta,
-    )
-    # One chunk per slice: quality scoring and viewers read the truth slice by slice.
-    ds["truth"].encoding["chunks"] = (1, *ds["truth"].shape[1:])
-    return ds
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def workflow_toml(syn: Synthetic, final_margin: int = 4, profile: str = DEFAULT_PROFILE) -> str:
-    """PyStack3D workflow text (TOML) that corrects the stack of ``syn``.
-
-    Areas of later steps are given in the frame those steps see: the registration
-    area within the cropped frame, the final area within the frame left by the
-    registration's own cropping (predicted from the true shifts, with a margin).
-
-    Parameters
-    ----------
-    syn : Synthetic
-        The generated data.
-    final_margin : int
-        Extra pixels removed on each side by ``cropping_final``.
-    profile : str
-        ``"pystack3d"``: a file PyStack3D runs as is (VSNR destriping with its usual
-        parameters). ``"recommended"``: this project's ``profile = "recommended"``, with
-        the keys the profile chooses (the destriping method) left to it.
-
-    Returns
-    -------
-    str
-        The TOML text (``project_dir = "slices"``, relative to the file's folder).
-    """
-    if isinstance(final_margin, bool) or not isinstance(final_margin, (int, np.integer)) \
-            or final_margin < 0:
-        raise InputError(f"final_margin must be an integer >= 0, got {final_margin!r}")
-    if profile not in PROFILES:
-        raise InputError(f"profile must be one of {list(PROFILES)}, got {profile!r}")
-    xmin, xmax, ymin, ymax = syn.valid_area
-    width, height = xmax - xmin, ymax - ymin
-    reg_margin = max(2, round(0.1 * min(width, height)))
-    reg_area = [reg_margin, width - reg_margin, reg_margin, height - reg_margin]
-
-    # registration_transformation(cropping=true) keeps the rectangle every shifted slice
-    # covers; one extra pixel per side absorbs the estimation error of pystackreg.
-    rel = syn.shifts - syn.shifts[0]
-    loss_y = math.ceil(max(rel[:, 0].max(), 0.0)) + math.ceil(max(-rel[:, 0].min(), 0.0))
-    loss_x = math.ceil(max(rel[:, 1].max(), 0.0)) + math.ceil(max(-rel[:, 1].min(), 0.0))
-    if loss_x or loss_y:
-        loss_x, loss_y = loss_x + 2, loss_y + 2
-    reg_w, reg_h = width - loss_x, height - loss_y
-    m = int(final_margin)
-    if reg_w - 2 * m < 2 or reg_h - 2 * m < 2:
-        m = 0
-    final_area = [m, reg_w - m, m, reg_h - m]
-
-    threshold_min = syn.pad_value + 0.03 * syn.data_range
-    threshold_min = round(threshold_min) if syn.dtype.kind in "iu" else threshold_min
-
-    steps = ", ".join(f'"{s}"' for s in STEPS)
-    lines = [
-        "# PyStack3D workflow for a synthetic stack written by pystack3d_dask.datasets.synthetic",
-        'project_dir = "slices"',
-        "ind_min = 0",
-        "ind_max = 99999",
-        'channels = ["."]',
-        "nproc = 2",
-        f"process_steps = [{steps}]",
-        "history = []",
-        *([f'profile = "{profile}"'] if profile != DEFAULT_PROFILE else []),
-        "",
-        "[cropping]",
-        f"area = {_toml(syn.valid_area)}",
-        "",
-        "[bkg_removal]",
-        "dim = 3",
-        "orders = [1, 2, 1]",
-        "cross_terms = true",
-        "skip_factors = [10, 10, 10]",
-        f"threshold_min = {_toml(threshold_min)}",
-        "preserve_avg = true",
-        "",
-        "[intensity_rescaling]",
-        "nbins = 256",
-        "filter_size = -1",
-        "",
-        "[registration_calculation]",
-        'transformation = "TRANSLATION"',
-        f"area = {_toml(reg_area)}",
-        "nb_blocks = [1, 1]",
-        "",
-        "[registration_transformation]",
-        'mode = "edge"',
-        "cropping = true",
-        "",
-        "[destriping]",
-        *(["maxit = 50", "cvg_threshold = 1e-2",
-           'filters = [{ name = "Gabor", noise_level = 20, sigma = [0.5, 200], theta = 0 }]']
-          if profile == DEFAULT_PROFILE else
-          ["# method, only_striped: from the profile (column_profile, only where striped)"]),
-        "",
-        "[resampling]",
-        'policy = "slice_{slice_nb}_z={z_coord}um.tif"',
-        f"dz = {_toml(float(syn.dz))}",
-        "",
-        "[cropping_final]",
-        f"area = {_toml(final_area)}",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _toml(value: Any) -> str:
-    """TOML literal of a bool, number or list of them."""
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        text = repr(float(value))
-        # TOML floats need a fraction or an exponent; repr gives "2.0" or "1e-05".
-        return text if any(c in text for c in ".eE") or "inf" in text or "nan" in text \
-            else text + ".0"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    raise TypeError(f"no TOML literal for {value!r}")
-
-
-def load_truth(path: str | Path) -> Any:
-    """Open the truth written by :func:`write_synthetic`, lazily.
-
-    Parameters
-    ----------
-    path : str or pathlib.Path
-        The output folder of :func:`write_synthetic` or its ``truth.zarr`` store.
-
-    Returns
-    -------
-    xarray.DataArray
-        ``truth`` (z, y, x), dask-backed; the store's attributes (defect metadata) are
-        merged into its ``attrs``.
-
-    Raises
-    ------
-    InputError
-        If no truth store is found at ``path``.
-    """
-    import xarray as xr
-
-    p = Path(path)
-    if p.is_dir() and (p / "truth.zarr").is_dir():
-        p = p / "truth.zarr"
-    if not (p.is_dir() and (p / "zarr.json").is_file()):
-        raise InputError(f"path must be a synthetic output folder or its truth.zarr store, "
-                         f"got {path!s}")
-    ds = xr.open_zarr(p, consolidated=False)
-    if "truth" not in ds:
-        raise InputError(f"path {path!s} holds no 'truth' variable")
-    truth = ds["truth"]
-    truth.attrs = {**ds.attrs, **truth.attrs}
-    return truth
