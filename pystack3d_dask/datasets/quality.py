@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -67,30 +68,9 @@ def quality(
         If the dims are not as expected, the z ranges or the y/x coordinates do not
         overlap, or ``data_range`` is not positive.
     """
-    res = _select_channel(_check_array("result", result), channel)
-    tru = _check_array("truth", truth)
-    for name, arr in (("result", res), ("truth", tru)):
-        if set(arr.dims) != {"z", "y", "x"}:
-            raise InputError(f"{name} must have dims (z, y, x) (plus 'channel' for result), "
-                             f"got {tuple(arr.dims)}")
-    res = res.transpose("z", "y", "x")
-    tru = tru.transpose("z", "y", "x")
-
+    res, tru = _checked_pair(result, truth, channel)
     rng = _data_range(tru, data_range)
-
-    # y/x: compare only the pixels both arrays hold.
-    sel_res: dict[str, Any] = {}
-    sel_tru: dict[str, Any] = {}
-    for dim in ("y", "x"):
-        common, i_res, i_tru = np.intersect1d(_coord(res, dim), _coord(tru, dim),
-                                              assume_unique=False, return_indices=True)
-        if common.size == 0:
-            raise InputError(f"result and truth share no {dim} coordinate: result "
-                             f"{_span(_coord(res, dim))}, truth {_span(_coord(tru, dim))}")
-        sel_res[dim] = _as_indexer(i_res)
-        sel_tru[dim] = _as_indexer(i_tru)
-    res = res.isel(sel_res)
-    tru = tru.isel(sel_tru)
+    res, tru = _common_yx(res, tru)
 
     z_tru = _coord(tru, "z").astype(np.float64)
     order = np.argsort(z_tru, kind="stable")
@@ -102,9 +82,93 @@ def quality(
     if not any(p is not None for p in plans):
         raise InputError(f"result and truth do not overlap in z: result "
                          f"{_span(z_res)}, truth {_span(z_tru)}")
+    return _scores(res, tru, plans, rng).summary(len(plans), rng)
 
-    from skimage.metrics import structural_similarity
 
+def _checked_pair(result: Any, truth: Any, channel: int | str | None) -> tuple[Any, Any]:
+    """The result's channel and the truth, both checked and transposed to (z, y, x)."""
+    res = _select_channel(_check_array("result", result), channel)
+    tru = _check_array("truth", truth)
+    for name, arr in (("result", res), ("truth", tru)):
+        if set(arr.dims) != {"z", "y", "x"}:
+            raise InputError(f"{name} must have dims (z, y, x) (plus 'channel' for result), "
+                             f"got {tuple(arr.dims)}")
+    return res.transpose("z", "y", "x"), tru.transpose("z", "y", "x")
+
+
+def _common_yx(res: Any, tru: Any) -> tuple[Any, Any]:
+    """Both arrays restricted to the y/x pixels they both hold."""
+    sel_res: dict[str, Any] = {}
+    sel_tru: dict[str, Any] = {}
+    for dim in ("y", "x"):
+        common, i_res, i_tru = np.intersect1d(_coord(res, dim), _coord(tru, dim),
+                                              assume_unique=False, return_indices=True)
+        if common.size == 0:
+            raise InputError(f"result and truth share no {dim} coordinate: result "
+                             f"{_span(_coord(res, dim))}, truth {_span(_coord(tru, dim))}")
+        sel_res[dim] = _as_indexer(i_res)
+        sel_tru[dim] = _as_indexer(i_tru)
+    return res.isel(sel_res), tru.isel(sel_tru)
+
+
+@dataclass
+class _Sums:
+    """Running sums of the differences over the compared slices."""
+
+    sum_abs: float = 0.0
+    sum_diff: float = 0.0
+    sum_sq: float = 0.0
+    n_pix: int = 0
+    n_nonfinite: int = 0
+    n_slices: int = 0
+    ssims: list[float] = field(default_factory=list)
+
+    def add(self, img: np.ndarray, ref: np.ndarray, rng: float, win: int) -> None:
+        """Add one slice; its non-finite pixels are counted and left out."""
+        from skimage.metrics import structural_similarity
+
+        diff = img - ref
+        finite = np.isfinite(diff)
+        n_bad = int(diff.size - np.count_nonzero(finite))
+        if n_bad:
+            diff = diff[finite]
+        self.n_nonfinite += n_bad
+        self.n_slices += 1
+        self.n_pix += diff.size
+        self.sum_diff += float(diff.sum())
+        self.sum_abs += float(np.abs(diff).sum())
+        self.sum_sq += float(np.dot(diff.ravel(), diff.ravel()))
+        if n_bad == 0 and win >= 3:
+            self.ssims.append(float(structural_similarity(ref, img, data_range=rng,
+                                                          win_size=win)))
+
+    def summary(self, n_planned: int, rng: float) -> dict[str, float | int]:
+        """The scores of :func:`quality`."""
+        nan = float("nan")
+        n_pix = self.n_pix
+        mse = self.sum_sq / n_pix if n_pix else nan
+        if not n_pix:
+            psnr = nan
+        elif mse == 0:
+            psnr = math.inf
+        else:
+            psnr = 10.0 * math.log10(rng * rng / mse)
+        return {
+            "psnr": psnr,
+            "ssim": float(np.mean(self.ssims)) if self.ssims else nan,
+            "mae": self.sum_abs / n_pix if n_pix else nan,
+            "bias": self.sum_diff / n_pix if n_pix else nan,
+            "rmse": math.sqrt(mse) if n_pix else nan,
+            "n_slices": self.n_slices,
+            "n_pixels": n_pix,
+            "n_skipped": n_planned - self.n_slices,
+            "n_nonfinite": self.n_nonfinite,
+            "data_range": rng,
+        }
+
+
+def _scores(res: Any, tru: Any, plans: list[Any], rng: float) -> _Sums:
+    """Compare each planned result slice with its truth, a batch of slices at a time."""
     shape2d = (res.sizes["y"], res.sizes["x"])
     # slices are read a batch at a time (one graph each, not one per slice), in float64
     batch = max(1, min(32, (64 << 20) // max(1, 8 * shape2d[0] * shape2d[1])))
@@ -122,9 +186,7 @@ def quality(
 
     win = min(7, *shape2d)
     win -= 1 - win % 2  # SSIM needs an odd window no larger than the image
-    sum_abs = sum_diff = sum_sq = 0.0
-    n_pix = n_nonfinite = n_slices = 0
-    ssims: list[float] = []
+    sums = _Sums()
     kept = [k for k, plan in enumerate(plans) if plan is not None]
     for b0 in range(0, len(kept), batch):
         ks = kept[b0:b0 + batch]
@@ -138,41 +200,8 @@ def quality(
             (i0, w0), (i1, w1) = plans[k]
             ref = (truth_rows[i0] if w1 == 0
                    else w0 * truth_rows[i0] + w1 * truth_rows[i1])
-            diff = img - ref
-            finite = np.isfinite(diff)
-            n_bad = int(diff.size - np.count_nonzero(finite))
-            if n_bad:
-                diff = diff[finite]
-            n_nonfinite += n_bad
-            n_slices += 1
-            n_pix += diff.size
-            sum_diff += float(diff.sum())
-            sum_abs += float(np.abs(diff).sum())
-            sum_sq += float(np.dot(diff.ravel(), diff.ravel()))
-            if n_bad == 0 and win >= 3:
-                ssims.append(float(structural_similarity(ref, img, data_range=rng,
-                                                         win_size=win)))
-
-    nan = float("nan")
-    mse = sum_sq / n_pix if n_pix else nan
-    if not n_pix:
-        psnr = nan
-    elif mse == 0:
-        psnr = math.inf
-    else:
-        psnr = 10.0 * math.log10(rng * rng / mse)
-    return {
-        "psnr": psnr,
-        "ssim": float(np.mean(ssims)) if ssims else nan,
-        "mae": sum_abs / n_pix if n_pix else nan,
-        "bias": sum_diff / n_pix if n_pix else nan,
-        "rmse": math.sqrt(mse) if n_pix else nan,
-        "n_slices": n_slices,
-        "n_pixels": n_pix,
-        "n_skipped": len(plans) - n_slices,
-        "n_nonfinite": n_nonfinite,
-        "data_range": rng,
-    }
+            sums.add(img, ref, rng, win)
+    return sums
 
 
 def quality_table(rows: Mapping[str, Mapping[str, Any]]) -> str:
