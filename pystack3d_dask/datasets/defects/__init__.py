@@ -5,8 +5,9 @@ Pass them to :func:`pystack3d_dask.datasets.synthetic.generate` as
 left out of the list is switched off. The generator's keywords (``padding=``,
 ``drift_step=``, ...) build the same objects (:func:`defects_from_keywords`).
 
-A new defect is one :class:`Defect` subclass with its own random stream (the next
-index), added to :data:`DEFECT_TYPES`.
+A new defect is one :class:`Defect` subclass with its own random stream (the next free
+index): ``defects=[...]`` takes it as is. :data:`DEFECT_TYPES` lists the types the
+generator's keywords build.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def complete_defects(defects: Iterable[Defect]) -> list[Defect]:
         raise InputError(f"defects must be a list of Defect objects, got {defects!r}")
     given: dict[type[Defect], Defect] = {}
     for item in defects:
-        if not isinstance(item, Defect):
+        if not isinstance(item, Defect) or not hasattr(item, "stream"):
             raise InputError(f"defects must hold Defect objects (Padding(), Noise(), ...), "
                              f"got {item!r}")
         if type(item) in given:
