@@ -60,7 +60,7 @@ def ours(folder: Path, out: Path, compressors: list, workers: int) -> float:
     source = discover(folder)
     store = Store(out, compressors)
     with executor("threads", workers, progress=False) as ex:
-        store.write("input", lazy_stack(source), "bench", {}, ex.as_compute("ingest"))
+        store.write("input", lazy_stack(source), "bench", {}, compute=ex.as_compute("ingest"))
     return time.perf_counter() - start
 
 

@@ -79,7 +79,7 @@ def ingest(folder: Path, store: Store, workers: int) -> None:
     with executor("threads", workers, progress=False) as ex:
         store.write("input", lazy_stack(source), "bench",
                     {"source": {"root": str(source.root.resolve())},
-                     "manifest": source.manifest}, ex.as_compute("ingest"))
+                     "manifest": source.manifest}, compute=ex.as_compute("ingest"))
 
 
 def edit_middle(path: Path) -> None:

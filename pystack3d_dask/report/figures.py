@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import StoreError
 from ..store.checkpoints import Store
-from ..workflow.plan import fingerprint
+from ..store.metadata import fingerprint
 
 __all__ = ["REPORT_VERSION", "SCORE_NAMES", "ReportCache", "default_report_dir", "figures_key",
            "group_keys", "kept_scores", "report_groups", "score_key", "truth_identity",

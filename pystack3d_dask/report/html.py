@@ -145,7 +145,7 @@ def write_html_report(store: str | Path, out: str | Path, figures_dir: str | Pat
         Score the groups that have no scores yet (in ``scores`` or the report's cache);
         if false, the table says which are not scored.
     """
-    from ..workflow.plan import fingerprint
+    from ..store.metadata import fingerprint
     from .figures import ReportCache, group_keys, report_groups
 
     st = Store(store, create=False)

@@ -28,36 +28,10 @@ import xarray as xr
 
 from ..errors import ConfigError, NotAvailableError, suggest
 from ..params import PYSTACK3D_STEPS, Param
+from ..store.write import Derived, StepOutput
 
 __all__ = ["REGISTRY", "Derived", "Step", "StepOutput", "available_steps", "get_step",
            "map_slice_values", "map_slices", "register", "step_schemas"]
-
-
-@dataclass(frozen=True)
-class Derived:
-    """A per-slice quantity computed from each output slice as it is written (and from
-    the slices already on disk when a write resumes), stored as (channel, z, *dims).
-    ``func(slice, channel_index) -> array``.
-
-    With ``source`` (a dask array of the same (channel, z) slices, whole slices per
-    chunk: typically the step's input), ``func`` gets the source's slice instead, in the task
-    that writes the output slice: a quantity of the input without a pass of its own
-    over it. ``attrs`` are stored with the array.
-    """
-
-    func: Callable[[np.ndarray, int], np.ndarray]
-    dims: tuple[str, ...] = ()
-    source: Any = None
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class StepOutput:
-    """A step's output stack and the arrays stored beside it."""
-
-    stack: xr.DataArray
-    extras: dict[str, xr.DataArray] = field(default_factory=dict)
-    derived: dict[str, Derived] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

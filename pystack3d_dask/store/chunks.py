@@ -28,7 +28,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BytesCodec, ZstdCodec
 
-__all__ = ["FastChunks", "fast_chunks", "slab_chunks", "slab_size", "slice_bytes"]
+__all__ = ["FastChunks", "array_handle", "fast_chunks", "read_block", "slab_chunks", "slab_size",
+           "slice_bytes", "stored_slice"]
 
 #: Bytes of slices that one task reads, corrects and writes together (a *slab*), and
 #: the most slices in a slab. On disk every slice stays a chunk of its own; in the dask
@@ -126,3 +127,31 @@ def fast_chunks(store: str, path: str, token: str = "") -> FastChunks | None:
         return None
     return FastChunks(Path(store) / path, tuple(array.chunks), np.dtype(array.dtype), codec,
                       meta.encode_chunk_key)
+
+
+@functools.lru_cache(maxsize=64)
+def array_handle(store: str, path: str, token: str = "") -> zarr.Array:
+    """A zarr handle on an array of the store, kept per process, array and content
+    fingerprint (``token``): opening reads zarr.json, which would otherwise be done once
+    per chunk; the token keeps a worker from reusing the handle of a replaced array of
+    another shape."""
+    return zarr.open_array(store, path=path, mode="r+").with_config({"write_empty_chunks": True})
+
+
+def stored_slice(store: str, group: str, c: int, z: int, token: str) -> np.ndarray:
+    """Slice (c, z) of a group's stack, read directly (zarr for another layout)."""
+    fast = fast_chunks(store, f"{group}/stack", token)
+    return fast.read((c, z, 0, 0))[0, 0] if fast is not None else array_handle(
+        store, f"{group}/stack", token)[c, z]
+
+
+def read_block(store: str, path: str, token: str, block_info: dict | None = None) -> np.ndarray:
+    """The slab of slices of a block (channel c, slices z0 to z1), one chunk file each."""
+    (c, _), (z0, z1) = block_info[None]["array-location"][:2]
+    fast = fast_chunks(store, path, token)
+    if z1 - z0 == 1:
+        return fast.read((c, z0, 0, 0))
+    out = np.empty((1, z1 - z0, *fast.chunk_shape[2:]), dtype=fast.dtype)
+    for z in range(z0, z1):
+        out[0, z - z0] = fast.read((c, z, 0, 0))[0, 0]
+    return out

@@ -17,6 +17,7 @@ import xarray as xr
 
 from ..errors import ConfigError
 from ..store.checkpoints import INPUT_GROUP, Store
+from ..store.write import StepOutput
 
 __all__ = ["checkpoint"]
 
@@ -74,7 +75,7 @@ def checkpoint(stack: xr.DataArray | xr.Dataset, store: str | Path, name: str
                           "(channel, z, y, x)")
     st = Store(store)
     fingerprint = dask.base.tokenize(stack)
-    st.write(name, data, fingerprint, {"step": name, "checkpoint": True}, None, extras)
+    st.write(name, StepOutput(data, extras), fingerprint, {"step": name, "checkpoint": True})
     if isinstance(stack, xr.Dataset):
         return st.open_dataset(name).assign(stack=st.open_stack(name))
     return st.open_stack(name)

@@ -38,9 +38,10 @@ from ..steps.functions import build, reduction_params
 from ..store.checkpoints import INPUT_GROUP, Store, WriteReport, make_compressors, to_json
 from ..store.chunks import slab_size, slice_bytes
 from ..store.lock import StoreLock
+from ..store.metadata import fingerprint
 from .clean import is_kept
 from .config import Workflow, load_workflow
-from .plan import fingerprint, input_fingerprint, plan_run, source_of
+from .plan import input_fingerprint, plan_run, source_of
 
 __all__ = ["RunResult", "StepReport", "fingerprint", "open_result", "resolve_group", "run"]
 
@@ -186,7 +187,7 @@ def _ingest(store: Store, wf: Workflow, source: SliceSource, run: Executor,
         "package_version": __version__,
         "provenance": provenance,
     }
-    rep = store.write(INPUT_GROUP, stack, fp, attrs, run.as_compute("ingest"))
+    rep = store.write(INPUT_GROUP, stack, fp, attrs, compute=run.as_compute("ingest"))
     return _report(INPUT_GROUP, rep)
 
 
@@ -351,8 +352,8 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool,
                 # a step that leaves the slices as they are links its input's files
                 link = stack_group if get_step(name).passthrough and not pending else None
                 with _naming(label):
-                    rep = st.write(group, out.stack, fp, attrs, ex.as_compute(name),
-                                   out.extras, out.derived, link_from=link, started=start)
+                    rep = st.write(group, out, fp, attrs, compute=ex.as_compute(name),
+                                   link_from=link, started=start)
                 _release_memory()
             if rep is None:
                 status = "reused" if st.is_complete(group) else "removed"

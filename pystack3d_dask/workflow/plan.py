@@ -8,8 +8,6 @@ prints it, and :func:`pystack3d_dask.run` carries it out.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +15,8 @@ from typing import Any
 
 from .._version import __version__
 from ..io.tiff import SliceSource, discover
-from ..store.checkpoints import INPUT_GROUP, LAYOUT_VERSION, Store, to_json
+from ..store.checkpoints import INPUT_GROUP, LAYOUT_VERSION, Store
+from ..store.metadata import fingerprint
 from .config import Workflow, load_workflow
 
 __all__ = ["GroupPlan", "fingerprint", "format_plan", "plan"]
@@ -42,12 +41,6 @@ class GroupPlan:
     def writes(self) -> bool:
         """Whether the run writes this group (computes or resumes it)."""
         return self.action in ("compute", "resume")
-
-
-def fingerprint(payload: Mapping[str, Any]) -> str:
-    """SHA-256 of a JSON-serialisable payload, keys sorted."""
-    text = json.dumps(to_json(payload), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def source_of(wf: Workflow) -> SliceSource:

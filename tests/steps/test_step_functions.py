@@ -156,7 +156,7 @@ def test_python_defaults_are_the_workflow_files(tmp_path, slices):
 
 
 def test_checkpoint_writes_reuses_and_resumes(tmp_path, slices, monkeypatch):
-    import pystack3d_dask.store.checkpoints as store_mod
+    import pystack3d_dask.store.write as store_mod
 
     stack = _run(slices, tmp_path / "in.zarr", ["cropping"]).open_stack("input")
     flat = steps.bkg_removal(stack, **TABLES["bkg_removal"])

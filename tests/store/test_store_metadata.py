@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from pystack3d_dask.store.checkpoints import CHUNK_KEY_ENCODING, Store, _slice_chunks, _split_extras
+from pystack3d_dask.store import CHUNK_KEY_ENCODING, Store
+from pystack3d_dask.store.metadata import slice_chunks as _slice_chunks
+from pystack3d_dask.store.metadata import split_extras as _split_extras
 
 
 def _xarray_create(store: Store, group: str, stack: xr.DataArray,

@@ -17,8 +17,9 @@ from helpers import tree_hashes, write_stack
 
 import pystack3d_dask as p3d
 import pystack3d_dask.io.tiff as tiff_mod
-import pystack3d_dask.store.checkpoints as store_mod
+import pystack3d_dask.store.write as write_mod
 from pystack3d_dask.errors import ConfigError, StoreError
+from pystack3d_dask.store import Store
 
 
 def _workflow(tmp_path: Path, **tables) -> dict:
@@ -40,7 +41,7 @@ def _workflow(tmp_path: Path, **tables) -> dict:
 def counters(monkeypatch):
     """Count the TIFF slices read and the chunks written, per group."""
     counts = {"reads": 0, "writes": {}}
-    read, write = tiff_mod.read_slice, store_mod._write_slab
+    read, write = tiff_mod.read_slice, write_mod._write_slab
 
     def counting_read(*args, **kwargs):
         counts["reads"] += 1
@@ -52,7 +53,7 @@ def counters(monkeypatch):
         return write(block, extra_blocks, extra_specs, store, group, c, z0, n, todo, *args)
 
     monkeypatch.setattr(tiff_mod, "read_slice", counting_read)
-    monkeypatch.setattr(store_mod, "_write_slab", counting_write)
+    monkeypatch.setattr(write_mod, "_write_slab", counting_write)
     return counts
 
 
@@ -62,7 +63,7 @@ def test_checkpoints_hold_stack_stats_params_fingerprint(tmp_path, stack_dir):
     assert [r.group for r in result.reports] == ["input", "steps/01_cropping",
                                                  "steps/02_cropping_final"]
     ds = p3d.load_workflow  # noqa: F841 - API presence
-    st = store_mod.Store(tmp_path / "out.zarr", create=False)
+    st = Store(tmp_path / "out.zarr", create=False)
     crop = st.open_dataset("steps/01_cropping")
     # area [4, 60, 6, 44] on 48 rows: rows 48-44=4 .. 48-6=42, columns 4 .. 60
     expected = data[:, 4:42, 4:60]
@@ -208,7 +209,7 @@ def test_failed_step_never_marked_complete(tmp_path, stack_dir):
     victim.write_bytes(raw[: len(raw) // 3])
     with pytest.raises(p3d.InputError, match="slice_0007"):
         p3d.run(_workflow(tmp_path), progress=False)
-    st = store_mod.Store(tmp_path / "out.zarr", create=False)
+    st = Store(tmp_path / "out.zarr", create=False)
     assert not st.is_complete("input")
     with pytest.raises(StoreError, match="no complete step"):
         p3d.open_result(tmp_path / "out.zarr")
@@ -245,7 +246,7 @@ def test_killed_run_resumes_without_recomputing_written_chunks(tmp_path, counter
         if 0 < present < n:
             break
     assert 0 < present < n, "could not kill the run in the middle of the step"
-    st = store_mod.Store(tmp_path / "out.zarr", create=False)
+    st = Store(tmp_path / "out.zarr", create=False)
     assert st.is_complete("input") and not st.is_complete("steps/01_cropping")
 
     stray = group_dir / "stack" / "c.0.0.0.0.0123abcd.partial"
