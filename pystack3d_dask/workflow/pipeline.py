@@ -1,14 +1,16 @@
 """Workflow -> ingest -> steps in the file's order -> one checkpoint per step.
 
-Each checkpoint carries a fingerprint of its parameters, the upstream fingerprint, the
-input manifest and the package version. A complete checkpoint with the same fingerprint
-is reused; a partial one is resumed; any other is replaced. A step whose table says
+:func:`run` loads and checks the workflow, locks the store, plans the run
+(:func:`~.plan.plan_run`: per group, reuse, resume or compute, and why) and carries the
+plan out (:func:`~.execute.execute`). Each checkpoint carries a fingerprint of its
+parameters, the upstream fingerprint, the input manifest and the package version. A
+complete checkpoint with the same fingerprint is reused; a partial one is resumed; any
+other is replaced. A step whose table says
 ``checkpoint = false`` is not written: its graph is fused into the next step's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import getpass
 import html
@@ -17,8 +19,8 @@ import socket
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,36 +29,19 @@ import xarray as xr
 from .._version import __version__
 from ..errors import ConfigError, Pystack3dDaskError, StoreError
 from ..io.identity import check_same_input
-from ..io.tiff import SliceSource, lazy_stack, slice_folders
-from ..runtime.cluster import Executor, executor
-from ..runtime.faults import fault_point
-from ..runtime.heap import keep_heap, release_heap
+from ..io.tiff import SliceSource, slice_folders
+from ..runtime.cluster import executor
+from ..runtime.heap import keep_heap
 from ..runtime.log import LOGGER, show_messages
-from ..runtime.pool import release_pool
-from ..steps import StepOutput, get_step
-from ..steps.functions import build, reduction_params
-from ..store.checkpoints import INPUT_GROUP, Store, WriteReport, make_compressors, to_json
-from ..store.chunks import slab_size, slice_bytes
+from ..steps import get_step
+from ..steps.functions import reduction_params
+from ..store.checkpoints import INPUT_GROUP, Store, make_compressors, to_json
 from ..store.lock import StoreLock
-from ..store.metadata import fingerprint
-from .clean import is_kept
 from .config import Workflow, load_workflow
+from .execute import StepReport, execute
 from .plan import input_fingerprint, plan_run, source_of
 
-__all__ = ["RunResult", "StepReport", "fingerprint", "open_result", "resolve_group", "run"]
-
-
-@dataclass
-class StepReport:
-    """What one group of the run did: ``reused``, ``computed`` or ``resumed``."""
-
-    name: str
-    group: str
-    status: str
-    chunks_total: int
-    chunks_computed: int
-    seconds: float
-    fused: list[str] = field(default_factory=list)
+__all__ = ["RunResult", "StepReport", "open_result", "resolve_group", "run"]
 
 
 @dataclass
@@ -173,64 +158,6 @@ def _os_error(exc: OSError, store: Path) -> StoreError | None:
     return None
 
 
-def _ingest(store: Store, wf: Workflow, source: SliceSource, run: Executor,
-            provenance: dict[str, Any], fp: str, manifest_id: str) -> StepReport:
-    stack = lazy_stack(source, wf.input["pixel_size"])
-    run.task_bytes = _task_bytes(stack)
-    attrs = {
-        "step": INPUT_GROUP,
-        "source": {"root": str(source.root.resolve()), "channels": source.channels,
-                   "z_from_names": source.z_from_names, "policy": wf.policy},
-        "manifest": source.manifest,
-        "manifest_fingerprint": manifest_id,
-        "dtype": str(source.dtype),
-        "package_version": __version__,
-        "provenance": provenance,
-    }
-    rep = store.write(INPUT_GROUP, stack, fp, attrs, compute=run.as_compute("ingest"))
-    return _report(INPUT_GROUP, rep)
-
-
-def _task_bytes(stack: xr.DataArray) -> int:
-    """Bytes of the slab of slices one task of a stack handles (the executor's batches
-    are sized by it)."""
-    one = slice_bytes(stack.shape, stack.dtype)
-    return one * slab_size(one)
-
-
-def _report(name: str, rep: WriteReport, fused: list[str] | None = None) -> StepReport:
-    return StepReport(name, rep.group, rep.status, rep.chunks_total, rep.chunks_computed,
-                      rep.seconds, fused or [])
-
-
-def _build(name: str, stack: xr.DataArray, params: dict[str, Any], ex: Executor,
-           outputs: dict[str, xr.Dataset], store: Store | None = None,
-           group: str | None = None, fp: str | None = None) -> StepOutput:
-    """A step's lazy output, its prepared values computed first (or reloaded from a
-    partial checkpoint of the same fingerprint, when resuming). ``outputs`` holds the
-    outputs of the steps before it, for the steps that need them."""
-    step = get_step(name)
-    ex.task_bytes = _task_bytes(stack)
-    try:
-        loaded = None
-        if (step.prepare is not None and store is not None
-                and (store.attrs(group) or {}).get("fingerprint") == fp):
-            loaded = store.load_extras(group, step.prepared_names(**reduction_params(params)))
-        upstream = {n: outputs[n] for n in step.needs if n in outputs}
-        out = build(step, stack, params, ex.compute_values, upstream, loaded)
-        if step.prepare is not None and loaded is None:
-            # what the reduction held (a fit sample, its residuals and weights) goes
-            # back to the system before the slices are written: kept in the main
-            # thread's heap, the writer threads' own heaps would add to it
-            release_heap()
-    except ConfigError as exc:
-        if str(exc).startswith("["):
-            raise
-        # a kernel's message names the value; the user also needs the table it came from
-        raise ConfigError(f"[{name}] {exc}") from exc
-    return out
-
-
 def _check_steps(wf: Workflow) -> None:
     """What the workflow alone can tell, before any slice is read: unknown steps, each
     step's own checks, and steps listed without the earlier steps they read."""
@@ -268,35 +195,15 @@ def _refuse_main_reimport() -> None:
 
 def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool,
                 client: Any = None) -> list[StepReport]:
-    """The run itself, with the store locked: ingest, then each step's checkpoint; with
-    ``[store] keep``, the slices of a group not kept are removed once the next group is
-    complete."""
+    """The run itself, with the store locked: plan it, then carry the plan out on the
+    workflow's executor (:func:`~.execute.execute`)."""
     if wf.store["overwrite"]:
         st.clear()
     else:
         check_same_input(st, source)
-
     input_fp, manifest_id = input_fingerprint(wf, source)
-    groups_plan = plan_run(wf, st, source, (input_fp, manifest_id))
-    must = {g.group: g.writes for g in groups_plan}
-    fps = {g.step: g.fingerprint for g in groups_plan}
-    keep = wf.store["keep"]
-    names = {g.group: g.step for g in groups_plan}
-    last_group = groups_plan[-1].group
-
-    def retire(previous: str | None) -> None:
-        """The group before a complete one: its slices go unless kept."""
-        if previous is None or is_kept(keep, names[previous], previous == last_group):
-            return
-        if st.is_complete(previous):
-            freed = st.remove_slices(previous, f"[store] keep = {keep!r}")
-            if progress:
-                LOGGER.info(f"{previous}: slices removed ({freed / 2**20:.1f} MiB), "
-                            f"keep = {keep!r}")
-
+    groups = plan_run(wf, st, source, (input_fp, manifest_id))
     sched = wf.scheduler
-    reports: list[StepReport] = []
-    groups = [INPUT_GROUP]
     with executor(sched["name"], sched["workers"], sched["threads_per_worker"],
                   sched["memory_limit"], sched["dashboard_address"], progress,
                   address=sched.get("address"), slurm=sched.get("slurm"),
@@ -304,137 +211,13 @@ def _run_locked(wf: Workflow, st: Store, source: SliceSource, progress: bool,
                   worker_timeout=sched.get("worker_timeout", 300.0), client=client) as ex:
         provenance = _provenance(wf, source, manifest_id)
         st.update_info(workflow_started=time.time(),
-                       workflow_planned=[g.group for g in groups_plan],
+                       workflow_planned=[g.group for g in groups],
                        package_version=__version__,
                        workflow_source=str(wf.source) if wf.source else None,
                        workflow_raw=to_json(wf.raw))
-        if must[INPUT_GROUP]:
-            reports.append(_ingest(st, wf, source, ex, provenance, input_fp, manifest_id))
-        else:
-            n_slices = len(source.pages) * len(source.channels)
-            status = "reused" if st.is_complete(INPUT_GROUP) else "removed"
-            reports.append(StepReport(INPUT_GROUP, INPUT_GROUP, status, n_slices, 0, 0.0))
-        fault_point("between-steps", INPUT_GROUP)
-        # groups are opened when a step to compute reads them: an unchanged run opens none
-        opened = _OpenedGroups(st)
-        stack_group = INPUT_GROUP
-        previous: str | None = INPUT_GROUP
-
-        pending: list[tuple[str, dict[str, Any]]] = []
-        outputs = _Outputs(opened)
-        for index, name in enumerate(wf.process_steps, start=1):
-            params = wf.step_params(name)
-            if not wf.steps[name]["checkpoint"] and index != len(wf.process_steps):
-                pending.append((name, params))
-                continue
-            group = f"steps/{index:02d}_{name}"
-            fp = fps[name]
-            fused = [p for p, _ in pending]
-            rep = None
-            if must[group]:
-                stack = opened.stack(stack_group)
-                if stack is None:  # _needed makes the groups before it available
-                    raise StoreError(f"{group}: its input has no slices in {st.path}")
-                start = time.perf_counter()
-                lazy = stack
-                for fused_name, fused_params in pending:
-                    with _naming(fused_name):
-                        fused_out = _build(fused_name, lazy, fused_params, ex, outputs)
-                    outputs[fused_name] = xr.Dataset(fused_out.extras)
-                    lazy = fused_out.stack
-                label = name if not fused else f"{name} (with {', '.join(fused)})"
-                with _naming(label):
-                    out = _build(name, lazy, params, ex, outputs, st, group, fp)
-                attrs = {"step": name, "index": index, "params": to_json(params),
-                         "fused": fused,
-                         "fused_params": {n: to_json(p) for n, p in pending},
-                         "package_version": __version__, "provenance": provenance}
-                # a step that leaves the slices as they are links its input's files
-                link = stack_group if get_step(name).passthrough and not pending else None
-                with _naming(label):
-                    rep = st.write(group, out, fp, attrs, compute=ex.as_compute(name),
-                                   link_from=link, started=start)
-                _release_memory()
-            if rep is None:
-                status = "reused" if st.is_complete(group) else "removed"
-                reports.append(StepReport(name, group, status, st.slice_count(group), 0, 0.0,
-                                          fused))
-            else:
-                reports.append(_report(name, rep, fused))
-                check = get_step(name).check
-                for note in (check(opened.dataset(group)) if check else []):
-                    warnings.warn(f"{name}: {note}", UserWarning, stacklevel=2)
-            groups.append(group)
-            pending = []
-            stack_group = group
-            outputs.name(name, group)
-            retire(previous)
-            previous = group
-            fault_point("between-steps", group)
-        st.update_info(workflow=groups, workflow_finished=time.time())
+        reports = execute(groups, wf, st, source, ex, provenance, progress)
+        st.update_info(workflow=[g.group for g in groups], workflow_finished=time.time())
     return reports
-
-
-class _OpenedGroups:
-    """Each group's Dataset and stack, opened once, on first use."""
-
-    def __init__(self, st: Store) -> None:
-        self.st = st
-        self.datasets: dict[str, xr.Dataset] = {}
-
-    def dataset(self, group: str) -> xr.Dataset:
-        if group not in self.datasets:
-            self.datasets[group] = self.st.open_dataset(group)
-        return self.datasets[group]
-
-    def stack(self, group: str) -> xr.DataArray | None:
-        """The group's stack, or None when its slices were removed."""
-        if not self.st.is_complete(group):
-            return None
-        return self.st.open_stack(group, self.dataset(group))
-
-
-class _Outputs(dict):
-    """The outputs of the steps before, for the steps that need them (``step.needs``):
-    a checkpointed step's group is opened when one asks for it."""
-
-    def __init__(self, opened: _OpenedGroups) -> None:
-        super().__init__()
-        self.opened = opened
-        self.groups: dict[str, str] = {}
-
-    def name(self, step: str, group: str) -> None:
-        self.groups[step] = group
-        self.pop(step, None)
-
-    def __contains__(self, step: object) -> bool:
-        return super().__contains__(step) or step in self.groups
-
-    def __getitem__(self, step: str) -> xr.Dataset:
-        if not super().__contains__(step):
-            self[step] = self.opened.dataset(self.groups[step])
-        return super().__getitem__(step)
-
-
-@contextlib.contextmanager
-def _naming(step: str) -> Iterator[None]:
-    """Mark an unexpected error with the step it came from, for the command's one-line
-    message (errors of this package name their step themselves)."""
-    try:
-        yield
-    except Exception as exc:
-        if not isinstance(exc, Pystack3dDaskError) and not hasattr(exc, "pystack3d_step"):
-            with contextlib.suppress(AttributeError):  # a few built-ins take no attributes
-                exc.pystack3d_step = step
-        raise
-
-
-def _release_memory() -> None:
-    """After a step: the process pool goes (its idle processes held 50-150 MiB each
-    through the steps after registration), and the heap that the step's slices freed
-    goes back to the system (kept during the step by :func:`~.heap.keep_heap`)."""
-    release_pool()
-    release_heap()
 
 
 def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path | None = None,

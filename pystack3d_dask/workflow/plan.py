@@ -28,7 +28,8 @@ ACTIONS = ("reuse", "resume", "compute", "keep removed")
 @dataclass(frozen=True)
 class GroupPlan:
     """One group of a run: its name, step, fingerprint, what the run does with it
-    (one of :data:`ACTIONS`) and why; ``fused``: the steps computed within it."""
+    (one of :data:`ACTIONS`) and why; ``fused``: the steps computed within it;
+    ``index``: the step's place in ``process_steps`` (from 1; 0 for the input)."""
 
     group: str
     step: str
@@ -36,6 +37,7 @@ class GroupPlan:
     action: str
     why: str
     fused: tuple[str, ...] = ()
+    index: int = 0
 
     @property
     def writes(self) -> bool:
@@ -62,10 +64,11 @@ def input_fingerprint(wf: Workflow, source: SliceSource) -> tuple[str, str]:
 
 
 def _chain(wf: Workflow, input_fp: str, manifest_id: str
-           ) -> list[tuple[str, str, str, tuple[str, ...]]]:
-    """``(group, step, fingerprint, fused steps)`` of every group the workflow writes,
-    the input first: a step without a checkpoint is computed within the next group."""
-    chain = [(INPUT_GROUP, INPUT_GROUP, input_fp, ())]
+           ) -> list[tuple[str, str, str, tuple[str, ...], int]]:
+    """``(group, step, fingerprint, fused steps, index)`` of every group the workflow
+    writes, the input first: a step without a checkpoint is computed within the next
+    group."""
+    chain = [(INPUT_GROUP, INPUT_GROUP, input_fp, (), 0)]
     upstream, pending = input_fp, []
     names = wf.process_steps
     for index, name in enumerate(names, start=1):
@@ -75,18 +78,18 @@ def _chain(wf: Workflow, input_fp: str, manifest_id: str
         if not wf.steps[name]["checkpoint"] and index != len(names):
             pending.append(name)
             continue
-        chain.append((f"steps/{index:02d}_{name}", name, upstream, tuple(pending)))
+        chain.append((f"steps/{index:02d}_{name}", name, upstream, tuple(pending), index))
         pending = []
     return chain
 
 
-def _decide(st: Store | None, chain: list[tuple[str, str, str, tuple[str, ...]]],
+def _decide(st: Store | None, chain: list[tuple[str, str, str, tuple[str, ...], int]],
             overwrite: bool) -> list[GroupPlan]:
     """Each group's action, from the last to the first: a group whose slices were
     removed is written again only when a later group to write reads them."""
     out: list[GroupPlan] = []
     later_writes = False
-    for group, step, fp, fused in reversed(chain):
+    for group, step, fp, fused, index in reversed(chain):
         attrs = (st.attrs(group) or {}) if st is not None and not overwrite else {}
         if st is None:
             action, why = "compute", "no store yet"
@@ -106,7 +109,7 @@ def _decide(st: Store | None, chain: list[tuple[str, str, str, tuple[str, ...]]]
                             "no group to write reads them"))
         else:
             action, why = "resume", "an interrupted write of the same fingerprint"
-        plan_ = GroupPlan(group, step, fp, action, why, fused)
+        plan_ = GroupPlan(group, step, fp, action, why, fused, index)
         later_writes = plan_.writes
         out.append(plan_)
     return out[::-1]

@@ -108,3 +108,31 @@ def test_dry_run_prints_the_plan_and_writes_nothing(project, tmp_path):
     assert out.stdout.count("no store yet") == n_steps + 1
     assert not store.exists()
     assert format_plan(plan(path, store)) == out.stdout.rstrip("\n")
+
+
+def test_execute_carries_out_the_plan_it_is_given(project, tmp_path):
+    """execute(plan, ...) on its own: a group removed since the last run is computed from
+    the group before it, the others are left as they are (not even rewritten)."""
+    from pystack3d_dask.runtime.cluster import executor
+    from pystack3d_dask.workflow.config import load_workflow
+    from pystack3d_dask.workflow.execute import execute
+    from pystack3d_dask.workflow.plan import plan_run, source_of
+
+    store = tmp_path / "s.zarr"
+    p3d.run(_workflow(project, store), progress=False)
+    st = Store(store, create=False)
+    wf = load_workflow(_workflow(project, store))
+    source = source_of(wf)
+    finished = {g: st.attrs(g)["finished"] for g in ["input", *st.step_groups()]}
+    st.delete_group(st.step_groups()[1])
+    groups = plan_run(wf, st, source)
+    assert [g.action for g in groups] == ["reuse", "reuse", "compute", "reuse", "reuse"]
+    with executor("threads", 2, progress=False) as ex:
+        reports = execute(groups, wf, st, source, ex, {"input_manifest": {"fingerprint": "x"}},
+                          progress=False)
+    assert [r.status for r in reports] == ["reused", "reused", "computed", "reused", "reused"]
+    assert reports[2].chunks_computed == reports[2].chunks_total == len(source.pages)
+    after = {g: st.attrs(g)["finished"] for g in finished}
+    changed = [g for g in finished if after[g] != finished[g]]
+    assert changed == [groups[2].group]
+    assert st.attrs(groups[2].group)["index"] == 2
