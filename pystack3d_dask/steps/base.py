@@ -30,8 +30,17 @@ from ..errors import ConfigError, NotAvailableError, suggest
 from ..params import PYSTACK3D_STEPS, Param
 from ..store.write import Derived, StepOutput
 
-__all__ = ["REGISTRY", "Derived", "Step", "StepOutput", "available_steps", "get_step",
-           "map_slice_values", "map_slices", "register", "step_schemas"]
+__all__ = ["REGISTRY", "Compute", "Derived", "SliceFunction", "Step", "StepOutput",
+           "available_steps", "get_step", "map_slice_values", "map_slices", "register",
+           "step_schemas"]
+
+#: ``compute(list_of_dask_collections) -> list_of_values``: how a step's ``prepare`` runs
+#: its reductions (on the run's executor).
+Compute = Callable[[list[Any]], list[Any]]
+#: ``func(slice, c, z, **tables, **params)``: a 2D slice with its channel and slice
+#: indices, the one way step code is called per slice (:func:`map_slices`,
+#: :func:`map_slice_values`, :class:`Derived`).
+SliceFunction = Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -106,19 +115,25 @@ def _slice_task(block: np.ndarray, tables: dict[str, np.ndarray], kernel: Callab
                 ) -> np.ndarray:
     c, z0 = _origin(block_info)
     if block.shape[1] == 1:
-        return kernel(block, c, z0, **tables, **params)
+        return np.asarray(kernel(block[0, 0], c, z0, **tables, **params))[None, None]
     out = np.empty(block.shape, dtype=out_dtype)  # map_blocks keeps the block's shape
     for k in range(block.shape[1]):
-        out[:, k:k + 1] = kernel(block[:, k:k + 1], c, z0 + k, **tables, **params)
+        out[0, k] = kernel(block[0, k], c, z0 + k, **tables, **params)
     return out
 
 
-def map_slices(func: Callable[..., np.ndarray], data: Any, tables: dict[str, np.ndarray],
-               dtype: Any, **kwargs: Any) -> Any:
-    """``func(block, c, z, **tables, **kwargs)`` on every slice of ``data``, a dask
+def map_slices(func: SliceFunction, data: Any, tables: dict[str, np.ndarray], dtype: Any,
+               **kwargs: Any) -> Any:
+    """``func(slice, c, z, **tables, **kwargs)`` on every slice of ``data``, a dask
     array of the stack (one channel per block, whole slices, any number of slices per
-    block: a slab of a few), given as a (1, 1, y, x) block with its channel and slice
-    indices; ``func`` returns the slice's (1, 1, y, x) output, of ``dtype``.
+    block: a slab of a few): ``func`` gets one 2D slice with its channel and slice
+    indices and returns the output slice, of ``dtype``.
+
+    This is the steps' one per-slice convention: :func:`map_slice_values` and
+    :class:`Derived` call their functions the same way. Two graphs pair slices
+    otherwise, on purpose: 2D background removal subtracts from each slice its own
+    lazily fitted coefficients (a blockwise of the slab and its fits), and GPU
+    destriping sends a batch of slices to the device at once.
 
     ``tables`` (small arrays indexed by channel and slice: histograms, coefficients,
     matrices) are one key of the graph that every slice's task reads. As chunked dask
@@ -141,10 +156,10 @@ def _values_task(block: np.ndarray, kernel: Callable[..., Any], shape: tuple[int
     return out
 
 
-def map_slice_values(func: Callable[..., Any], data: Any, shape: tuple[int, ...],
+def map_slice_values(func: SliceFunction, data: Any, shape: tuple[int, ...],
                      dtype: Any, **kwargs: Any) -> Any:
-    """``func(slice, c, z, **kwargs)`` (a 2D slice with its channel and slice indices)
-    for every slice of ``data`` (one channel per block, whole slices): a lazy
+    """``func(slice, c, z, **kwargs)`` (a 2D slice with its channel and slice indices,
+    as for :func:`map_slices`) for every slice of ``data`` (one channel per block, whole slices): a lazy
     (channel, z, *shape) array of its values, in the z blocks of ``data``. The per-slice
     reductions of the steps (histograms, means, samples, scores) are made with it."""
     chunks = (data.chunks[0], data.chunks[1], *((n,) for n in shape))

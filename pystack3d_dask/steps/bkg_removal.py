@@ -182,12 +182,12 @@ def prepare(stack: xr.DataArray, compute: Callable[[list[Any]], list[Any]],
         attrs={"powers": [list(p) for p in powers]})}
 
 
-def _apply_3d_block(block: np.ndarray, c: int, z: int, coefs: np.ndarray, nz: int,
+def _apply_3d_slice(img: np.ndarray, c: int, z: int, coefs: np.ndarray, nz: int,
                     powers: Powers, tmin: float | None, tmax: float | None,
                     keep_constant: bool, rounding: bool = False) -> np.ndarray:
     zpos = z / max(nz - 1, 1)
-    out = remove_background(block[0, 0], coefs[c], powers, zpos, tmin, tmax, keep_constant)
-    return cast_to(out, block.dtype, rounding)[None, None]
+    out = remove_background(img, coefs[c], powers, zpos, tmin, tmax, keep_constant)
+    return cast_to(out, img.dtype, rounding)
 
 
 # -- 2D ---------------------------------------------------------------------------------
@@ -221,7 +221,7 @@ def apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], rounding: bool
     nz = stack.shape[1]
     names = term_names(powers)
     if dim == 3:
-        out = map_slices(_apply_3d_block, data,
+        out = map_slices(_apply_3d_slice, data,
                          {"coefs": np.asarray(prepared["coefs_3d"].values)}, stack.dtype,
                          nz=nz, powers=powers, tmin=tmin, tmax=tmax,
                          keep_constant=bool(params.get("preserve_avg")), rounding=rounding)

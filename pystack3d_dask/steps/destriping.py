@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +34,7 @@ from ..params import (
     string,
     validate_table,
 )
-from .base import Derived, StepOutput, map_slice_values, map_slices
+from .base import Compute, Derived, StepOutput, map_slice_values, map_slices
 
 __all__ = ["PARAMS", "apply", "prepare", "prepared_names", "resolve", "validate"]
 
@@ -110,7 +109,6 @@ PARAMS: dict[str, Param] = {
                         "memory). Not in PyStack3D"),
 }
 
-Compute = Callable[[list[Any]], list[Any]]
 WAVELET_DEFAULTS = {key: param.default for key, param in _WAVELET.items()}
 #: Float32 arrays of a slice's size that pyvsnr's ADMM holds at once (images, duals,
 #: Fourier transforms), with a margin: sets how many slices go to the GPU together.
@@ -236,14 +234,14 @@ def prepare(stack: xr.DataArray, compute: Compute, only_striped: bool = False,
             "treated": xr.DataArray(treated, dims=("channel", "z"), coords=coords)}
 
 
-def _cpu_block(block: np.ndarray, c: int, z: int, treated: np.ndarray, settings: Settings
+def _cpu_slice(img: np.ndarray, c: int, z: int, treated: np.ndarray, settings: Settings
                ) -> np.ndarray:
     if not treated[c, z]:
-        return block
+        return img
     # the package's VSNR releases the GIL in its FFTs and array passes: threads do as well
     # as the process pool pyvsnr needed, without sending slices to other processes
-    out = settings.destripe(block[0, 0])
-    return cast_to(out, block.dtype, settings.rounding)[None, None]
+    out = settings.destripe(img)
+    return cast_to(out, img.dtype, settings.rounding)
 
 
 def _gpu_block(block: np.ndarray, treated: np.ndarray, settings: Settings) -> np.ndarray:
@@ -271,10 +269,6 @@ def gpu_batch_size(shape: tuple[int, int], workers: int = 1) -> int:
     return int(np.clip(0.8 * free / max(workers, 1) // per_slice, 1, 64))
 
 
-def _score_out(img: np.ndarray, c: int, angle: float) -> float:
-    return stripe_score(img, angle)
-
-
 def apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], device: str = "cpu",
           batch_size: int | None = None, angle: float = 0.0,
           stripe_threshold: str | float = "auto", **params: Any) -> StepOutput:
@@ -292,12 +286,12 @@ def apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], device: str = 
         out = da.blockwise(_gpu_block, "czyx", data, "czyx", flags, "cz", dtype=stack.dtype,
                            concatenate=True, settings=settings).rechunk(stack.data.chunks)
     else:
-        out = map_slices(_cpu_block, stack.data, {"treated": treated}, stack.dtype,
+        out = map_slices(_cpu_slice, stack.data, {"treated": treated}, stack.dtype,
                          settings=settings)
-    derived = {"stripe_score_out": Derived(functools.partial(_score_out, angle=angle))}
+    derived = {"stripe_score_out": Derived(functools.partial(_slice_score, angle=angle))}
     if "stripe_score" not in prepared:
         derived["stripe_score"] = Derived(
-            functools.partial(_score_out, angle=angle), source=stack.data,
+            functools.partial(_slice_score, angle=angle), source=stack.data,
             attrs={"threshold": None, "threshold_rule": str(stripe_threshold),
                    "only_striped": False})
     return StepOutput(stack.copy(data=out), derived=derived)

@@ -20,11 +20,10 @@ import xarray as xr
 
 from ..errors import ConfigError
 from ..params import ROUNDING, Param, validate_table
-from .base import Derived, Step, StepOutput, as_output, map_slice_values
+from .base import Compute, Derived, Step, StepOutput, as_output, map_slice_values
 
 __all__ = ["build", "reduction_params", "step_function", "validate_params"]
 
-Compute = Callable[[list[Any]], list[Any]]
 
 #: Keys every step's table has besides its own, for the slices' tasks.
 COMMON = {"rounding": ROUNDING}
@@ -81,19 +80,14 @@ def _compute(objects: list[Any]) -> list[Any]:
     return list(dask.compute(*objects))
 
 
-def _of_slice(img: np.ndarray, c: int, z: int, derive: Callable[[np.ndarray, int], Any]
-              ) -> Any:
-    return derive(img, c)
-
-
 def _derived_array(name: str, derived: Derived, stack: xr.DataArray) -> xr.DataArray:
     """A step's per-slice derived quantity as a lazy (channel, z, *dims) array, as the
     run stores it; its shape and dtype are those of the function on a blank slice."""
     data = derived.source if derived.source is not None else stack.data
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        probe = np.asarray(derived.func(np.zeros(data.shape[2:], data.dtype), 0))
-    values = map_slice_values(_of_slice, data, probe.shape, probe.dtype, derive=derived.func)
+        probe = np.asarray(derived.func(np.zeros(data.shape[2:], data.dtype), 0, 0))
+    values = map_slice_values(derived.func, data, probe.shape, probe.dtype)
     return xr.DataArray(values, dims=("channel", "z", *derived.dims),
                         coords={"channel": stack["channel"], "z": stack["z"]},
                         attrs=dict(derived.attrs), name=name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import dask.array as da
@@ -27,7 +26,7 @@ from ..kernels.histogram import (
     reference_histograms,
 )
 from ..params import Param, area, integer, number, numbers, string
-from .base import Derived, StepOutput, check_thresholds, map_slice_values, map_slices
+from .base import Compute, Derived, StepOutput, check_thresholds, map_slice_values, map_slices
 
 __all__ = [
     "AREA_PARAMS",
@@ -61,7 +60,6 @@ AREA_PARAMS: dict[str, Param] = {
     "factors_range": Param(numbers(2, minimum=0.0), [0.8, 1.2], "clip range of the factors"),
 }
 
-Compute = Callable[[list[Any]], list[Any]]
 
 
 # -- intensity_rescaling ----------------------------------------------------------------
@@ -173,16 +171,11 @@ def rescaling_prepare(stack: xr.DataArray, compute: Compute, nbins: int = 256,
     return out
 
 
-def _final_histogram(img: np.ndarray, c: int, ranges: np.ndarray, nbins: int) -> np.ndarray:
-    return histogram(img, nbins, tuple(ranges[c]))
-
-
-def _match_block(block: np.ndarray, c: int, z: int, refs: np.ndarray, origs: np.ndarray,
+def _match_slice(img: np.ndarray, c: int, z: int, refs: np.ndarray, origs: np.ndarray,
                  ranges: np.ndarray, rounding: bool = False) -> np.ndarray:
-    out = match_histogram(block[0, 0], refs[c, z], tuple(ranges[c]),
-                          cast=lambda levels: cast_to(levels, block.dtype, rounding),
-                          hist=origs[c, z])
-    return out[None, None]
+    return match_histogram(img, refs[c, z], tuple(ranges[c]),
+                           cast=lambda levels: cast_to(levels, img.dtype, rounding),
+                           hist=origs[c, z])
 
 
 def rescaling_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], nbins: int = 256,
@@ -191,7 +184,7 @@ def rescaling_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], nbin
     """Match every slice's histogram to its reference, or (``method = "gain"``) scale it
     by its gain, in its own task."""
     if method == "gain":
-        out = map_slices(_scale_block, stack.data,
+        out = map_slices(_scale_slice, stack.data,
                          {"factors": np.asarray(prepared["factors"].values)}, stack.dtype,
                          rounding=rounding)
         return StepOutput(stack.copy(data=out))
@@ -199,10 +192,10 @@ def rescaling_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], nbin
     tables = {"refs": np.asarray(prepared["histos_ref"].values),
               "origs": np.asarray(prepared["histos_orig"].values),
               "ranges": np.asarray(prepared["value_range"].values)}
-    out = map_slices(_match_block, stack.data, tables, stack.dtype, rounding=rounding)
+    out = map_slices(_match_slice, stack.data, tables, stack.dtype, rounding=rounding)
     if "histos_final" in prepared:  # known from the level counts (uint8)
         return StepOutput(stack.copy(data=out))
-    final = Derived(functools.partial(_final_histogram, ranges=tables["ranges"], nbins=nbins),
+    final = Derived(functools.partial(_slice_histogram, ranges=tables["ranges"], nbins=nbins),
                     ("bin",))
     return StepOutput(stack.copy(data=out), derived={"histos_final": final})
 
@@ -265,15 +258,15 @@ def area_prepare(stack: xr.DataArray, compute: Compute, area: list[int] | None =
             "factors": xr.DataArray(factors, dims=("channel", "z"), coords=coords)}
 
 
-def _scale_block(block: np.ndarray, c: int, z: int, factors: np.ndarray,
+def _scale_slice(img: np.ndarray, c: int, z: int, factors: np.ndarray,
                  rounding: bool = False) -> np.ndarray:
-    return cast_to(block[0, 0] * float(factors[c, z]), block.dtype, rounding)[None, None]
+    return cast_to(img * float(factors[c, z]), img.dtype, rounding)
 
 
 def area_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], rounding: bool = False,
                **params: Any) -> xr.DataArray:
     """Multiply every slice by its factor, cast back to the input dtype."""
-    out = map_slices(_scale_block, stack.data,
+    out = map_slices(_scale_slice, stack.data,
                      {"factors": np.asarray(prepared["factors"].values)}, stack.dtype,
                      rounding=rounding)
     return stack.copy(data=out)

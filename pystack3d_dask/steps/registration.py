@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import dask
@@ -32,7 +31,7 @@ from ..kernels.registration import (
 from ..params import Param, area, boolean, integer, number, numbers, string
 from ..runtime.pool import run_gil_free
 from ..store.chunks import slab_chunks, slice_bytes
-from .base import map_slices
+from .base import Compute, map_slices
 
 __all__ = ["CALC_PARAMS", "TRANSFORM_PARAMS", "calc_apply", "calc_prepare", "calc_validate",
            "transform_apply", "transform_prepare"]
@@ -74,7 +73,6 @@ TRANSFORM_PARAMS: dict[str, Param] = {
     "cropping": Param(boolean, False, "crop to the largest rectangle valid under all warps"),
 }
 
-Compute = Callable[[list[Any]], list[Any]]
 MATRIX_DIMS = ("z", "block", "row", "col")
 
 
@@ -396,10 +394,9 @@ def _valid_masks(cumul: np.ndarray, shape: tuple[int, int], blocks: tuple[int, i
                          dtype=bool)
 
 
-def _warp_block(block: np.ndarray, c: int, z: int, cumul: np.ndarray, blocks: tuple[int, int],
+def _warp_slice(img: np.ndarray, c: int, z: int, cumul: np.ndarray, blocks: tuple[int, int],
                 mode: str, rounding: bool = False) -> np.ndarray:
-    out = warp_slice(block[0, 0], cumul[z], blocks, mode)
-    return cast_to(out, block.dtype, rounding)[None, None]
+    return cast_to(warp_slice(img, cumul[z], blocks, mode), img.dtype, rounding)
 
 
 def transform_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], mode: str = "constant",
@@ -409,7 +406,7 @@ def transform_apply(stack: xr.DataArray, prepared: dict[str, xr.DataArray], mode
     then keep the rectangle valid under every warp when ``cropping``."""
     cumul = np.asarray(prepared["tmats_cumul"].values)
     blocks = tuple(prepared["tmats_cumul"].attrs.get("nb_blocks", (1, 1)))
-    out = map_slices(_warp_block, stack.data, {"cumul": cumul}, stack.dtype, blocks=blocks,
+    out = map_slices(_warp_slice, stack.data, {"cumul": cumul}, stack.dtype, blocks=blocks,
                      mode=mode, rounding=rounding)
     result = stack.copy(data=out)
     if cropping:

@@ -39,7 +39,8 @@ CUT_NAMES = ("cut_rows", "cut_columns")
 class Derived:
     """A per-slice quantity computed from each output slice as it is written (and from
     the slices already on disk when a write resumes), stored as (channel, z, *dims).
-    ``func(slice, channel_index) -> array``.
+    ``func(slice, c, z) -> array``: the steps' one per-slice convention, a 2D slice with
+    its channel and slice indices (see :func:`~pystack3d_dask.steps.base.map_slices`).
 
     With ``source`` (a dask array of the same (channel, z) slices, whole slices per
     chunk: typically the step's input), ``func`` gets the source's slice instead, in the task
@@ -47,7 +48,7 @@ class Derived:
     over it. ``attrs`` are stored with the array.
     """
 
-    func: Callable[[np.ndarray, int], np.ndarray]
+    func: Callable[[np.ndarray, int, int], np.ndarray]
     dims: tuple[str, ...] = ()
     source: Any = None
     attrs: dict[str, Any] = field(default_factory=dict)
@@ -68,13 +69,16 @@ class StepOutput:
     derived: dict[str, Derived] = field(default_factory=dict)
 
 
-def _derive(img: np.ndarray, c: int, derived: Sequence[Callable[[np.ndarray, int], Any]],
+def _derive(img: np.ndarray, c: int, z: int,
+            derived: Sequence[Callable[[np.ndarray, int, int], Any]],
             sources: Sequence[Any] = ()) -> list[np.ndarray]:
-    """Statistics and cuts of ``img``, then each derived quantity: of ``img``, or of the
-    slice of its source where ``sources`` has one (a (1, 1, y, x) block; None: ``img``)."""
+    """Statistics and cuts of slice (c, z) ``img``, then each derived quantity: of
+    ``img``, or of the slice of its source where ``sources`` has one (a (1, 1, y, x)
+    block; None: ``img``)."""
     sources = list(sources) or [None] * len(derived)
-    return [slice_stats(img), *slice_cuts(img)] + [np.asarray(f(img if s is None else np.asarray(s)[0, 0], c))
-                                 for f, s in zip(derived, sources)]
+    values = [np.asarray(f(img if s is None else np.asarray(s)[0, 0], c, z))
+              for f, s in zip(derived, sources)]
+    return [slice_stats(img), *slice_cuts(img), *values]
 
 
 def _write_extras(extra_blocks: Sequence[Any], extra_specs: Sequence[tuple[str, bool]],
@@ -92,7 +96,7 @@ def _write_extras(extra_blocks: Sequence[Any], extra_specs: Sequence[tuple[str, 
 def _write_slab(block: np.ndarray | None, extra_blocks: Sequence[Any],
                 extra_specs: Sequence[tuple[str, bool]], store: str, group: str, c: int,
                 z0: int, n: int, todo: Sequence[int], token: str = "",
-                derived: Sequence[Callable[[np.ndarray, int], Any]] = (),
+                derived: Sequence[Callable[[np.ndarray, int, int], Any]] = (),
                 sources: Sequence[Any] = (), shard: bool = False) -> list[list[np.ndarray]]:
     """Write the slices ``z0 + k`` (``k`` in ``todo``) of a slab of ``n`` slices of
     channel ``c``, each slice's extras before it (so that a slice on disk always has
@@ -120,8 +124,8 @@ def _write_slab(block: np.ndarray | None, extra_blocks: Sequence[Any],
     out = []
     for k in range(n):
         img = imgs[k] if imgs[k] is not None else stored_slice(store, group, c, z0 + k, token)
-        out.append(_derive(img, c, derived, [None if s is None else np.asarray(s)[:, k:k + 1]
-                                             for s in sources]))
+        out.append(_derive(img, c, z0 + k, derived,
+                           [None if s is None else np.asarray(s)[:, k:k + 1] for s in sources]))
     return out
 
 

@@ -31,10 +31,10 @@ def test_kernels_see_one_slice_with_its_channel_and_index():
     stack = _stack()
     seen = []
 
-    def kernel(block, c, z, offsets):
-        assert block.shape == (1, 1, 3, 5)
+    def kernel(img, c, z, offsets):
+        assert img.shape == (3, 5)  # one slice, as map_slice_values and Derived get it
         seen.append((c, z))
-        return block + offsets[c, z]
+        return img + offsets[c, z]
 
     offsets = np.arange(22, dtype=np.float32).reshape(2, 11) * 1000
     out = map_slices(kernel, stack.data, {"offsets": offsets}, np.float32)
