@@ -224,7 +224,7 @@ def wavelet_fourier(img: Any, wavelet: str = "coif3", level: int = 4, sigma: flo
     if xp is not np:
         return xp.asarray(wavelet_fourier(xp.asnumpy(img), wavelet, level, sigma, angle))
     # 8- and 16-bit values are exact in float32, which halves the memory traffic of the
-    # transforms (30 % faster than PyStack3D's float64 at 1024^2)
+    # transforms
     exact = np.float32 if img.dtype.itemsize <= 2 else np.float64
     work = img if img.dtype.kind == "f" else img.astype(exact)
     return _along(work, angle, lambda a: _wavelet_vertical(a, wavelet, level, sigma))

@@ -102,7 +102,7 @@ def remove_running_mean(cumul: np.ndarray, box_size: int) -> np.ndarray:
     correction."""
     if box_size in (0, 1):
         return cumul
-    # imported here: the pool processes that run pair_matrices need no SciPy (28 MiB each)
+    # imported here: the pool processes that run pair_matrices need no SciPy
     from scipy.ndimage import uniform_filter1d
 
     return cumul + np.identity(3) - uniform_filter1d(cumul, box_size, axis=0)

@@ -3,19 +3,18 @@
 By default glibc gives every buffer above 128 KiB its own memory map, or returns the
 top of the heap to the system as soon as a few MiB are free; either way the next slice's
 buffers are fresh pages, and the page faults that fill them cost as much as the
-arithmetic (4 ms against 13 ms for a 1024 x 1024 translation warp on the machine this
-was measured on; 300 000 faults against 8 000 for 100 such slices). :func:`keep_heap`
-keeps buffers of up to 32 MiB in the heap and freed memory in the process during a step,
-and :func:`release_heap` returns it to the system between steps, so memory still peaks
-at what one step holds at once.
+arithmetic. :func:`keep_heap` keeps buffers of up to 32 MiB in the heap and freed memory
+in the process during a step, and :func:`release_heap` returns it to the system between
+steps, so memory still peaks at what one step holds at once.
 
 Threads add a second source of fresh pages: glibc gives each thread its own arena, made
 of maps of at most 64 MiB, and deletes a whole map as soon as it is free, whatever the
-trim threshold. A VSNR slice holds more than 64 MiB at once, so two worker threads cost
-1.2 million page faults and 3 s of system time for 100 slices of 1024 x 1024, against
-64 000 and 0.9 s with one arena, whose heap grows as one piece and is kept. Worker
-threads allocate little beyond slice-sized buffers (Python's small objects have their
-own allocator), so sharing the arena's lock costs nothing measurable.
+trim threshold. A VSNR slice holds more than 64 MiB at once, so worker threads would
+fault its pages in again for every slice; with one arena the heap grows as one piece
+and is kept. Worker threads allocate little beyond slice-sized buffers (Python's small
+objects have their own allocator), so sharing the arena's lock costs nothing
+measurable. The measurements are in docs/design.md ("The C heap") and
+docs/performance.md.
 """
 
 from __future__ import annotations

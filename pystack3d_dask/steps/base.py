@@ -137,9 +137,8 @@ def map_slices(func: SliceFunction, data: Any, tables: dict[str, np.ndarray], dt
 
     ``tables`` (small arrays indexed by channel and slice: histograms, coefficients,
     matrices) are one key of the graph that every slice's task reads. As chunked dask
-    arrays, they added a task per slice and per table (1 750 tasks for histogram
-    matching of 350 slices, now 1 050). Passed as plain arguments instead, they would
-    be sent with every task to a cluster's workers.
+    arrays, they would add a task per slice and per table; passed as plain arguments,
+    they would be sent with every task to a cluster's workers.
     """
     shared = dask.delayed(tables, pure=True)
     return data.map_blocks(_slice_task, shared, kernel=func, params=kwargs, dtype=dtype,

@@ -145,9 +145,8 @@ def _slab_pairs(previous: np.ndarray | None, slab: np.ndarray, z0: int, zs: np.n
     whose first slice gets no pair): (pairs, blocks, 3, 3).
 
     Each slice is filtered once, though it is in two pairs, and the slab's pairs go to
-    the process pool in one call: a call per pair sent each slice twice and cost the
-    scheduler a task per pair (185 pairs of 213 x 259: 2.46-2.59 s; by slabs of 2 to 8
-    slices: 2.27-2.42 s).
+    the process pool in one call: a call per pair would send each slice twice and cost
+    the scheduler a task per pair.
     """
     def filtered(k: int | None, img: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         # k: the slice registered on the one before it (None: the previous slab's last,

@@ -1,8 +1,7 @@
 """Whole-chunk reads and writes of the store's stacks without zarr-python's per-call
 machinery, for the codecs this package writes.
 
-zarr-python 3 runs every chunk read or write through its asyncio event loop: about
-1 ms per read and 2 ms per write of a 600 x 640 slice on this kind of machine, most of
+zarr-python 3 runs every chunk read or write through its asyncio event loop, most of
 it Python holding the GIL, which serialises the threads of a step. For an array whose
 codecs are exactly ``bytes`` (little-endian) followed by nothing or by ``zstd`` — what
 :class:`~pystack3d_dask.store.checkpoints.Store` creates by default — a chunk file is the raw
@@ -33,9 +32,9 @@ __all__ = ["FastChunks", "array_handle", "fast_chunks", "read_block", "slab_chun
 
 #: Bytes of slices that one task reads, corrects and writes together (a *slab*), and
 #: the most slices in a slab. On disk every slice stays a chunk of its own; in the dask
-#: graph, small slices go a few at a time: a task costs the threaded scheduler about
-#: 0.2 ms and its graph as much again, as long as reading, cropping and writing a
-#: 300 x 340 slice. Slices of SLAB_BYTES or more go one at a time, so a task holds
+#: graph, small slices go a few at a time: a task costs the threaded scheduler and its
+#: graph about as long as reading, cropping and writing a small slice (a few hundred
+#: pixels square). Slices of SLAB_BYTES or more go one at a time, so a task holds
 #: at most a few MiB, or one slice, whatever the depth of the stack.
 SLAB_BYTES = 4 << 20
 MAX_SLAB = 8

@@ -24,8 +24,8 @@ from ..errors import StoreError
 __all__ = ["create_group", "fingerprint", "split_extras", "to_json"]
 
 #: Chunk files named ``c.0.12.0.0``, all in the array's folder. zarr's default (``/``)
-#: makes two folders per slice (``c/0/12/0/0``), which costs more than compressing and
-#: writing the slice (docs/performance.md).
+#: makes two folders per slice (``c/0/12/0/0``), to create and to remove again, which
+#: costs more than compressing and writing the slice.
 CHUNK_KEY_ENCODING = {"name": "default", "separator": "."}
 #: Attributes that open_stack sets on a stack it reads, not array metadata to write.
 RUNTIME_ATTRS = ("group", "fingerprint")
@@ -98,9 +98,8 @@ def create_in_memory(path: str, group: str, template: xr.Dataset) -> bool:
     compares the two), with zarr directly; False, having written nothing, where one
     needs xarray's encoding.
 
-    xarray took 40-60 ms a group for the coordinates and small outputs of a step (its
-    encoding pipeline, then a zarr call per array and per attribute); this is a zarr
-    call or two per array.
+    xarray's own write goes through its encoding pipeline, then a zarr call per array
+    and per attribute; this is a zarr call or two per array.
     """
     dtypes = {name: zarr_dtype(np.asarray(var.values)) for name, var in template.variables.items()}
     if any(dtype is None for dtype in dtypes.values()):
@@ -145,9 +144,9 @@ def create_group(path: str, group: str, stack: xr.DataArray, attrs: dict[str, An
     per_shard = min(shard_slices, stack.shape[1])
     # xarray writes what is in memory (coordinates, whole extras) with its values;
     # the lazy arrays (stack, per-slice extras) are created empty here, with the
-    # metadata xarray gives them (tests/store/test_store_metadata.py compares the two). xarray's
-    # own metadata-only write (to_zarr(compute=False)) builds a dask graph that
-    # imports distributed: 0.2 s and 13 MiB per process, for nothing.
+    # metadata xarray gives them (tests/store/test_store_metadata.py compares the two):
+    # xarray's own metadata-only write (to_zarr(compute=False)) builds a dask graph that
+    # imports distributed in every process, for nothing.
     lazy = {"stack": stack, **sliced}
     coords = {name: coord.variable.load() for value in lazy.values()
               for name, coord in value.coords.items()}

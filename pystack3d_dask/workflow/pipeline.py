@@ -300,7 +300,7 @@ def _active_client(wf: Workflow, scheduler: str | None) -> Any:
     the workflow name no scheduler: dask's own rule, an active Client is the default."""
     if scheduler is not None or "name" in (wf.raw.get("scheduler") or {}):
         return None
-    if "distributed" not in sys.modules:  # no Client can exist; importing it costs 0.4 s
+    if "distributed" not in sys.modules:  # no Client can exist; importing it is slow
         return None
     from distributed import Client
 
