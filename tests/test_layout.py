@@ -130,3 +130,19 @@ def test_tests_mirror_the_package():
     assert folders <= set(LAYERS), sorted(folders - set(LAYERS))
     for folder in folders:
         assert list((tests / folder).glob("test_*.py")), folder
+
+
+def test_no_module_over_400_lines_and_no_function_over_80():
+    """Modules named for one job stay small enough to read (a module that must be longer
+    says why in a comment at its top: ``# long module: <why>``)."""
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        source = path.read_text()
+        if source.count("\n") > 400 and "# long module:" not in source[:2000]:
+            long.append(f"{path.relative_to(PACKAGE)}: {source.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 80:
+                    long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}: {lines}")
+    assert not long, "\n".join(long)

@@ -1,6 +1,7 @@
 """VSNR destriping (Fehrenbach, Weiss and Lorenzo, IEEE TIP 21, 4420, 2012) on the CPU,
 written for speed: the same ADMM iterations and constants as pyvsnr's NumPy code, so the
-results agree with pyvsnr's to within a grey level, in a third to a half of its time.
+results agree with pyvsnr's to within a grey level, in less of its time
+(docs/performance.md).
 
 The problem is ``min_x ||D (u0 - psi * x)||_1 + ||x||^2 / 2`` with ``D = (D1, D2)`` the
 periodic finite differences along x and y and ``psi`` the stripe filter; pyvsnr's ADMM
@@ -11,7 +12,7 @@ works on ``A = D psi*``. Where the time goes, and what this version does about i
   ``A^T (y1, y2) = psi^T * (D1^T y1 + D2^T y2)`` takes one forward FFT and
   ``A x = D (psi * x)`` one inverse FFT: two an iteration, and the last ``psi * x`` is
   the stripe estimate itself. Slices after cropping often have prime sizes (983 x 982),
-  where an FFT costs five times a power of two's: halving their number is most of the
+  where an FFT costs several times a power of two's: halving their number is most of the
   gain. ``scipy.fft`` (pocketfft) is used on float32: faster here than pyFFTW's
   interface, deterministic (the same bits on every run, which a resumed run relies
   on), and free of Python's GIL while it transforms.
@@ -20,7 +21,7 @@ works on ``A = D psi*``. Where the time goes, and what this version does about i
   are computed once per slice shape and filter list, and ``D u0`` in real space.
 - **Memory traffic.** The element-wise passes run block of rows by block of rows, in
   the CPU cache, in place, and form the next ``D^T (y - m)`` in the same pass (``y - m``
-  is never a whole array: two slice-sized buffers fewer); ``hypot`` (ten times slower
+  is never a whole array: two slice-sized buffers fewer); ``hypot`` (much slower
   than a square root in NumPy) and the boolean mask of the shrinkage become
   ``max(1 - 1 / (beta |t|), 0)``; pyvsnr's convergence criterion is not computed when
   no threshold is set.

@@ -40,7 +40,7 @@ from .._version import __version__
 from ..errors import StoreError
 from ..runtime.faults import fault_point
 from .chunks import array_handle, fast_chunks, read_block, slab_chunks, slice_bytes, stored_slice
-from .metadata import CHUNK_KEY_ENCODING, create_group, split_extras, to_json
+from .metadata import CHUNK_KEY_ENCODING, create_group, make_compressors, split_extras, to_json
 from .write import CUT_NAMES, STAT_NAMES, StepOutput, link_chunks, write_per_slice, write_slabs
 
 __all__ = ["CHUNK_KEY_ENCODING", "CUT_NAMES", "INPUT_GROUP", "LAYOUT_VERSION", "STAT_NAMES", "Store",
@@ -50,18 +50,6 @@ LAYOUT_VERSION = 1
 #: The group of the ingested input slices (steps are under ``steps/``).
 INPUT_GROUP = "input"
 _ROOT_KEY = "pystack3d_dask"
-
-
-def make_compressors(name: str = "zstd", level: int = 3) -> list[Any]:
-    """zarr v3 codecs for a compressor name (``zstd``, ``blosc-zstd``, ``blosc-lz4``, ``none``)."""
-    if name == "none":
-        return []
-    if name == "zstd":
-        return [zarr.codecs.ZstdCodec(level=level)]
-    if name in ("blosc-zstd", "blosc-lz4"):
-        return [zarr.codecs.BloscCodec(cname=name.split("-")[1], clevel=min(level, 9),
-                                       shuffle=zarr.codecs.BloscShuffle.bitshuffle)]
-    raise StoreError(f"unknown compressor {name!r}: expected zstd, blosc-zstd, blosc-lz4 or none")
 
 
 @dataclass

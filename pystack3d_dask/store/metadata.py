@@ -18,10 +18,11 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
+import zarr.codecs
 
 from ..errors import StoreError
 
-__all__ = ["create_group", "fingerprint", "split_extras", "to_json"]
+__all__ = ["create_group", "fingerprint", "make_compressors", "split_extras", "to_json"]
 
 #: Chunk files named ``c.0.12.0.0``, all in the array's folder. zarr's default (``/``)
 #: makes two folders per slice (``c/0/12/0/0``), to create and to remove again, which
@@ -29,6 +30,18 @@ __all__ = ["create_group", "fingerprint", "split_extras", "to_json"]
 CHUNK_KEY_ENCODING = {"name": "default", "separator": "."}
 #: Attributes that open_stack sets on a stack it reads, not array metadata to write.
 RUNTIME_ATTRS = ("group", "fingerprint")
+
+
+def make_compressors(name: str = "zstd", level: int = 3) -> list[Any]:
+    """zarr v3 codecs for a compressor name (``zstd``, ``blosc-zstd``, ``blosc-lz4``, ``none``)."""
+    if name == "none":
+        return []
+    if name == "zstd":
+        return [zarr.codecs.ZstdCodec(level=level)]
+    if name in ("blosc-zstd", "blosc-lz4"):
+        return [zarr.codecs.BloscCodec(cname=name.split("-")[1], clevel=min(level, 9),
+                                       shuffle=zarr.codecs.BloscShuffle.bitshuffle)]
+    raise StoreError(f"unknown compressor {name!r}: expected zstd, blosc-zstd, blosc-lz4 or none")
 
 
 def split_extras(extras: dict[str, xr.DataArray]) -> tuple[dict, dict]:
