@@ -199,7 +199,7 @@ def create_group(path: str, group: str, stack: xr.DataArray, attrs: dict[str, An
             rest["coordinates"] = " ".join(sorted(listed - attached))
         node.attrs.put(rest)
     # attributes last: a group without a fingerprint is recreated, never resumed
-    zarr.open_group(path, path=group, mode="r+").update_attributes({**attrs, "complete": False})
+    node.update_attributes({**attrs, "complete": False})
 
 
 def to_json(value: Any) -> Any:
