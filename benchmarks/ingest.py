@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/ingest.py [--slices 200] [--size 1024] [--workers 2] [--dir TMP]
+    python benchmarks/ingest.py --pages 200 2000 [--size 256]
 
 Writes a stack of uint16 TIFF slices (random structure, compressible like a micrograph),
 then, in the same run and on the same files:
@@ -13,6 +14,11 @@ then, in the same run and on the same files:
   write of the ``input`` group, one task per slice on the threaded scheduler.
 
 Prints a table of MB/s (uncompressed bytes of the stack / wall time) and the ratio.
+
+With ``--pages N1 N2 ...``: the same stack written instead as one multi-page TIFF file of
+each length (pages written one by one, so that no reader can take them for one
+contiguous block), ingested by pystack3d-dask; prints MB/s per length. Ingest linear in
+the pages gives the same MB/s at every length.
 """
 
 from __future__ import annotations
@@ -64,16 +70,44 @@ def ours(folder: Path, out: Path, compressors: list, workers: int) -> float:
     return time.perf_counter() - start
 
 
+def make_multipage(path: Path, n: int, size: int) -> None:
+    rng = np.random.default_rng(0)
+    base = ndimage.gaussian_filter(rng.random((size, size)), 8)
+    base = (base - base.min()) / np.ptp(base)
+    with tifffile.TiffWriter(path) as writer:
+        for _ in range(n):
+            img = base * 40000 + rng.normal(0, 800, (size, size)) + 5000
+            writer.write(np.clip(img, 0, 65535).astype(np.uint16), metadata=None)
+
+
+def multipage_scaling(scratch: Path, counts: list[int], size: int, workers: int) -> None:
+    compressors = make_compressors("zstd", 3)
+    print(f"\ningest of one multi-page TIFF of {size} x {size} uint16 pages, "
+          f"{workers} workers, zstd")
+    print(f"{'pages':>6} {'MB':>6} {'seconds':>8} {'MB/s':>7}")
+    for n in counts:
+        path = scratch / f"pages-{n}.tif"
+        make_multipage(path, n, size)
+        seconds = ours(path, scratch / f"pages-{n}.zarr", compressors, workers)
+        megabytes = n * size * size * 2 / 1e6
+        print(f"{n:>6} {megabytes:>6.0f} {seconds:>8.2f} {megabytes / seconds:>7.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=200)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--dir", type=Path, default=None, help="scratch folder (default: tmp)")
+    parser.add_argument("--pages", type=int, nargs="+", default=None,
+                        help="multi-page TIFF lengths to compare instead (e.g. 200 2000)")
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(dir=args.dir, prefix="p3d-ingest-"))
     try:
+        if args.pages:
+            multipage_scaling(scratch, args.pages, args.size, args.workers)
+            return
         folder = scratch / "slices"
         make_slices(folder, args.slices, args.size)
         megabytes = args.slices * args.size * args.size * 2 / 1e6

@@ -91,7 +91,8 @@ def _compare_pixels(store: Store, source: SliceSource, touched: list[dict[str, A
 
     def same(job: tuple[int, int, Path]) -> bool:
         c, k, file = job
-        now = read_slice(file, source.pages[k], source.shape, source.dtype)
+        now = read_slice(file, source.pages[k], source.shape, source.dtype,
+                         None if source.offsets is None else source.offsets[k])
         return bool(np.array_equal(now, store.read_slice(INPUT_GROUP, c, k)))
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:

@@ -40,8 +40,19 @@ __all__ = [
 ]
 
 
-def read_slice(path: str | Path, page: int, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+def read_slice(path: str | Path, page: int, shape: tuple[int, int], dtype: np.dtype,
+               offset: int | None = None) -> np.ndarray:
     """Read one slice and check it is what the header promised.
+
+    Parameters
+    ----------
+    path, page
+        The file, and the slice's page in it.
+    shape, dtype
+        What the header promised.
+    offset
+        File offset of the page's IFD (:attr:`.SliceSource.offsets`): the page is read
+        there, in constant time, rather than found by walking the pages before it.
 
     Raises
     ------
@@ -51,7 +62,11 @@ def read_slice(path: str | Path, page: int, shape: tuple[int, int], dtype: np.dt
     """
     try:
         with tifffile.TiffFile(path) as tif:
-            img = tif.pages[page].asarray()
+            if offset is None or page == 0:
+                img = tif.pages[page].asarray()
+            else:
+                tif.filehandle.seek(offset)
+                img = tifffile.TiffPage(tif, index=page).asarray()
     except Exception as exc:
         raise InputError(f"{path}: cannot read slice data ({type(exc).__name__}: {exc}); "
                          "the file may be truncated or corrupt") from None
@@ -72,8 +87,9 @@ def read_slice(path: str | Path, page: int, shape: tuple[int, int], dtype: np.dt
     return img
 
 
-def _read_block(source_files: list[list[str]], pages: list[int], shape: tuple[int, int],
-                dtype: np.dtype, block_info: dict | None = None) -> np.ndarray:
+def _read_block(source_files: list[list[str]], pages: list[int], offsets: list[int] | None,
+                shape: tuple[int, int], dtype: np.dtype, block_info: dict | None = None
+                ) -> np.ndarray:
     """The slab of slices z0 to z1 of channel c (a block of the lazy stack).
 
     Reads through this module's :func:`read_slice`, looked up when the block runs, so
@@ -83,7 +99,8 @@ def _read_block(source_files: list[list[str]], pages: list[int], shape: tuple[in
     (c, _), (z0, z1) = block_info[None]["array-location"][:2]
     out = np.empty((1, z1 - z0, *shape), dtype=dtype)
     for k in range(z0, z1):
-        out[0, k - z0] = read_slice(source_files[c][k], pages[k], shape, dtype)
+        out[0, k - z0] = read_slice(source_files[c][k], pages[k], shape, dtype,
+                                    None if offsets is None else offsets[k])
     return out
 
 
@@ -97,7 +114,8 @@ def lazy_stack(source: SliceSource, pixel_size: float | None = None) -> xr.DataA
     """
     ny, nx = source.shape
     files = [[str(p) for p in f] for f in source.files]
-    reader = functools.partial(_read_block, files, list(source.pages), source.shape, source.dtype)
+    reader = functools.partial(_read_block, files, list(source.pages), source.offsets,
+                               source.shape, source.dtype)
     data = da.map_blocks(
         reader,
         chunks=((1,) * len(files), slab_chunks(source.nz, slice_bytes(source.shape, source.dtype)),

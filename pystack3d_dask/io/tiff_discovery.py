@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .tiff_headers import check_dtype, check_headers, file_fingerprint, read_header
+from .tiff_headers import check_dtype, check_headers, file_fingerprint, page_offsets, read_header
 from .tiff_names import (
     TIFF_SUFFIXES,
     check_channel_z,
@@ -46,6 +46,9 @@ class SliceSource:
         the single file, repeated.
     pages
         Page index of each slice in its file (all 0 for single-page files).
+    offsets
+        For a multi-page TIFF, the file offset of each slice's page (its IFD), so that a
+        slice is read without walking the pages before it; None for single-page files.
     z
         z position of each slice, micrometres.
     channels
@@ -65,6 +68,7 @@ class SliceSource:
     manifest: list[dict[str, Any]] = field(default_factory=list)
     beam_current: np.ndarray | None = None
     beam_current_unit: str = ""
+    offsets: list[int] | None = None
 
     @property
     def nz(self) -> int:
@@ -260,7 +264,8 @@ def _discover_multipage(path: Path, ind_min: int, ind_max: int, z_spacing: float
                          f"expected ind_min <= {npages - 1}")
     entry = {"path": path.name}
     entry.update(file_fingerprint(path))
+    offsets = page_offsets(path)
     return SliceSource(root=path.parent, files=[[path] * len(pages)], pages=pages,
                        z=np.asarray(pages, dtype=float) * z_spacing, channels=["."],
                        shape=(shape[0], shape[1]), dtype=dtype, z_from_names=False,
-                       manifest=[entry])
+                       manifest=[entry], offsets=[offsets[k] for k in pages])

@@ -71,6 +71,28 @@ def read_header(path: Path, tags: dict[str, Any] | None = None
                          "replace or remove it") from None
 
 
+def page_offsets(path: Path) -> list[int]:
+    """File offset of every page's IFD of a multi-page TIFF file, in page order.
+
+    Walking the chain of IFDs once here lets each slice be read by seeking to its page
+    (:func:`.tiff.read_slice`), instead of walking the chain again from page 0 for every
+    slice, which makes a read of page ``k`` cost ``O(k)`` and ingest quadratic.
+
+    Raises
+    ------
+    InputError
+        When the file is not a readable TIFF file, naming it.
+    """
+    try:
+        with tifffile.TiffFile(path) as tif:
+            # frames: the offset without parsing each page's tags
+            tif.pages.useframes = True
+            return [int(page.offset) for page in tif.pages]
+    except Exception as exc:  # tifffile raises many types for damaged files
+        raise InputError(f"{path}: cannot read the list of pages ({type(exc).__name__}: "
+                         f"{exc}); the file may be truncated or corrupt") from None
+
+
 def check_dtype(path: Path, dtype: np.dtype) -> None:
     """Refuse a dtype other than uint8, uint16 and float32, naming the file."""
     if dtype not in [np.dtype(d) for d in SUPPORTED_DTYPES]:

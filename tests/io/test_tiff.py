@@ -7,7 +7,7 @@ import xarray as xr
 from helpers import write_stack
 
 from pystack3d_dask.errors import InputError
-from pystack3d_dask.io.tiff import discover, lazy_stack, natural_key, policy_regex
+from pystack3d_dask.io.tiff import discover, lazy_stack, natural_key, policy_regex, read_slice
 from pystack3d_dask.store.chunks import slab_chunks
 
 
@@ -74,6 +74,34 @@ def test_multipage_tiff(tmp_path):
     assert arr.dtype == np.float32
     np.testing.assert_array_equal(arr.values[0], data[1:5])
     np.testing.assert_allclose(arr["z"].values, [0.1, 0.2, 0.3, 0.4])
+
+
+def test_multipage_pages_read_at_their_offsets(tmp_path):
+    """Pages written one by one, some compressed and some not, so that tifffile cannot
+    take them for one contiguous series: every page is read at its own IFD offset."""
+    rng = np.random.default_rng(5)
+    data = rng.integers(0, 60000, (9, 16, 12), dtype=np.uint16)
+    path = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(path) as writer:
+        for k, page in enumerate(data):
+            writer.write(page, metadata=None, compression="zlib" if k % 2 else None)
+    src = discover(path, ind_min=2, ind_max=8)
+    with tifffile.TiffFile(path) as tif:
+        assert src.offsets == [tif.pages[k].offset for k in range(2, 9)]
+    np.testing.assert_array_equal(lazy_stack(src).values[0], data[2:9])
+    for k, offset in zip(src.pages, src.offsets):
+        np.testing.assert_array_equal(read_slice(path, k, (16, 12), data.dtype, offset), data[k])
+
+
+def test_multipage_file_changed_after_discovery_named(tmp_path):
+    """A page offset that no longer points at an IFD (the file was rewritten) is an
+    InputError naming the file, not a wrong slice."""
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, np.ones((5, 16, 16), np.uint8))
+    src = discover(path)
+    tifffile.imwrite(path, np.ones((16, 16), np.uint8))
+    with pytest.raises(InputError, match=r"stack\.tif"):
+        read_slice(path, 3, (16, 16), np.dtype(np.uint8), src.offsets[3])
 
 
 def test_pixel_size_gives_micrometre_coordinates(stack_dir):
