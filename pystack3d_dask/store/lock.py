@@ -5,12 +5,19 @@ who runs (host, process id, command, start time). While the run lasts, a thread 
 the file every ``HEARTBEAT_S`` seconds. A lock is stale, and taken over, when its process
 is gone (same host) or when its heartbeat is older than ``STALE_S`` (any host: a job
 killed on a compute node cannot be asked whether it is alive).
+
+Taking a stale lock over is itself guarded: a run first creates, exclusively, a claim
+file named after the stale holder (``.run.lock.takeover.<id>``), then checks again that
+the lock file still holds that same stale holder before removing it. Without the claim,
+two runs that both judged the lock stale could each remove it, the second removing the
+fresh lock the first had just made, and both would go on as its holder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import socket
@@ -25,7 +32,7 @@ from typing import Any
 from ..errors import StoreError
 from ..runtime.log import LOGGER
 
-__all__ = ["HEARTBEAT_S", "LOCK_NAME", "STALE_S", "StoreLock", "read_lock"]
+__all__ = ["HEARTBEAT_S", "LOCK_NAME", "STALE_S", "StoreLock", "read_lock", "takeover_claim"]
 
 LOCK_NAME = ".run.lock"
 HEARTBEAT_S = 10.0
@@ -33,6 +40,11 @@ STALE_S = 60.0
 #: A lock file with no readable holder older than this is stale: a run writes its holder
 #: right after creating the file, in one write.
 UNREADABLE_S = 5.0
+#: A takeover claim older than this was left by a run that died while taking over (the
+#: takeover itself is a read, an unlink and an exclusive create).
+CLAIM_STALE_S = 10.0
+#: How long a run waits for another run's takeover to finish before giving up.
+CLAIM_WAIT_S = 15.0
 
 
 def read_lock(store: Path) -> dict[str, Any] | None:
@@ -80,6 +92,33 @@ def _stale(holder: dict[str, Any], stale_s: float) -> str | None:
 def _names_no_run(holder: dict[str, Any]) -> bool:
     """An empty or unreadable lock file (or one not written yet): no holder in it."""
     return "pid" not in holder and "host" not in holder
+
+
+def _holder_id(holder: dict[str, Any]) -> str:
+    """What identifies one holding of the lock: its token, or for a file naming no run,
+    that it names none (such a file is only judged stale once it is old)."""
+    token = holder.get("token")
+    return token if isinstance(token, str) else "<no run>"
+
+
+def takeover_claim(store: Path, holder: dict[str, Any]) -> Path:
+    """The claim file a run creates before taking over the lock of ``holder``."""
+    digest = hashlib.sha256(_holder_id(holder).encode()).hexdigest()[:16]
+    return Path(store) / f"{LOCK_NAME}.takeover.{digest}"
+
+
+def _claim(path: Path) -> bool:
+    """Create a takeover claim exclusively; remove a claim left by a dead run."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - path.stat().st_mtime > CLAIM_STALE_S:
+                LOGGER.warning(f"warning: removing {path}, left by a run that stopped "
+                               "while taking over the lock")
+                path.unlink()
+        return False
+    return True
 
 
 def _describe(holder: dict[str, Any]) -> str:
@@ -135,9 +174,11 @@ class StoreLock:
 
     def acquire(self) -> None:
         """Take the lock, or raise :class:`StoreError` naming the run that holds it."""
-        for _attempt in range(3):
-            if self._create():
-                break
+        deadline = time.monotonic() + CLAIM_WAIT_S
+        while not self._create():
+            if time.monotonic() > deadline:
+                raise StoreError(f"could not lock the store {self.store} (another run "
+                                 "keeps taking it)")
             holder = read_lock(self.store)
             if holder is None:  # released in between
                 continue
@@ -147,20 +188,31 @@ class StoreLock:
                     f"the store {self.store} is in use by another run: {_describe(holder)}. "
                     "Wait for it to finish, or stop it; a lock whose process is gone (or "
                     f"silent for {self.stale_s:.0f} s) is taken over")
-            LOGGER.warning(f"warning: taking over the stale lock of {self.store} ({reason}): "
-                           f"{_describe(holder)}")
-            # the stale file goes by rename, so that two runs taking over at once cannot
-            # both remove it and both create a new one
-            grave = self.path.with_name(f"{LOCK_NAME}.{self.token}.stale")
-            with contextlib.suppress(FileNotFoundError):
-                self.path.rename(grave)
-                grave.unlink()
-        else:
-            raise StoreError(f"could not lock the store {self.store} (another run keeps "
-                             "taking it)")
+            if not self._take_over(holder, reason):
+                time.sleep(0.02)  # another run is taking it over: see what it leaves
         self._thread = threading.Thread(target=self._beat, name="store-lock-heartbeat",
                                         daemon=True)
         self._thread.start()
+
+    def _take_over(self, holder: dict[str, Any], reason: str) -> bool:
+        """Remove the stale lock of ``holder`` under a claim; False when another run
+        holds the claim (it is taking the lock over)."""
+        claim = takeover_claim(self.store, holder)
+        if not _claim(claim):
+            return False
+        try:
+            # the file read before the claim may have been replaced since, by a run
+            # that took it over and released its claim: only the same holder goes
+            again = read_lock(self.store)
+            if (again is not None and _holder_id(again) == _holder_id(holder)
+                    and _stale(again, self.stale_s) is not None):
+                LOGGER.warning(f"warning: taking over the stale lock of {self.store} "
+                               f"({reason}): {_describe(holder)}")
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+        finally:
+            claim.unlink()
+        return True
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
