@@ -94,14 +94,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--levels", type=int, help="ome-zarr pyramid levels (default: down to "
                                               "about 64 pixels)")
     p.add_argument("--overwrite", action="store_true", help="write into non-empty folders")
+    _add_workflow_file_commands(sub)
+    return parser
 
+
+def _add_workflow_file_commands(sub: argparse._SubParsersAction) -> None:
+    """The commands that write a workflow file: from a Zeiss acquisition, or the example."""
     p = sub.add_parser("metadata", help="a workflow file from a Zeiss Atlas 3D acquisition's "
                                         "metadata (channels, cropping area, dz)")
     p.add_argument("dir", type=Path, help="acquisition folder: Atlas3D.a3d-setup and the slices "
                                           "(or one sub-folder of slices per detector)")
     p.add_argument("--out", type=Path, help="workflow file to write (default: print the TOML)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    return parser
+
+    p = sub.add_parser("init", help="write the example workflow file, every table commented")
+    p.add_argument("out", type=Path, nargs="?", default=Path("workflow.toml"),
+                   help="workflow file to write (default: workflow.toml)")
+    p.add_argument("--project-dir", help="the input, relative to the file (default: the "
+                                         "slices of `pystack3d-dask demo` run in its folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -218,6 +229,15 @@ def _cmd_metadata(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    from .workflow.example import write_example
+
+    path = write_example(args.out, args.project_dir, overwrite=args.overwrite)
+    print(f"workflow written to {path}; run it with: pystack3d-dask run {path}",
+          file=sys.stderr)
+    return 0
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
@@ -229,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = _show_warning
     commands = {"run": _cmd_run, "demo": _cmd_demo, "synth": _cmd_synth,
                 "status": _cmd_status, "export": _cmd_export, "clean": _cmd_clean,
-                "report": _cmd_report, "metadata": _cmd_metadata}
+                "report": _cmd_report, "metadata": _cmd_metadata, "init": _cmd_init}
     try:
         return commands[args.command](args)
     except Pystack3dDaskError as exc:

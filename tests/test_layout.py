@@ -98,7 +98,7 @@ def test_kernels_are_pure():
 def test_the_root_holds_the_shared_modules_and_the_kept_names():
     root = {p.stem for p in PACKAGE.glob("*.py")}
     kept = {name for name in KEPT_NAMES if "." not in name}
-    assert root == {"__init__", "cli", *FOUNDATION, *kept}
+    assert root == {"__init__", "__main__", "cli", *FOUNDATION, *kept}
     folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
     assert folders == set(LAYERS)
 

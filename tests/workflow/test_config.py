@@ -193,11 +193,14 @@ def test_dictionary_workflow_needs_project_dir_and_store():
 
 
 def test_shipped_example_workflow_is_valid():
-    example = Path(__file__).resolve().parents[2] / "configs" / "example.toml"
+    import pystack3d_dask
+
+    example = Path(pystack3d_dask.__file__).parent / "configs" / "example.toml"
     wf = load_workflow(example)
     assert wf.process_steps == ["cropping", "destriping", "cropping_final"]
     assert wf.steps["destriping"]["only_striped"] is True
     assert wf.store_path() == example.parent / "example.zarr"
+    assert wf.project_dir == example.parent / "pystack3d-dask-demo" / "data" / "slices"
 
 
 def test_readme_workflow_example_is_valid():
