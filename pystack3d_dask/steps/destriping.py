@@ -4,6 +4,7 @@ PyStack3D does, or only on the slices whose stripe score says they are striped."
 from __future__ import annotations
 
 import functools
+import importlib
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -190,13 +191,24 @@ def validate(**params: Any) -> None:
 
 
 def _require_gpu() -> None:
-    try:
-        import cupy
+    # pyvsnr (AGPL-3.0) is not a core dependency: only this path runs it
+    missing = []
+    for name in ("cupy", "pyvsnr"):
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # ImportError, or CUDA's own errors without a driver
+            missing.append(f"{name}: {exc}")
+    if missing:
+        raise NotAvailableError(f'[destriping] device = "gpu" needs CuPy and a CUDA GPU, '
+                                f"and pyvsnr (pip install 'pystack3d-dask[gpu]'): "
+                                f"{'; '.join(missing)}")
+    import cupy
 
+    try:
         count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # ImportError, or CUDA's own errors without a driver
-        raise NotAvailableError(f'[destriping] device = "gpu" needs CuPy and a CUDA GPU '
-                                f"(pip install 'pystack3d-dask[gpu]'): {exc}") from exc
+    except Exception as exc:  # CUDA's own errors without a driver
+        raise NotAvailableError(f'[destriping] device = "gpu" needs CuPy and a CUDA GPU: '
+                                f"{exc}") from exc
     if count < 1:
         raise NotAvailableError('[destriping] device = "gpu": CuPy sees no CUDA GPU')
 

@@ -287,6 +287,19 @@ def test_gpu_device_without_cupy_is_a_clear_error(tmp_path):
         p3d.run(wf, progress=False)
 
 
+def test_gpu_without_pyvsnr_names_the_gpu_extra(monkeypatch):
+    """pyvsnr is in the gpu extra, not a core dependency: asking for the GPU without it
+    says what to install."""
+    import sys
+
+    from pystack3d_dask.steps.destriping import _require_gpu
+
+    monkeypatch.setitem(sys.modules, "pyvsnr", None)  # import pyvsnr now fails
+    with pytest.raises(NotAvailableError, match=r"pyvsnr: .*") as err:
+        _require_gpu()
+    assert "pip install 'pystack3d-dask[gpu]'" in str(err.value)
+
+
 def _gpu_available() -> bool:
     try:
         import cupy
