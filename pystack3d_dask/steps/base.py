@@ -159,7 +159,7 @@ def map_slice_values(func: SliceFunction, data: Any, shape: tuple[int, ...],
                      dtype: Any, **kwargs: Any) -> Any:
     """``func(slice, c, z, **kwargs)`` (a 2D slice with its channel and slice indices,
     as for :func:`map_slices`) for every slice of ``data`` (one channel per block, whole slices): a lazy
-    (channel, z, *shape) array of its values, in the z blocks of ``data``. The per-slice
+    ``(channel, z, *shape)`` array of its values, in the z blocks of ``data``. The per-slice
     reductions of the steps (histograms, means, samples, scores) are made with it."""
     chunks = (data.chunks[0], data.chunks[1], *((n,) for n in shape))
     return data.map_blocks(_values_task, kernel=func, shape=tuple(shape), out_dtype=dtype,

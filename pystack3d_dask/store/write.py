@@ -38,7 +38,7 @@ CUT_NAMES = ("cut_rows", "cut_columns")
 @dataclass(frozen=True)
 class Derived:
     """A per-slice quantity computed from each output slice as it is written (and from
-    the slices already on disk when a write resumes), stored as (channel, z, *dims).
+    the slices already on disk when a write resumes), stored as ``(channel, z, *dims)``.
     ``func(slice, c, z) -> array``: the steps' one per-slice convention, a 2D slice with
     its channel and slice indices (see :func:`~pystack3d_dask.steps.base.map_slices`).
 
@@ -61,7 +61,7 @@ class StepOutput:
     ``extras``: lazy ones along z (dims ``(channel, z, ...)`` or ``(z, ...)``) are
     written slice by slice with the stack; in-memory ones whole when the group is
     created. ``derived``: ``name -> Derived``, computed by the task that writes each
-    slice, stored as (channel, z, *dims) at the end.
+    slice, stored as ``(channel, z, *dims)`` at the end.
     """
 
     stack: xr.DataArray
