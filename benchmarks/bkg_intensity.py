@@ -126,17 +126,14 @@ def speed_and_memory(sizes: list[tuple[int, int, int]], workers: int, scratch: P
 
 
 def quality_table(workers: int, scratch: Path) -> None:
+    import tomllib
+
     import xarray as xr
     from pystack3d_runner import run_pystack3d_subprocess
 
     import pystack3d_dask as p3d
     from pystack3d_dask.datasets.quality import quality, quality_table
     from pystack3d_dask.datasets.synthetic import load_truth, write_synthetic
-
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
 
     files = write_synthetic(scratch / "syn")
     params = tomllib.loads(files.workflow.read_text())

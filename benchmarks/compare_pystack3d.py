@@ -25,6 +25,7 @@ import re
 import shutil
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -38,12 +39,6 @@ from harness import (  # noqa: E402
     ratio,
     settle,
 )
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 
 
 def main() -> None:

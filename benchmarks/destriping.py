@@ -59,6 +59,8 @@ def _scores(out: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 def quality(shape: tuple[int, int, int], maxit: int, workers: int, scratch: Path) -> None:
     """Error against the truth, striped and clean slices apart."""
+    import tomllib
+
     import xarray as xr
     from helpers import run_ours
     from pystack3d_runner import run_pystack3d_subprocess
@@ -66,11 +68,6 @@ def quality(shape: tuple[int, int, int], maxit: int, workers: int, scratch: Path
     import pystack3d_dask as p3d
     from pystack3d_dask.datasets.synthetic import write_synthetic
     from pystack3d_dask.kernels.cropping import area_to_slices
-
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
 
     files = write_synthetic(scratch / "syn", shape=shape, drift=False, background=False,
                             gain=False, missing=False)

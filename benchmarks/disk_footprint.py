@@ -29,6 +29,7 @@ import shutil
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +39,6 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from harness import format_bytes, format_table  # noqa: E402
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 CODECS = [("none", 0), ("zstd", 1), ("zstd", 3), ("blosc-zstd", 3),
           ("blosc-lz4", 5)]

@@ -10,6 +10,7 @@ import json
 import math
 import shutil
 import time
+import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +18,6 @@ from typing import Any
 
 import numpy as np
 from quality_scoring import Stack, Truth, estimate_residuals, final_scores, score_stack, worse_flag
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 #: Defect strengths, as keyword arguments of ``synthetic.generate``.
 CASES: dict[str, dict[str, Any]] = {

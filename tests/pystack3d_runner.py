@@ -45,6 +45,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager
@@ -53,11 +54,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10 (the project supports it)
-    import tomli as tomllib
 
 __all__ = [
     "HAVE_PYSTACK3D",

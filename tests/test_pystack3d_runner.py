@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,6 @@ from pystack3d_runner import (
 )
 
 from pystack3d_dask.datasets.synthetic import write_synthetic
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from harness import (  # the benchmarks folder is not a package: found via sys.path

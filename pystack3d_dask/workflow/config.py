@@ -10,7 +10,7 @@ step table. Relative paths are resolved against the folder of the workflow file.
 from __future__ import annotations
 
 import copy
-import sys
+import tomllib
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,11 +32,6 @@ from ..params import (
 from ..steps import step_schemas
 from .profiles import DEFAULT_PROFILE, PROFILES, profile_defaults
 from .schema import OWN_TABLES
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 __all__ = ["DEFAULT_POLICY", "Workflow", "load_workflow"]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +13,6 @@ from scipy import ndimage
 
 from pystack3d_dask.datasets.synthetic import STEPS, generate, load_truth, write_synthetic
 from pystack3d_dask.errors import InputError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 SHAPE = (24, 64, 72)
 DEFECTS = ("padding", "background", "gain", "drift", "curtains", "missing", "noise")

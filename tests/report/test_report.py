@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import tomllib
 
 import numpy as np
 import pytest
@@ -14,11 +15,6 @@ from pystack3d_dask.errors import StoreError
 from pystack3d_dask.report.figures import default_report_dir, write_report
 from pystack3d_dask.report.plots import decompose
 from pystack3d_dask.report.sections import cut_planes
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 STEPS = ["cropping", "bkg_removal", "intensity_rescaling", "registration_calculation",
          "registration_transformation", "destriping", "resampling"]

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import threading
 import time
+import tomllib
 
 import numpy as np
 import pytest
@@ -16,11 +17,6 @@ from helpers import write_stack
 import pystack3d_dask as p3d
 from pystack3d_dask.datasets.synthetic import write_synthetic
 from pystack3d_dask.errors import ConfigError, NotAvailableError
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 
 def _slurm_ready() -> str | None:

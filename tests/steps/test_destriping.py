@@ -4,6 +4,7 @@ numpy.fft left alone, bad parameters, and parity with PyStack3D."""
 from __future__ import annotations
 
 import copy
+import tomllib
 
 import numpy as np
 import pytest
@@ -24,11 +25,6 @@ from pystack3d_dask.kernels.destriping import (
     wavelet_fourier,
 )
 from pystack3d_dask.store.checkpoints import Store
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 GABOR = [{"name": "Gabor", "noise_level": 20, "sigma": [0.5, 200], "theta": 0}]
 

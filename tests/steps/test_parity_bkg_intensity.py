@@ -8,6 +8,7 @@ slice by slice after every step.
 from __future__ import annotations
 
 import copy
+import tomllib
 
 import numpy as np
 import pytest
@@ -16,11 +17,6 @@ from pystack3d_runner import requires_pystack3d, run_pystack3d_subprocess
 
 import pystack3d_dask as p3d
 from pystack3d_dask.datasets.synthetic import write_synthetic
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 STEPS = ["cropping", "bkg_removal", "intensity_rescaling", "intensity_rescaling_area"]
 

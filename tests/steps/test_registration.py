@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tomllib
+
 import numpy as np
 import pytest
 import tifffile
@@ -18,11 +20,6 @@ from pystack3d_dask.kernels.registration import (
     remove_drift,
     remove_running_mean,
 )
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 
 def _structured(shape=(96, 112), seed=0):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tomllib
+
 import dask.array as da
 import numpy as np
 import pytest
@@ -14,11 +16,6 @@ import pystack3d_dask as p3d
 from pystack3d_dask.errors import ConfigError
 from pystack3d_dask.kernels.resampling import output_positions, plan
 from pystack3d_dask.steps import get_step
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 
 def _stack(values: np.ndarray, z: list[float]) -> xr.DataArray:

@@ -1,13 +1,9 @@
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 from pystack3d_dask.errors import ConfigError
 from pystack3d_dask.workflow.config import load_workflow

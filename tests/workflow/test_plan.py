@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+import tomllib
 
 import pytest
 
@@ -13,11 +14,6 @@ import pystack3d_dask as p3d
 from pystack3d_dask.datasets.synthetic import write_synthetic
 from pystack3d_dask.store.checkpoints import Store
 from pystack3d_dask.workflow.plan import format_plan, plan
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 STEPS = ["cropping", "bkg_removal", "intensity_rescaling", "cropping_final"]
 STATUS = {"compute": "computed", "reuse": "reused", "resume": "resumed",

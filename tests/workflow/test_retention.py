@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,6 @@ from pystack3d_dask.runtime.faults import ENV as FAULT_ENV
 from pystack3d_dask.store.checkpoints import Store
 from pystack3d_dask.store.lock import StoreLock
 from pystack3d_dask.workflow.clean import clean
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 CLI = [sys.executable, "-m", "pystack3d_dask.cli"]
 STEPS = ["cropping", "bkg_removal", "intensity_rescaling", "registration_calculation",
