@@ -137,7 +137,7 @@ def slabbed(stack: xr.DataArray, per_shard: int) -> da.Array:
     one = slice_bytes(stack.shape, stack.dtype)
     data = stack.data
     if not isinstance(data, da.Array):
-        data = da.fromarray_handle(np.asarray(data), chunks=(1, slab_chunks(nz, one), ny, nx))
+        data = da.from_array(np.asarray(data), chunks=(1, slab_chunks(nz, one), ny, nx))
     if per_shard > 1:
         zs = tuple(min(per_shard, nz - s) for s in range(0, nz, per_shard))
     elif max(data.chunks[1], default=1) > slab_size(one):

@@ -86,3 +86,14 @@ def test_missing_slices_of_a_store_with_nested_chunk_files(tmp_path):
     done = {(0, 1), (1, 4)}
     assert st.missing_chunks("g", (2, 6)) == [(c, z) for c in range(2) for z in range(6)
                                               if (c, z) not in done]
+
+
+def test_an_in_memory_stack_is_written_in_slabs(tmp_path):
+    """A stack backed by a NumPy array (not dask) is cut into slabs and written whole."""
+    data = np.arange(2 * 5 * 6 * 7, dtype=np.uint16).reshape(2, 5, 6, 7)
+    stack = xr.DataArray(data, dims=("channel", "z", "y", "x"),
+                         coords={"channel": ["a", "b"], "z": np.arange(5) * 0.1})
+    store = Store(tmp_path / "s.zarr")
+    store.write("steps/01_mem", stack, "fp", {})
+    assert store.is_complete("steps/01_mem")
+    np.testing.assert_array_equal(store.read_slice("steps/01_mem", 1, 3), data[1, 3])
