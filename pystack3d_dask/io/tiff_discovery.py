@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .tiff_headers import check_dtype, check_headers, file_fingerprint, page_offsets, read_header
+from .tiff_headers import check_dtype, check_headers, file_fingerprint, read_header
 from .tiff_names import (
     TIFF_SUFFIXES,
     check_channel_z,
@@ -254,7 +254,8 @@ def _discover_multipage(path: Path, ind_min: int, ind_max: int, z_spacing: float
     """The pages ``ind_min`` to ``ind_max`` of one multi-page TIFF file as the stack."""
     if path.suffix.lower() not in TIFF_SUFFIXES:
         raise InputError(f"{path}: expected a folder of slices or a multi-page .tif file")
-    npages, shape, dtype = read_header(path)
+    offsets: list[int] = []
+    npages, shape, dtype = read_header(path, offsets=offsets)
     if len(shape) != 2:
         raise InputError(f"{path}: pages of shape {shape}; expected 2D grey-level pages")
     check_dtype(path, dtype)
@@ -264,7 +265,6 @@ def _discover_multipage(path: Path, ind_min: int, ind_max: int, z_spacing: float
                          f"expected ind_min <= {npages - 1}")
     entry = {"path": path.name}
     entry.update(file_fingerprint(path))
-    offsets = page_offsets(path)
     return SliceSource(root=path.parent, files=[[path] * len(pages)], pages=pages,
                        z=np.asarray(pages, dtype=float) * z_spacing, channels=["."],
                        shape=(shape[0], shape[1]), dtype=dtype, z_from_names=False,

@@ -45,11 +45,16 @@ def file_fingerprint(path: Path) -> dict[str, Any]:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256_ends": digest.hexdigest()}
 
 
-def read_header(path: Path, tags: dict[str, Any] | None = None
-                ) -> tuple[int, tuple[int, ...], np.dtype]:
+def read_header(path: Path, tags: dict[str, Any] | None = None,
+                offsets: list[int] | None = None) -> tuple[int, tuple[int, ...], np.dtype]:
     """Number of pages, shape and dtype of a TIFF file, from its header only; with
     ``tags``, the Fibics XML (tag 51023) of its first page is put in ``tags["fibics"]``
     (None when absent), read in the same pass.
+
+    With ``offsets``, the file offset of every page's IFD is appended to it, in page
+    order: each slice of a multi-page file is then read by seeking to its page
+    (:func:`.tiff.read_slice`), where finding page ``k`` from the file's start walks the
+    ``k`` pages before it, which made ingest quadratic in the pages.
 
     Raises
     ------
@@ -64,33 +69,14 @@ def read_header(path: Path, tags: dict[str, Any] | None = None
             if tags is not None:
                 tag = page.tags.get(FIBICS_TAG)
                 tags["fibics"] = None if tag is None else tag.value
+            if offsets is not None:
+                tif.pages.useframes = True  # the offsets without parsing every page's tags
+                offsets.extend(int(p.offset) for p in tif.pages)
             return npages, tuple(page.shape), np.dtype(series.dtype)
     except Exception as exc:  # tifffile raises many types for damaged files
         raise InputError(f"{path}: not a readable TIFF file ({type(exc).__name__}: {exc}); "
                          "expected every .tif/.tiff file of the input to be a TIFF image: "
                          "replace or remove it") from None
-
-
-def page_offsets(path: Path) -> list[int]:
-    """File offset of every page's IFD of a multi-page TIFF file, in page order.
-
-    Walking the chain of IFDs once here lets each slice be read by seeking to its page
-    (:func:`.tiff.read_slice`), instead of walking the chain again from page 0 for every
-    slice, which makes a read of page ``k`` cost ``O(k)`` and ingest quadratic.
-
-    Raises
-    ------
-    InputError
-        When the file is not a readable TIFF file, naming it.
-    """
-    try:
-        with tifffile.TiffFile(path) as tif:
-            # frames: the offset without parsing each page's tags
-            tif.pages.useframes = True
-            return [int(page.offset) for page in tif.pages]
-    except Exception as exc:  # tifffile raises many types for damaged files
-        raise InputError(f"{path}: cannot read the list of pages ({type(exc).__name__}: "
-                         f"{exc}); the file may be truncated or corrupt") from None
 
 
 def check_dtype(path: Path, dtype: np.dtype) -> None:
