@@ -2,7 +2,8 @@
 # CI: the tests (not the slow ones) on the lowest versions pyproject.toml admits, so that
 # each floor it states is one the tests pass on (docs/dependencies.md).
 #
-# pyproject.toml is the one source of truth: uv installs the package and its test extra
+# pyproject.toml is the one source of truth: uv installs the package, its test extra
+# and its docs extra (the site is then built on those floors, warnings as errors)
 # with --resolution lowest-direct (each direct dependency at the lowest version its
 # requirement admits, what they pull in at the newest, as a fresh install would get), and
 # a check then fails the job where a direct dependency did not land on its floor (a
@@ -38,7 +39,7 @@ fi
 # --compile-bytecode, as pip does at install: without it, where PYTHONDONTWRITEBYTECODE
 # is set, each command-line run the tests start compiles all it imports again
 "$WORK/tools/bin/uv" pip install -q --python "$PY" --resolution lowest-direct --compile-bytecode \
-  "$WORK/src[test]"
+  "$WORK/src[test,docs]"
 
 # the versions installed, each direct dependency beside its floor; a mismatch fails
 "$PY" -P - <<'EOF'
@@ -53,7 +54,8 @@ with open("pyproject.toml", "rb") as fid:
     project = tomllib.load(fid)["project"]
 wrong = []
 print(f"{'package':<16} {'floor':<12} installed")
-for text in project["dependencies"] + project["optional-dependencies"]["test"]:
+extras = project["optional-dependencies"]
+for text in project["dependencies"] + extras["test"] + extras["docs"]:
     req = Requirement(text)
     if req.marker is not None and not req.marker.evaluate():
         continue
@@ -69,7 +71,7 @@ print(f"{'pandas':<16} {'-':<12} {md.version('pandas')}")  # xarray's, at its ne
 tested = {Requirement(text).name: Requirement(text) for text in
           project["optional-dependencies"]["test"]}
 for extra, texts in project["optional-dependencies"].items():
-    for text in texts if extra not in ("test", "gpu") else ():
+    for text in texts if extra not in ("test", "docs", "gpu") else ():
         req = Requirement(text)
         if req.name not in tested or tested[req.name].specifier != req.specifier:
             wrong.append(f"[{extra}] {text}: not in the test extra as it is, so untested")
@@ -81,3 +83,5 @@ assert pystack3d_dask.__file__.startswith(sys.prefix), pystack3d_dask.__file__
 print('testing', pystack3d_dask.__file__)"
 
 "$PY" -P -m pytest -m "not slow" -q -p no:cacheprovider
+# the docs extra's floors: the site builds on them with warnings as errors
+"$PY" -P -m sphinx -q -W --keep-going -b html docs "$WORK/html"
