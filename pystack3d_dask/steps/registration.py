@@ -28,7 +28,6 @@ from ..kernels.registration import (
 from ..params import Param, area, boolean, integer, number, numbers, string
 from ..store.chunks import slab_chunks, slice_bytes
 from .base import Compute, map_slices
-from .registration_pairs import pair as _pair  # noqa: F401 (the tests reach it here)
 from .registration_pairs import slab_pairs as _slab_pairs
 
 __all__ = ["CALC_PARAMS", "TRANSFORM_PARAMS", "calc_apply", "calc_prepare", "calc_validate",

@@ -20,6 +20,7 @@ from pystack3d_dask.kernels.registration import (
     remove_drift,
     remove_running_mean,
 )
+from pystack3d_dask.steps import registration_pairs
 
 
 def _structured(shape=(96, 112), seed=0):
@@ -220,7 +221,6 @@ def test_pairs_from_threads_run_in_a_process_pool_with_same_result():
     from concurrent.futures import ThreadPoolExecutor
 
     from pystack3d_dask.runtime import pool as pools
-    from pystack3d_dask.steps import registration as reg
 
     ref = _structured()
     moved = ndimage.shift(ref, (1.0, 2.0), order=3, mode="nearest")
@@ -229,7 +229,7 @@ def test_pairs_from_threads_run_in_a_process_pool_with_same_result():
     block = lambda a: a[None, None]  # noqa: E731 - the (1, 1, Y, X) chunk of a slice
     with ThreadPoolExecutor(2) as threads:
         pool = threads.submit(pools.gil_free_pool).result()
-        found = threads.submit(reg._pair, block(ref), block(moved), slice(None), slice(None),
+        found = threads.submit(registration_pairs.pair, block(ref), block(moved), slice(None), slice(None),
                                None, "TRANSLATION", (1, 1)).result()
     assert pool is not None and pool is pools._POOL
     np.testing.assert_allclose(found, direct)
@@ -252,7 +252,7 @@ def test_matrices_do_not_depend_on_the_slabs(options):
     if options.get("threshold") == "median":
         options = {"threshold": float(np.median(base))}
     rows, cols = slice(4, 60), slice(6, 66)
-    expected = [reg._pair(stack[:, k - 1:k], stack[:, k:k + 1], rows, cols,
+    expected = [registration_pairs.pair(stack[:, k - 1:k], stack[:, k:k + 1], rows, cols,
                           options.get("threshold"), "TRANSLATION", (1, 1), "",
                           0.0, options.get("bandpass")) for k in range(1, 7)]
     for chunks in ((1,) * 7, (3, 3, 1), (7,), (2, 5)):
@@ -271,7 +271,6 @@ def test_matrices_do_not_depend_on_the_slabs(options):
 
 
 def test_gaussian_sigma_reduces_the_error_that_noise_brings():
-    from pystack3d_dask.steps import registration as reg
 
     rng = np.random.default_rng(3)
     base = _structured((128, 128), seed=1)
@@ -282,7 +281,7 @@ def test_gaussian_sigma_reduces_the_error_that_noise_brings():
         noisy = [(a + rng.normal(0, 0.25 * base.std(), a.shape))[None, None]
                  for a in (base, moved)]
         for sigma in errors:
-            tmat = reg._pair(*noisy, slice(None), slice(None), None, "TRANSLATION", (1, 1),
+            tmat = registration_pairs.pair(*noisy, slice(None), slice(None), None, "TRANSLATION", (1, 1),
                              gaussian_sigma=sigma)[0]
             errors[sigma].append(np.hypot(tmat[1, 2] - truth[0], tmat[0, 2] - truth[1]))
     rms = {s: float(np.sqrt(np.mean(np.square(e)))) for s, e in errors.items()}
@@ -293,7 +292,6 @@ def test_bandpass_ignores_shading_that_changes_between_slices():
     """FIB-SEM shading (charging, shadowing) differs from slice to slice; a ramp is larger
     than any feature, so the band-pass leaves it out where plain or smoothed registration
     reads part of it as motion."""
-    from pystack3d_dask.steps import registration as reg
 
     rng = np.random.default_rng(3)
     base = _structured((128, 128), seed=1)
@@ -308,7 +306,7 @@ def test_bandpass_ignores_shading_that_changes_between_slices():
         noisy = [(a + rng.normal(0, 0.25 * base.std(), a.shape))[None, None]
                  for a in (base, moved)]
         for name, kwargs in filters.items():
-            tmat = reg._pair(*noisy, slice(None), slice(None), None, "TRANSLATION", (1, 1),
+            tmat = registration_pairs.pair(*noisy, slice(None), slice(None), None, "TRANSLATION", (1, 1),
                              **kwargs)[0]
             errors[name].append(np.hypot(tmat[1, 2] - truth[0], tmat[0, 2] - truth[1]))
     rms = {name: float(np.sqrt(np.mean(np.square(e)))) for name, e in errors.items()}
@@ -317,7 +315,6 @@ def test_bandpass_ignores_shading_that_changes_between_slices():
 
 
 def test_bandpass_is_the_difference_of_gaussians_of_both_slices():
-    from pystack3d_dask.steps import registration as reg
 
     base = _structured((96, 112), seed=2)
     moved = ndimage.shift(base, (0.6, -1.3), order=3, mode="nearest")
@@ -325,7 +322,7 @@ def test_bandpass_is_the_difference_of_gaussians_of_both_slices():
     dog = [(ndimage.gaussian_filter(a.astype(np.float32), 1.5)
             - ndimage.gaussian_filter(a.astype(np.float32), 3.0))[12:-12, 12:-12]
            for a in (base, moved)]
-    found = reg._pair(base[None, None], moved[None, None], slice(None), slice(None), None,
+    found = registration_pairs.pair(base[None, None], moved[None, None], slice(None), slice(None), None,
                       "TRANSLATION", (1, 1), bandpass=(1.5, 3.0))
     np.testing.assert_allclose(found, pair_matrices(*dog), atol=1e-9)
     assert abs(found[0, 1, 2] - 0.6) < 0.05 and abs(found[0, 0, 2] + 1.3) < 0.05
@@ -334,7 +331,7 @@ def test_bandpass_is_the_difference_of_gaussians_of_both_slices():
     dog = [(ndimage.gaussian_filter(a.astype(np.float32), 1.5)
             - ndimage.gaussian_filter(a.astype(np.float32), 3.0))[area_rows, area_cols]
            for a in (base, moved)]
-    found = reg._pair(base[None, None], moved[None, None], area_rows, area_cols, None,
+    found = registration_pairs.pair(base[None, None], moved[None, None], area_rows, area_cols, None,
                       "TRANSLATION", (1, 1), bandpass=(1.5, 3.0))
     np.testing.assert_allclose(found, pair_matrices(*dog), atol=1e-9)
 
@@ -344,12 +341,11 @@ def test_bandpass_rotation_is_about_the_area_origin():
     brought back to the area's, so a rotation agrees with the unfiltered registration."""
     from skimage.transform import AffineTransform, warp
 
-    from pystack3d_dask.steps import registration as reg
 
     base = _structured((160, 180), seed=4)
     moved = warp(base, AffineTransform(rotation=np.deg2rad(1.5), translation=(2.0, -1.0)),
                  mode="edge")
-    plain, band = (reg._pair(base[None, None], moved[None, None], slice(None), slice(None),
+    plain, band = (registration_pairs.pair(base[None, None], moved[None, None], slice(None), slice(None),
                              None, "RIGID_BODY", (1, 1), **kwargs)[0]
                    for kwargs in ({}, {"bandpass": (1.0, 8.0)}))
     # 32 pixels left out per edge: about the wrong origin the translation would be 0.8 px off
@@ -415,7 +411,7 @@ def test_calc_prepare_same_matrices_whatever_the_chunks():
     shifts = np.cumsum(rng.uniform(-1.0, 1.0, (11, 2)), axis=0)
     stack = np.stack([ndimage.shift(base, s, order=3, mode="nearest") for s in shifts])[None]
     expected = [np.identity(3)] + [
-        reg._pair(stack[:, k - 1:k], stack[:, k:k + 1], slice(None), slice(None), None,
+        registration_pairs.pair(stack[:, k - 1:k], stack[:, k:k + 1], slice(None), slice(None), None,
                   "TRANSLATION", (1, 1))[0] for k in range(1, 11)]
     for chunks in ((1, 1, 48, 56), (1, 11, 48, 56), (1, 4, 24, 20)):
         data = xr.DataArray(dask.array.from_array(stack, chunks=chunks),
