@@ -213,18 +213,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_metadata(args: argparse.Namespace) -> int:
-    from .errors import InputError
     from .io.zeiss import workflow_from_zeiss
     from .workflow.config import load_workflow, tomllib
+    from .workflow.example import write_workflow_file
 
     text = workflow_from_zeiss(args.dir)
     load_workflow(tomllib.loads(text), base_dir=args.dir)  # what is written must load
     if args.out is None:
         print(text, end="")
         return 0
-    if args.out.exists() and not args.overwrite:
-        raise InputError(f"{args.out} already exists; pass --overwrite to replace it")
-    args.out.write_text(text, encoding="utf-8")
+    write_workflow_file(args.out, text, overwrite=args.overwrite)
     print(f"workflow written to {args.out}", file=sys.stderr)
     return 0
 

@@ -1,4 +1,5 @@
-"""The example workflow file shipped with the package, and ``pystack3d-dask init``."""
+"""The example workflow file shipped with the package (``pystack3d-dask init``), and the
+one way workflow files are written (``init``, ``metadata --out``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from ..errors import InputError
 
-__all__ = ["EXAMPLE_WORKFLOW", "example_text", "write_example"]
+__all__ = ["EXAMPLE_WORKFLOW", "example_text", "write_example", "write_workflow_file"]
 
 #: The shipped example, inside the package: ``pystack3d_dask/configs/example.toml``.
 EXAMPLE_WORKFLOW = "configs/example.toml"
@@ -43,9 +44,20 @@ def write_example(path: str | Path = "workflow.toml", project_dir: str | Path | 
     InputError
         When ``path`` exists and ``overwrite`` is false.
     """
+    return write_workflow_file(path, example_text(project_dir), overwrite)
+
+
+def write_workflow_file(path: str | Path, text: str, overwrite: bool = False) -> Path:
+    """Write a workflow file (``init``, ``metadata --out``), never replacing one unasked.
+
+    Raises
+    ------
+    InputError
+        When ``path`` exists and ``overwrite`` is false.
+    """
     path = Path(path)
     if path.exists() and not overwrite:
         raise InputError(f"{path} already exists; pass --overwrite to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(example_text(project_dir), encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     return path
