@@ -22,8 +22,6 @@ statistics are on disk.
 from __future__ import annotations
 
 import functools
-import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,20 +34,19 @@ import xarray as xr
 import zarr
 import zarr.codecs
 
-from .._version import __version__
 from ..errors import StoreError
 from ..runtime.faults import fault_point
 from .chunks import array_handle, fast_chunks, read_block, slab_chunks, slice_bytes, stored_slice
+from .location import StoreRef, StoreTarget, files_of, is_url, store_ref, zarr_store
 from .metadata import CHUNK_KEY_ENCODING, create_group, make_compressors, split_extras, to_json
+from .root import LAYOUT_VERSION, ROOT_KEY, check_or_create, existing_store
 from .write import CUT_NAMES, STAT_NAMES, StepOutput, link_chunks, write_per_slice, write_slabs
 
 __all__ = ["CHUNK_KEY_ENCODING", "CUT_NAMES", "INPUT_GROUP", "LAYOUT_VERSION", "STAT_NAMES", "Store",
-           "WriteReport", "make_compressors", "to_json"]
+           "WriteReport", "existing_store", "make_compressors", "to_json"]
 
-LAYOUT_VERSION = 1
 #: The group of the ingested input slices (steps are under ``steps/``).
 INPUT_GROUP = "input"
-_ROOT_KEY = "pystack3d_dask"
 
 
 @dataclass
@@ -79,73 +76,65 @@ class Store:
         A shard is written whole by one task.
     """
 
-    def __init__(self, path: str | Path, compressors: Sequence[Any] | None = None,
-                 create: bool = True, shard_slices: int = 1) -> None:
-        self.path = Path(path).resolve()
+    def __init__(self, path: str | Path | StoreRef, compressors: Sequence[Any] | None = None,
+                 create: bool = True, shard_slices: int = 1,
+                 storage_options: dict[str, Any] | None = None) -> None:
+        if isinstance(path, StoreRef) or is_url(path):
+            self.ref: StoreRef | None = store_ref(path, storage_options)
+            self.path: Path | StoreRef = self.ref
+            self.target: StoreTarget = self.ref
+        else:
+            self.ref = None
+            self.path = Path(path).resolve()
+            self.target = str(self.path)
+        self.files = files_of(self.target)
         self.compressors = list(make_compressors() if compressors is None else compressors)
         if not isinstance(shard_slices, int) or shard_slices < 1:
             raise StoreError(f"shard_slices = {shard_slices!r}: expected an integer >= 1")
         self.shard_slices = shard_slices
-        self._check_or_create(create)
+        if self.ref is not None:
+            self.files.check()
+        check_or_create(self.path, self.files, self.target, create)
+
+    @property
+    def remote(self) -> bool:
+        """Whether the store is on object storage (a URL), not a local folder."""
+        return self.ref is not None
+
+    @property
+    def name(self) -> str:
+        """The store's name (last part of its path or URL)."""
+        return self.path.name
 
     # -- layout -------------------------------------------------------------------------
-    def _check_or_create(self, create: bool) -> None:
-        path = self.path
-        if path.exists() and not path.is_dir():
-            raise StoreError(f"store path {path} is a file; expected a folder (a Zarr store)")
-        if path.is_dir() and (path / "zarr.json").exists():
-            try:
-                attrs = dict(zarr.open_group(str(path), mode="r").attrs)
-            except Exception as exc:
-                raise StoreError(f"{path}: not a readable Zarr v3 store ({exc})") from None
-            info = attrs.get(_ROOT_KEY)
-            if info is None:
-                raise StoreError(f"{path} is a Zarr store not made by pystack3d-dask; "
-                                 "refusing to write into it")
-            if info.get("layout_version", 0) > LAYOUT_VERSION:
-                raise StoreError(f"{path} has layout version {info['layout_version']}, newer "
-                                 f"than this package's ({LAYOUT_VERSION}); upgrade pystack3d-dask")
-            return
-        if path.is_dir() and any(path.iterdir()):
-            raise StoreError(f"store path {path} is a non-empty folder that is not a Zarr "
-                             "store; choose another path")
-        if not create:
-            raise StoreError(f"no store at {path}")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            root = zarr.open_group(str(path), mode="w", zarr_format=3)
-        except OSError as exc:
-            raise StoreError(f"cannot create the store {path}: {exc.strerror or exc}; expected "
-                             "a location this user can write to: choose another [store] path "
-                             "(or --store)") from None
-        root.attrs[_ROOT_KEY] = {"layout_version": LAYOUT_VERSION, "created_by": __version__}
-
     @property
     def info(self) -> dict[str, Any]:
         """This package's root attributes of the store."""
-        return dict(zarr.open_group(str(self.path), mode="r").attrs.get(_ROOT_KEY, {}))
+        return dict(zarr.open_group(zarr_store(self.target), mode="r").attrs.get(ROOT_KEY, {}))
 
     def update_info(self, **values: Any) -> None:
         """Update this package's root attributes."""
-        root = zarr.open_group(str(self.path), mode="r+")
-        info = dict(root.attrs.get(_ROOT_KEY, {}))
+        root = zarr.open_group(zarr_store(self.target), mode="r+")
+        info = dict(root.attrs.get(ROOT_KEY, {}))
         info.update(values)
-        root.attrs[_ROOT_KEY] = info
+        root.attrs[ROOT_KEY] = info
 
     def group_dir(self, group: str) -> Path:
-        """Folder of a group."""
+        """Folder of a group (a local store's)."""
+        if self.remote:
+            raise StoreError(f"{self.path}: a store on object storage has no folders")
         return self.path / group
 
     def has_group(self, group: str) -> bool:
         """Whether the group exists (complete or not)."""
-        return (self.group_dir(group) / "zarr.json").exists()
+        return self.files.exists(f"{group}/zarr.json")
 
     def attrs(self, group: str) -> dict[str, Any] | None:
         """A group's attributes, or None when it does not exist."""
         if not self.has_group(group):
             return None
         try:
-            return dict(zarr.open_group(str(self.path), path=group, mode="r").attrs)
+            return dict(zarr.open_group(zarr_store(self.target), path=group, mode="r").attrs)
         except Exception:
             return None
 
@@ -153,7 +142,7 @@ class Store:
         """Update a group's attributes."""
         # one write of zarr.json: ``attrs.update`` writes it once per key (eleven times
         # when a group is created)
-        zarr.open_group(str(self.path), path=group, mode="r+").update_attributes(values)
+        zarr.open_group(zarr_store(self.target), path=group, mode="r+").update_attributes(values)
 
     def is_complete(self, group: str, fingerprint: str | None = None) -> bool:
         """Whether the group is complete (with this fingerprint, when given)."""
@@ -174,16 +163,7 @@ class Store:
         """Bytes on disk of a group (or of one of its arrays), each file counted once
         even when hard-linked twice below it; ``only_here``: only the files no other
         group links (what deleting them frees)."""
-        folder = self.group_dir(group) / (name or "")
-        if not folder.is_dir():
-            return 0
-        seen: dict[int, int] = {}
-        for path in folder.rglob("*"):
-            if path.is_file():
-                stat = path.stat()
-                if not only_here or stat.st_nlink == 1:
-                    seen[stat.st_ino] = stat.st_size
-        return sum(seen.values())
+        return self.files.size(f"{group}/{name}" if name else group, only_here)
 
     def remove_slices(self, group: str, reason: str) -> int:
         """Remove a complete group's slices (its ``stack`` array), keep everything else
@@ -200,24 +180,19 @@ class Store:
         freed = self.group_bytes(group, "stack", only_here=True)
         self.update_attrs(group, complete=False, removed=True, removed_at=time.time(),
                           removed_bytes=freed, removed_reason=reason)
-        shutil.rmtree(self.group_dir(group) / "stack", ignore_errors=True)
+        self.files.remove(f"{group}/stack")
         array_handle.cache_clear()
         fast_chunks.cache_clear()
         return freed
 
     def step_groups(self) -> list[str]:
         """Groups under ``steps/``, in order."""
-        steps = self.path / "steps"
-        if not steps.is_dir():
-            return []
-        return sorted(f"steps/{p.name}" for p in steps.iterdir()
-                      if (p / "zarr.json").exists())
+        return sorted(f"steps/{name}" for name in self.files.children("steps")
+                      if self.files.exists(f"steps/{name}/zarr.json"))
 
     def delete_group(self, group: str) -> None:
         """Remove a group and everything in it."""
-        folder = self.group_dir(group)
-        if folder.exists():
-            shutil.rmtree(folder)
+        self.files.remove(group)
         array_handle.cache_clear()
         fast_chunks.cache_clear()
 
@@ -235,12 +210,12 @@ class Store:
         if not self.has_group(group):
             raise StoreError(f"{self.path}: no group {group!r}")
         kwargs = {} if chunks == "auto" else {"chunks": chunks}
-        return xr.open_zarr(str(self.path), group=group, consolidated=False, zarr_format=3,
+        return xr.open_zarr(zarr_store(self.target), group=group, consolidated=False, zarr_format=3,
                             **kwargs)
 
     def load_extras(self, group: str, names: Sequence[str]) -> dict[str, xr.DataArray] | None:
         """In-memory copies of a group's extra arrays, or None when one is missing."""
-        if not all((self.group_dir(group) / name / "zarr.json").exists() for name in names):
+        if not all(self.files.exists(f"{group}/{name}/zarr.json") for name in names):
             return None
         ds = self.open_dataset(group)
         return {name: ds[name].load() for name in names}
@@ -252,9 +227,9 @@ class Store:
         ds = self.open_dataset(group) if ds is None else ds
         stack = ds["stack"]
         token = ds.attrs.get("fingerprint") or ""
-        fast = fast_chunks(str(self.path), f"{group}/stack", token)
+        fast = fast_chunks(self.target, f"{group}/stack", token)
         if fast is not None and fast.chunk_shape == (1, 1, *stack.shape[2:]):
-            reader = functools.partial(read_block, str(self.path), f"{group}/stack", token)
+            reader = functools.partial(read_block, self.target, f"{group}/stack", token)
             zs = slab_chunks(stack.shape[1], slice_bytes(stack.shape, stack.dtype))
             data = da.map_blocks(reader, chunks=((1,) * stack.shape[0], zs,
                                                  (stack.shape[2],), (stack.shape[3],)),
@@ -268,39 +243,41 @@ class Store:
     def slice_count(self, group: str) -> int:
         """Slices of a group's stack, all channels, from the metadata of its statistics
         (kept when the slices are removed)."""
-        shape = zarr.open_array(str(self.path), path=f"{group}/{STAT_NAMES[0]}", mode="r").shape
+        shape = zarr.open_array(zarr_store(self.target), path=f"{group}/{STAT_NAMES[0]}", mode="r").shape
         return int(shape[0] * shape[1])
 
     def read_slice(self, group: str, c: int, z: int) -> np.ndarray:
         """One stored slice (channel ``c``, index ``z``), read at once without a graph."""
         token = (self.attrs(group) or {}).get("fingerprint") or ""
-        return stored_slice(str(self.path), group, c, z, token)
+        return stored_slice(self.target, group, c, z, token)
 
     # -- writing ------------------------------------------------------------------------
-    def _chunk_file(self, group: str, c: int, z: int) -> Path:
-        """File of slice (c, z): its chunk, or the shard holding it (written whole)."""
-        arr = array_handle(str(self.path), f"{group}/stack")
+    def _chunk_key(self, group: str, c: int, z: int) -> str:
+        """Key of slice (c, z) below the group's ``stack``: its chunk, or the shard
+        holding it (written whole)."""
+        arr = array_handle(self.target, f"{group}/stack")
         per_shard = arr.shards[1] if arr.shards is not None else 1
-        key = arr.metadata.encode_chunk_key((c, z // per_shard, 0, 0))
-        return self.group_dir(group) / "stack" / key
+        return arr.metadata.encode_chunk_key((c, z // per_shard, 0, 0))
+
+    def _chunk_file(self, group: str, c: int, z: int) -> Path:
+        """File of slice (c, z) in a local store (see :meth:`_chunk_key`)."""
+        return self.group_dir(group) / "stack" / self._chunk_key(group, c, z)
 
     def _shard_slices(self, group: str, fingerprint: str) -> int:
         """Slices per shard of a group's stack (0: not sharded)."""
-        shards = array_handle(str(self.path), f"{group}/stack", fingerprint).shards
+        shards = array_handle(self.target, f"{group}/stack", fingerprint).shards
         return int(shards[1]) if shards is not None else 0
 
     def missing_chunks(self, group: str, shape: tuple[int, ...]) -> list[tuple[int, int]]:
         """The (channel, z) slices of a group not yet on disk."""
-        folder = self.group_dir(group) / "stack"
-        try:  # one listing, not a stat per slice (chunk files of "/" stores are nested)
-            present = {entry.name for entry in os.scandir(folder) if entry.is_file()}
-        except FileNotFoundError:
-            present = set()
+        # one listing, not a request per slice (chunk keys of "/" stores are nested)
+        present = self.files.files(f"{group}/stack")
         out = []
         for c in range(shape[0]):
             for z in range(shape[1]):
-                path = self._chunk_file(group, c, z)
-                if not (path.name in present if path.parent == folder else path.exists()):
+                key = self._chunk_key(group, c, z)
+                if not (key in present if "/" not in key
+                        else self.files.exists(f"{group}/stack/{key}")):
                     out.append((c, z))
         return out
 
@@ -309,17 +286,17 @@ class Store:
         attrs = self.attrs(group)
         if not attrs or attrs.get("fingerprint") != fingerprint:
             return False
-        if not all((self.group_dir(group) / name / "zarr.json").exists() for name in extras):
+        if not all(self.files.exists(f"{group}/{name}/zarr.json") for name in extras):
             return False
         try:
-            arr = zarr.open_array(str(self.path), path=f"{group}/stack", mode="r")
+            arr = zarr.open_array(zarr_store(self.target), path=f"{group}/stack", mode="r")
         except Exception:
             return False
         return arr.shape == stack.shape and arr.dtype == stack.dtype
 
     def _create(self, group: str, stack: xr.DataArray, attrs: dict[str, Any],
                 extras: dict[str, xr.DataArray]) -> None:
-        create_group(str(self.path), group, stack, attrs, extras, self.compressors,
+        create_group(self.target, group, stack, attrs, extras, self.compressors,
                      self.shard_slices)
 
     def write(self, group: str, output: StepOutput | xr.DataArray, fingerprint: str,
@@ -371,26 +348,25 @@ class Store:
         resumed = self._matches(group, stack, fingerprint, out.extras)
         if resumed:
             # a killed writer can leave the temporary files of the chunks it was writing
-            for stray in self.group_dir(group).rglob("*.partial"):
-                stray.unlink(missing_ok=True)
+            self.files.remove_partial(group)
         else:
             self.delete_group(group)
             self._create(group, stack, {"fingerprint": fingerprint, **(attrs or {}),
                                         "started": time.time(), "extras": sorted(out.extras)},
                          out.extras)
         missing = self.missing_chunks(group, stack.shape)
-        if (link_from is not None and missing and not split_extras(out.extras)[0]
+        if (link_from is not None and missing and not self.remote and not split_extras(out.extras)[0]
                 and not out.derived and self.is_complete(link_from)):
-            link_chunks(str(self.path), link_from, group, missing, self._chunk_file)
+            link_chunks(self.target, link_from, group, missing, self._chunk_file)
             missing = self.missing_chunks(group, stack.shape)
-        per_slice = write_slabs(str(self.path), group, out, self._shard_slices(group, fingerprint),
+        per_slice = write_slabs(self.target, group, out, self._shard_slices(group, fingerprint),
                                 missing, fingerprint, compute)
         still = self.missing_chunks(group, stack.shape)
         if still:
             raise StoreError(f"{group}: {len(still)} slices were not written (first: channel "
                              f"{still[0][0]}, z index {still[0][1]})")
         fault_point("chunks-written", group)
-        write_per_slice(str(self.path), group, per_slice, out.derived)
+        write_per_slice(self.target, group, per_slice, out.derived)
         fault_point("mark-complete", group)
         seconds = time.perf_counter() - (start if started is None else started)
         self.update_attrs(group, complete=True, finished=time.time(), seconds=seconds,

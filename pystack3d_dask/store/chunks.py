@@ -27,6 +27,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BytesCodec, ZstdCodec
 
+from .location import StoreRef, StoreTarget, zarr_store
+
 __all__ = ["FastChunks", "array_handle", "fast_chunks", "read_block", "slab_chunks", "slab_size",
            "slice_bytes", "stored_slice"]
 
@@ -97,13 +99,15 @@ class FastChunks:
 
 
 @functools.lru_cache(maxsize=64)
-def fast_chunks(store: str, path: str, token: str = "") -> FastChunks | None:
+def fast_chunks(store: StoreTarget, path: str, token: str = "") -> FastChunks | None:
     """Direct chunk access to an array, or None when its layout is not the simple one
     (other codecs, sharding, big-endian bytes), in which case zarr must be used.
 
     ``token`` (the content fingerprint) keeps a cached handle from serving a replaced
     array of another shape.
     """
+    if isinstance(store, StoreRef):  # object storage: through zarr
+        return None
     try:
         array = zarr.open_array(store, path=path, mode="r")
     except Exception:
@@ -129,22 +133,23 @@ def fast_chunks(store: str, path: str, token: str = "") -> FastChunks | None:
 
 
 @functools.lru_cache(maxsize=64)
-def array_handle(store: str, path: str, token: str = "") -> zarr.Array:
+def array_handle(store: StoreTarget, path: str, token: str = "") -> zarr.Array:
     """A zarr handle on an array of the store, kept per process, array and content
     fingerprint (``token``): opening reads zarr.json, which would otherwise be done once
     per chunk; the token keeps a worker from reusing the handle of a replaced array of
     another shape."""
-    return zarr.open_array(store, path=path, mode="r+").with_config({"write_empty_chunks": True})
+    return zarr.open_array(zarr_store(store), path=path, mode="r+").with_config({"write_empty_chunks": True})
 
 
-def stored_slice(store: str, group: str, c: int, z: int, token: str) -> np.ndarray:
+def stored_slice(store: StoreTarget, group: str, c: int, z: int, token: str) -> np.ndarray:
     """Slice (c, z) of a group's stack, read directly (zarr for another layout)."""
     fast = fast_chunks(store, f"{group}/stack", token)
     return fast.read((c, z, 0, 0))[0, 0] if fast is not None else array_handle(
         store, f"{group}/stack", token)[c, z]
 
 
-def read_block(store: str, path: str, token: str, block_info: dict | None = None) -> np.ndarray:
+def read_block(store: StoreTarget, path: str, token: str, block_info: dict | None = None
+               ) -> np.ndarray:
     """The slab of slices of a block (channel c, slices z0 to z1), one chunk file each."""
     (c, _), (z0, z1) = block_info[None]["array-location"][:2]
     fast = fast_chunks(store, path, token)

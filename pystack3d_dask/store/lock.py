@@ -1,10 +1,13 @@
 """One run at a time per store: a lock file that a crashed run does not leave stuck.
 
-The lock is ``STORE/.run.lock``, created exclusively (``O_CREAT | O_EXCL``), holding
-who runs (host, process id, command, start time). While the run lasts, a thread touches
-the file every ``HEARTBEAT_S`` seconds. A lock is stale, and taken over, when its process
-is gone (same host) or when its heartbeat is older than ``STALE_S`` (any host: a job
-killed on a compute node cannot be asked whether it is alive).
+The lock is ``STORE/.run.lock``, created exclusively (``O_CREAT | O_EXCL`` on a local
+folder; on object storage, a conditional write, ``If-None-Match: *``, that the server
+refuses when the object exists), holding who runs (host, process id, command, start
+time). While the run lasts, a thread touches the file (rewrites the object) every
+``HEARTBEAT_S`` seconds; the age of an object is the server's time of its last write.
+A lock is stale, and taken over, when its process is gone (same host) or when its
+heartbeat is older than ``STALE_S`` (any host: a job killed on a compute node cannot be
+asked whether it is alive).
 
 Taking a stale lock over is itself guarded: a run first creates, exclusively, a claim
 file named after the stale holder (``.run.lock.takeover.<id>``), then checks again that
@@ -31,8 +34,10 @@ from typing import Any
 
 from ..errors import StoreError
 from ..runtime.log import LOGGER
+from .location import LocalFiles, ObjectFiles, StoreRef, files_of, is_url, remote_error, store_ref
 
-__all__ = ["HEARTBEAT_S", "LOCK_NAME", "STALE_S", "StoreLock", "read_lock", "takeover_claim"]
+__all__ = ["HEARTBEAT_S", "LOCK_NAME", "STALE_S", "StoreLock", "claim_name", "read_lock",
+           "takeover_claim"]
 
 LOCK_NAME = ".run.lock"
 HEARTBEAT_S = 10.0
@@ -47,17 +52,23 @@ CLAIM_STALE_S = 10.0
 CLAIM_WAIT_S = 15.0
 
 
-def read_lock(store: Path) -> dict[str, Any] | None:
+def _files(store: str | Path | StoreRef | LocalFiles | ObjectFiles) -> LocalFiles | ObjectFiles:
+    if isinstance(store, (LocalFiles, ObjectFiles)):
+        return store
+    if isinstance(store, StoreRef) or is_url(store):
+        return files_of(store_ref(store))
+    return files_of(Path(store))
+
+
+def read_lock(store: str | Path | StoreRef | LocalFiles | ObjectFiles) -> dict[str, Any] | None:
     """The holder of a store's lock, with ``age_s`` (seconds since its last heartbeat),
     or None when the store is not locked."""
-    path = Path(store) / LOCK_NAME
-    try:
-        text = path.read_text()
-        age = time.time() - path.stat().st_mtime
-    except FileNotFoundError:
+    found = _files(store).read(LOCK_NAME)
+    if found is None:
         return None
+    data, age = found
     try:
-        holder = json.loads(text)
+        holder = json.loads(data.decode("utf-8", "replace"))
     except json.JSONDecodeError:  # cut while being written: its age still tells
         holder = {}
     if not isinstance(holder, dict):
@@ -101,24 +112,29 @@ def _holder_id(holder: dict[str, Any]) -> str:
     return token if isinstance(token, str) else "<no run>"
 
 
-def takeover_claim(store: Path, holder: dict[str, Any]) -> Path:
-    """The claim file a run creates before taking over the lock of ``holder``."""
+def claim_name(holder: dict[str, Any]) -> str:
+    """Name (in the store) of the claim a run creates before taking over the lock of
+    ``holder``."""
     digest = hashlib.sha256(_holder_id(holder).encode()).hexdigest()[:16]
-    return Path(store) / f"{LOCK_NAME}.takeover.{digest}"
+    return f"{LOCK_NAME}.takeover.{digest}"
 
 
-def _claim(path: Path) -> bool:
+def takeover_claim(store: str | Path, holder: dict[str, Any]) -> Path:
+    """The claim file a run creates before taking over the lock of ``holder`` (in a
+    local store)."""
+    return Path(store) / claim_name(holder)
+
+
+def _claim(files: LocalFiles | ObjectFiles, name: str) -> bool:
     """Create a takeover claim exclusively; remove a claim left by a dead run."""
-    try:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-    except FileExistsError:
-        with contextlib.suppress(FileNotFoundError):
-            if time.time() - path.stat().st_mtime > CLAIM_STALE_S:
-                LOGGER.warning(f"warning: removing {path}, left by a run that stopped "
-                               "while taking over the lock")
-                path.unlink()
-        return False
-    return True
+    if files.create(name, b""):
+        return True
+    found = files.read(name)
+    if found is not None and found[1] > CLAIM_STALE_S:
+        LOGGER.warning(f"warning: removing {name}, left by a run that stopped while taking "
+                       "over the lock")
+        files.delete(name)
+    return False
 
 
 def _describe(holder: dict[str, Any]) -> str:
@@ -138,15 +154,18 @@ class StoreLock:
     Parameters
     ----------
     store
-        Folder of the store (it must exist).
+        Folder of the store (it must exist), or its URL (a :class:`~.location.StoreRef`
+        carries the storage options).
     heartbeat_s, stale_s
         Heartbeat period, and the age after which a lock of another host is stale.
     """
 
-    def __init__(self, store: str | Path, heartbeat_s: float = HEARTBEAT_S,
+    def __init__(self, store: str | Path | StoreRef, heartbeat_s: float = HEARTBEAT_S,
                  stale_s: float = STALE_S) -> None:
-        self.store = Path(store)
-        self.path = self.store / LOCK_NAME
+        self.files = _files(store)
+        self.store: Path | StoreRef = (self.files.ref if isinstance(self.files, ObjectFiles)
+                                       else Path(store))
+        self.path = f"{self.store}/{LOCK_NAME}"
         self.heartbeat_s, self.stale_s = heartbeat_s, stale_s
         self.token = uuid.uuid4().hex
         self._stop = threading.Event()
@@ -159,18 +178,18 @@ class StoreLock:
 
     def _create(self) -> bool:
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
+            self._data = self._payload()
+            return self.files.create(LOCK_NAME, self._data)
         except OSError as exc:  # a read-only store or file system, a folder not ours
-            if isinstance(exc, FileNotFoundError) and not Path(self.store).exists():
+            if isinstance(exc, FileNotFoundError) and not self.files.exists(""):
                 raise StoreError(f"no store at {self.store}") from None
-            raise StoreError(f"cannot lock the store {self.store} ({exc.strerror}: "
+            raise StoreError(f"cannot lock the store {self.store} ({exc.strerror or exc}: "
                              f"{self.path}): the store must be writable, even to clean or "
                              "run an unchanged workflow") from None
-        with os.fdopen(fd, "wb") as fid:
-            fid.write(self._payload())
-        return True
+        except Exception as exc:  # an object store's own errors (endpoint, credentials)
+            if isinstance(self.files, ObjectFiles):
+                raise StoreError(remote_error(self.files.ref, exc)) from None
+            raise
 
     def acquire(self) -> None:
         """Take the lock, or raise :class:`StoreError` naming the run that holds it."""
@@ -179,7 +198,7 @@ class StoreLock:
             if time.monotonic() > deadline:
                 raise StoreError(f"could not lock the store {self.store} (another run "
                                  "keeps taking it)")
-            holder = read_lock(self.store)
+            holder = read_lock(self.files)
             if holder is None:  # released in between
                 continue
             reason = _stale(holder, self.stale_s)
@@ -197,37 +216,35 @@ class StoreLock:
     def _take_over(self, holder: dict[str, Any], reason: str) -> bool:
         """Remove the stale lock of ``holder`` under a claim; False when another run
         holds the claim (it is taking the lock over)."""
-        claim = takeover_claim(self.store, holder)
-        if not _claim(claim):
+        claim = claim_name(holder)
+        if not _claim(self.files, claim):
             return False
         try:
             # the file read before the claim may have been replaced since, by a run
             # that took it over and released its claim: only the same holder goes
-            again = read_lock(self.store)
+            again = read_lock(self.files)
             if (again is not None and _holder_id(again) == _holder_id(holder)
                     and _stale(again, self.stale_s) is not None):
                 LOGGER.warning(f"warning: taking over the stale lock of {self.store} "
                                f"({reason}): {_describe(holder)}")
-                with contextlib.suppress(FileNotFoundError):
-                    self.path.unlink()
+                self.files.delete(LOCK_NAME)
         finally:
-            claim.unlink()
+            self.files.delete(claim)
         return True
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
-            with contextlib.suppress(OSError):
-                os.utime(self.path)
+            with contextlib.suppress(Exception):  # a missed beat is retried at the next
+                self.files.touch(LOCK_NAME, self._data)
 
     def release(self) -> None:
         """Give the lock back (only ours: a lock taken over meanwhile stays)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        holder = read_lock(self.store)
+        holder = read_lock(self.files)
         if holder is not None and holder.get("token") == self.token:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+            self.files.delete(LOCK_NAME)
 
     @contextlib.contextmanager
     def held(self) -> Iterator[StoreLock]:

@@ -21,6 +21,7 @@ import zarr
 import zarr.codecs
 
 from ..errors import StoreError
+from .location import StoreTarget, zarr_store
 
 __all__ = ["create_group", "fingerprint", "make_compressors", "split_extras", "to_json"]
 
@@ -105,7 +106,7 @@ def coords_along(non_index: dict[str, tuple[str, ...]], dims: Sequence[str]) -> 
     return sorted(n for n, coord_dims in non_index.items() if set(coord_dims) <= set(dims))
 
 
-def create_in_memory(path: str, group: str, template: xr.Dataset) -> bool:
+def create_in_memory(path: StoreTarget, group: str, template: xr.Dataset) -> bool:
     """Create ``group`` with the variables of ``template`` (all in memory), their values
     and the metadata xarray's ``to_zarr`` writes for them (tests/store/test_store_metadata.py
     compares the two), with zarr directly; False, having written nothing, where one
@@ -127,11 +128,11 @@ def create_in_memory(path: str, group: str, template: xr.Dataset) -> bool:
             attached.update(names)
         meta[name] = xarray_attrs(xr.DataArray(var), names)
     unattached = sorted(set(non_index) - attached)
-    zarr.create_group(path, path=group, overwrite=True, zarr_format=3,
+    zarr.create_group(zarr_store(path), path=group, overwrite=True, zarr_format=3,
                       attributes={"coordinates": " ".join(unattached)} if unattached else {})
     for name, var in template.variables.items():
         attrs, fill = meta[name]
-        arr = zarr.create_array(path, name=f"{group}/{name}", shape=var.shape,
+        arr = zarr.create_array(zarr_store(path), name=f"{group}/{name}", shape=var.shape,
                                 chunks=var.shape or None, dtype=dtypes[name],
                                 fill_value=fill, dimension_names=list(var.dims),
                                 attributes=attrs, zarr_format=3, overwrite=True)
@@ -146,7 +147,7 @@ def slice_chunks(value: xr.DataArray) -> tuple[int, ...]:
     return (1,) * lead + tuple(value.shape[lead:])
 
 
-def create_group(path: str, group: str, stack: xr.DataArray, attrs: dict[str, Any],
+def create_group(path: StoreTarget, group: str, stack: xr.DataArray, attrs: dict[str, Any],
                  extras: dict[str, xr.DataArray], compressors: Sequence[Any],
                  shard_slices: int) -> None:
     """Create ``group`` for ``stack`` and its ``extras``: the lazy arrays empty, with the
@@ -168,7 +169,7 @@ def create_group(path: str, group: str, stack: xr.DataArray, attrs: dict[str, An
         for key in RUNTIME_ATTRS:
             var.attrs.pop(key, None)
     if not create_in_memory(path, group, template):
-        template.to_zarr(path, group=group, mode="w", zarr_format=3,
+        template.to_zarr(zarr_store(path), group=group, mode="w", zarr_format=3,
                          consolidated=False)
     non_index = non_index_coords(template)
     attached: set[str] = set()
@@ -182,7 +183,7 @@ def create_group(path: str, group: str, stack: xr.DataArray, attrs: dict[str, An
         names = coords_along(non_index, value.dims)
         attached.update(names)
         meta_attrs, fill = xarray_attrs(value, names)
-        zarr.create_array(path, name=f"{group}/{name}", shape=value.shape,
+        zarr.create_array(zarr_store(path), name=f"{group}/{name}", shape=value.shape,
                           chunks=chunks, shards=shards, dtype=value.dtype,
                           compressors=codecs, fill_value=fill,
                           chunk_key_encoding=CHUNK_KEY_ENCODING,
@@ -190,7 +191,7 @@ def create_group(path: str, group: str, stack: xr.DataArray, attrs: dict[str, An
                           zarr_format=3, overwrite=True)
     # xarray listed at group level the coordinates it found no variable for; those
     # now held by a lazy array are listed there instead
-    node = zarr.open_group(path, path=group, mode="r+")
+    node = zarr.open_group(zarr_store(path), path=group, mode="r+")
     listed = set(str(node.attrs.get("coordinates", "")).split())
     if listed & attached:
         rest = dict(node.attrs)

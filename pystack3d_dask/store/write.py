@@ -23,6 +23,7 @@ import zarr
 
 from ..kernels.stats import cut_indices, slice_cuts, slice_stats
 from .chunks import array_handle, fast_chunks, slab_chunks, slab_size, slice_bytes, stored_slice
+from .location import StoreTarget, zarr_store
 from .metadata import split_extras, to_json
 
 __all__ = ["CUT_NAMES", "STAT_NAMES", "Derived", "StepOutput", "link_chunks", "write_per_slice",
@@ -82,7 +83,7 @@ def _derive(img: np.ndarray, c: int, z: int,
 
 
 def _write_extras(extra_blocks: Sequence[Any], extra_specs: Sequence[tuple[str, bool]],
-                  store: str, group: str, c: int, z: int, k: int, token: str) -> None:
+                  store: StoreTarget, group: str, c: int, z: int, k: int, token: str) -> None:
     """Write slice (c, z)'s per-slice extras, the ``k``-th slice of their slab blocks
     (None: an extra without channel, written with channel 0 only)."""
     for (name, with_channel), extra in zip(extra_specs, extra_blocks):
@@ -94,7 +95,7 @@ def _write_extras(extra_blocks: Sequence[Any], extra_specs: Sequence[tuple[str, 
 
 
 def _write_slab(block: np.ndarray | None, extra_blocks: Sequence[Any],
-                extra_specs: Sequence[tuple[str, bool]], store: str, group: str, c: int,
+                extra_specs: Sequence[tuple[str, bool]], store: StoreTarget, group: str, c: int,
                 z0: int, n: int, todo: Sequence[int], token: str = "",
                 derived: Sequence[Callable[[np.ndarray, int, int], Any]] = (),
                 sources: Sequence[Any] = (), shard: bool = False) -> list[list[np.ndarray]]:
@@ -194,7 +195,7 @@ def _extra_picker(sliced: dict[str, xr.DataArray], zchunks: tuple[int, ...]
     return specs, pick
 
 
-def _write_tasks(path: str, group: str, data: da.Array, output: StepOutput,
+def _write_tasks(path: StoreTarget, group: str, data: da.Array, output: StepOutput,
                  todo: set[tuple[int, int]], token: str, sharded: bool
                  ) -> tuple[list[Any], list[int]]:
     """One delayed :func:`_write_slab` per slab of ``data`` (channel by channel, in z
@@ -225,7 +226,7 @@ def _write_tasks(path: str, group: str, data: da.Array, output: StepOutput,
     return tasks, weights
 
 
-def write_slabs(path: str, group: str, output: StepOutput, per_shard: int,
+def write_slabs(path: StoreTarget, group: str, output: StepOutput, per_shard: int,
                 missing: Sequence[tuple[int, int]], token: str,
                 compute: Callable[..., Sequence[Any]] | None) -> dict[str, np.ndarray]:
     """Write the ``missing`` (channel, z) slices of ``output`` into ``group``, slab by
@@ -247,7 +248,7 @@ def write_slabs(path: str, group: str, output: StepOutput, per_shard: int,
     return per_slice
 
 
-def write_per_slice(path: str, group: str, per_slice: dict[str, np.ndarray],
+def write_per_slice(path: StoreTarget, group: str, per_slice: dict[str, np.ndarray],
                     derived: dict[str, Derived]) -> None:
     """Write the per-slice statistics (``min``, ``max``, ``mean``), cuts
     (:data:`CUT_NAMES`) and derived quantities as data variables of dims (channel,
@@ -265,12 +266,12 @@ def write_per_slice(path: str, group: str, per_slice: dict[str, np.ndarray],
     # zarr directly rather than xarray: xarray's append would replace the group's
     # attributes (the fingerprint among them)
     for name, (values, extra_dims) in arrays.items():
-        zarr.create_array(path, name=f"{group}/{name}", data=values,
+        zarr.create_array(zarr_store(path), name=f"{group}/{name}", data=values,
                           dimension_names=("channel", "z", *extra_dims),
                           attributes=to_json(attrs.get(name) or {}), overwrite=True)
 
 
-def link_chunks(path: str, source: str, group: str, missing: Sequence[tuple[int, int]],
+def link_chunks(path: StoreTarget, source: str, group: str, missing: Sequence[tuple[int, int]],
                 chunk_file: Callable[[str, int, int], Path]) -> int:
     """Hard-link the chunk files of the complete group ``source`` into ``group`` for the
     ``missing`` slices (``chunk_file(group, c, z)``: the file of a slice); returns how

@@ -30,6 +30,7 @@ from ..params import (
     validate_table,
 )
 from ..steps import step_schemas
+from ..store.location import StoreRef, is_url, store_ref
 from .profiles import DEFAULT_PROFILE, PROFILES, profile_defaults
 from .schema import OWN_TABLES
 
@@ -105,13 +106,24 @@ class Workflow:
         """File-name pattern giving each slice's z position."""
         return (self.input["policy"] or self.steps["resampling"]["policy"]) or DEFAULT_POLICY
 
-    def store_path(self) -> Path:
-        """The Zarr store this workflow writes to."""
+    def store_path(self) -> Path | StoreRef:
+        """The Zarr store this workflow writes to: a folder, or a store on object storage
+        (its URL and ``[store] storage_options``)."""
+        if self.store["path"] and is_url(self.store["path"]):
+            return store_ref(self.store["path"], self.store.get("storage_options"))
         if self.store["path"]:
             return Path(self.store["path"])
         if self.source is None:
             raise ConfigError("no store path: set [store] path = ... or pass store=...")
         return self.source.with_suffix(".zarr")
+
+    def set_store(self, store: str | Path | StoreRef) -> None:
+        """Use another store than ``[store] path`` (a StoreRef brings its options)."""
+        if isinstance(store, StoreRef):
+            self.store["path"] = store.url
+            self.store["storage_options"] = store.storage_options
+        else:
+            self.store["path"] = str(store) if is_url(store) else str(Path(store).resolve())
 
     def step_params(self, name: str) -> dict[str, Any]:
         """Parameters of one step without this project's ``checkpoint`` key."""
@@ -298,7 +310,8 @@ def _validated_own_tables(tables: dict[str, Any], base: Path, nproc: int
     the batch-system tables checked, the workers defaulting to ``nproc``."""
     own = {name: validate_table(name, tables.get(name, {}), schema)
            for name, schema in OWN_TABLES.items()}
-    if own["store"]["path"] and not Path(own["store"]["path"]).is_absolute():
+    path = own["store"]["path"]
+    if path and not is_url(path) and not Path(path).is_absolute():
         own["store"]["path"] = str(base / own["store"]["path"])
     sched = own["scheduler"]
     for key, kind in (("slurm", "slurm"), ("jobqueue", sched["kind"])):

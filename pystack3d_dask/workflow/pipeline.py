@@ -36,6 +36,7 @@ from ..runtime.log import LOGGER, show_messages
 from ..steps import get_step
 from ..steps.functions import reduction_params
 from ..store.checkpoints import INPUT_GROUP, Store, make_compressors, to_json
+from ..store.location import StoreRef
 from ..store.lock import StoreLock
 from .config import Workflow, load_workflow
 from .execute import StepReport, execute
@@ -48,7 +49,7 @@ __all__ = ["RunResult", "StepReport", "open_result", "resolve_group", "run"]
 class RunResult:
     """Outcome of :func:`run`."""
 
-    store: Path
+    store: Path | StoreRef
     reports: list[StepReport]
 
     @property
@@ -142,7 +143,12 @@ def _read_text(path: Path | None) -> str | None:
         return None
 
 
-def _os_error(exc: OSError, store: Path) -> StoreError | None:
+def st_location(store: Path | StoreRef) -> Path | StoreRef:
+    """A store's location as messages name it."""
+    return store if isinstance(store, StoreRef) else Path(store).resolve()
+
+
+def _os_error(exc: OSError, store: Path | StoreRef) -> StoreError | None:
     """A user's message for a file-system failure while writing the store."""
     if exc.errno == errno.ENOSPC:
         return StoreError(f"no space left on device while writing the store {store}: the "
@@ -259,7 +265,7 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
     wf = load_workflow(workflow)
     client = client if client is not None else _active_client(wf, scheduler)
     if store is not None:
-        wf.store["path"] = str(Path(store).resolve())
+        wf.set_store(store)
     if scheduler is not None:
         wf.scheduler["name"] = scheduler
     if workers is not None:
@@ -277,7 +283,8 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
 
     source = source_of(wf)
     store_path = wf.store_path()
-    _warn_store_among_slices(Path(store_path), source)
+    if not isinstance(store_path, StoreRef):
+        _warn_store_among_slices(Path(store_path), source)
     try:
         st = Store(store_path, make_compressors(wf.store["compressor"],
                                                 wf.store["compression_level"]),
@@ -285,7 +292,7 @@ def run(workflow: str | Path | Mapping[str, Any] | Workflow, store: str | Path |
         with StoreLock(st.path).held():
             reports = _run_locked(wf, st, source, progress, client)
     except OSError as exc:
-        translated = _os_error(exc, Path(store_path).resolve())
+        translated = _os_error(exc, st_location(store_path))
         if translated is None:
             raise
         raise translated from exc
@@ -333,13 +340,14 @@ def resolve_group(store: Store, step: str | None = None) -> str:
     return candidates[-1]
 
 
-def open_result(store: str | Path, step: str | None = None) -> xr.DataArray:
+def open_result(store: str | Path | StoreRef, step: str | None = None) -> xr.DataArray:
     """Open a step's output as a lazy (channel, z, y, x) DataArray.
 
     Parameters
     ----------
     store
-        Path of the Zarr store.
+        Path or URL of the Zarr store (a URL's credentials from the environment), or
+        ``RunResult.store`` (a URL with its storage options).
     step
         Step name, group name or ``"input"``; by default the last complete step.
 

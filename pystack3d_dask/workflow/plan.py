@@ -15,7 +15,7 @@ from typing import Any
 
 from .._version import __version__
 from ..io.tiff import SliceSource, discover
-from ..store.checkpoints import INPUT_GROUP, LAYOUT_VERSION, Store
+from ..store.checkpoints import INPUT_GROUP, LAYOUT_VERSION, Store, existing_store
 from ..store.metadata import fingerprint
 from .config import Workflow, load_workflow
 
@@ -143,9 +143,8 @@ def plan(workflow: str | Path | Mapping[str, Any] | Workflow,
     """
     wf = load_workflow(workflow)
     if store is not None:
-        wf.store["path"] = str(Path(store).resolve())
-    path = Path(wf.store_path())
-    st = Store(path, create=False) if (path / "zarr.json").is_file() else None
+        wf.set_store(store)
+    st = existing_store(wf.store_path())
     return plan_run(wf, st, source_of(wf))
 
 

@@ -7,6 +7,7 @@ the steps, which own their tables.
 from __future__ import annotations
 
 import difflib
+import json
 from typing import Any
 
 from ..params import (
@@ -56,6 +57,20 @@ def _jobqueue(table: str, key: str, value: Any) -> dict:
     return out
 
 
+def storage_options(table: str, key: str, value: Any) -> dict:
+    """fsspec storage options: a table of JSON values (strings, numbers, booleans,
+    nested tables), passed as they are to the file system of a URL."""
+    if not isinstance(value, dict):
+        raise invalid(table, key, value, 'a table such as { endpoint_url = '
+                      '"http://127.0.0.1:9000", anon = false }')
+    try:
+        json.dumps(value)
+    except TypeError:
+        raise invalid(table, key, value, "a table of strings, numbers, booleans and "
+                      "tables") from None
+    return dict(value)
+
+
 #: The documented keys of [scheduler.slurm] / [scheduler.jobqueue]; any other keyword of
 #: the dask-jobqueue cluster class is accepted too. None: not passed (the site's config).
 _JOBQUEUE = {
@@ -85,7 +100,11 @@ _JOBQUEUE = {
 #: This project's own tables, beside PyStack3D's.
 OWN_TABLES: dict[str, dict[str, Param]] = {
     "store": {
-        "path": Param(string(), None, "Zarr store (default: <workflow name>.zarr beside the file)"),
+        "path": Param(string(), None, "Zarr store: a folder, or a URL such as s3://bucket/run.zarr "
+                      "(default: <workflow name>.zarr beside the file)"),
+        "storage_options": Param(storage_options, None, "fsspec options of a store on object "
+                                 "storage (endpoint_url, key, secret, anon, ...); without them, "
+                                 "credentials come from the environment or a profile"),
         "overwrite": Param(boolean, False, "replace a store made from another input"),
         "compressor": Param(string(("zstd", "blosc-zstd", "blosc-lz4", "none")), "zstd",
                             "chunk compression"),
