@@ -17,6 +17,13 @@ from .workflow.profiles import PROFILES
 __all__ = ["main"]
 
 
+def store_location(text: str) -> str | Path:
+    """A store argument: a URL (``s3://bucket/run.zarr``) as it is, else a path."""
+    from .store.location import is_url
+
+    return text if is_url(text) else Path(text)
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", choices=["threads", "processes", "local", "synchronous",
                                                 "address", "slurm", "jobqueue"],
@@ -39,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a workflow file (ingest + every step, checkpointed)")
     p.add_argument("workflow", type=Path, help="workflow file (.toml, PyStack3D format)")
-    p.add_argument("--store", type=Path, help="Zarr store (default: WORKFLOW with .zarr)")
+    p.add_argument("--store", type=store_location, help="Zarr store (default: WORKFLOW with .zarr)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a store that was made from another input")
     p.add_argument("--no-report", action="store_true",
@@ -68,24 +75,24 @@ def _parser() -> argparse.ArgumentParser:
                    help="workflow.toml's profile (pystack3d: a file PyStack3D runs as is)")
 
     p = sub.add_parser("report", help="write every step's figures (PNG) from a store")
-    p.add_argument("store", type=Path)
+    p.add_argument("store", type=store_location)
     p.add_argument("out", nargs="?", type=Path,
                    help="output folder (default: STORE-report beside the store)")
     p.add_argument("--no-sections", action="store_true", help="no cut planes")
     p.add_argument("--no-cube", action="store_true", help="no 3D view")
 
     p = sub.add_parser("status", help="show the steps of a store")
-    p.add_argument("store", type=Path)
+    p.add_argument("store", type=store_location)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("clean", help="remove the slices of checkpoints not kept (resume-safe)")
-    p.add_argument("store", type=Path)
+    p.add_argument("store", type=store_location)
     p.add_argument("--keep", nargs="+", default=["last"], metavar="STEP",
                    help="'last' (default: only the last step's slices), 'all', or step names; "
                         "statistics and parameters always stay")
 
     p = sub.add_parser("export", help="export a step of a store")
-    p.add_argument("store", type=Path)
+    p.add_argument("store", type=store_location)
     p.add_argument("out", type=Path, help="output folder")
     p.add_argument("--step", help="step name, group name or 'input' (default: the last step)")
     p.add_argument("--format", choices=["tiff", "ome-zarr"], default="tiff",

@@ -98,6 +98,10 @@ def protected_paths(stack: xr.DataArray) -> list[Path]:
     if not path:
         return []
     from ..store.checkpoints import INPUT_GROUP, Store
+    from ..store.location import is_url
+
+    if is_url(path):  # a store on object storage: no local folder of it to protect
+        return []
 
     try:
         source = (Store(path, create=False).attrs(INPUT_GROUP) or {}).get("source") or {}

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import StoreError
 from ..store.checkpoints import Store
+from ..store.location import StoreRef, is_url, store_ref
 from ..store.metadata import fingerprint
 
 __all__ = ["REPORT_VERSION", "SCORE_NAMES", "ReportCache", "default_report_dir", "figures_key",
@@ -30,8 +31,11 @@ REPORT_VERSION = 2
 MANIFEST = "report.json"
 
 
-def default_report_dir(store: str | Path) -> Path:
-    """``<store>-report`` beside the store (``out.zarr`` -> ``out-report``)."""
+def default_report_dir(store: str | Path | StoreRef) -> Path:
+    """``<store>-report`` beside the store (``out.zarr`` -> ``out-report``); for a store
+    on object storage, in the current folder (a report is local files to open)."""
+    if isinstance(store, StoreRef) or is_url(store):
+        return Path.cwd() / f"{Path(store_ref(store).name).stem}-report"
     path = Path(store).resolve()
     return path.with_name(f"{path.stem}-report")
 
@@ -277,7 +281,7 @@ def write_report(store: str | Path, out: str | Path | None = None, *, sections: 
         scored = bool(truth) and (cache.data["quality"].get(name) or {}).get("key") == \
             score_key(content[group], truth)
         if cache.entry(name, keys[group]) is None or (truth and not scored):
-            jobs.append((str(st.path), group, previous, str(out_dir), sections, cube, dpi,
+            jobs.append((st.target, group, previous, str(out_dir), sections, cube, dpi,
                          str(truth) if truth and not scored else None))
         previous = group
     if jobs:

@@ -15,6 +15,7 @@ the tests read back through zarr what is written here.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import uuid
 from collections.abc import Sequence
@@ -139,6 +140,10 @@ def array_handle(store: StoreTarget, path: str, token: str = "") -> zarr.Array:
     per chunk; the token keeps a worker from reusing the handle of a replaced array of
     another shape."""
     return zarr.open_array(zarr_store(store), path=path, mode="r+").with_config({"write_empty_chunks": True})
+
+
+# a handle on a store on object storage holds its parent's event loop: not for a child
+os.register_at_fork(after_in_child=array_handle.cache_clear)
 
 
 def stored_slice(store: StoreTarget, group: str, c: int, z: int, token: str) -> np.ndarray:

@@ -200,13 +200,13 @@ class ObjectFiles:
         reached: no answer from the endpoint, no credentials, no such bucket."""
         bucket = self.root.split("/", 1)[0]
         try:
-            found = self.fs.exists(bucket)
-        except Exception as exc:  # botocore's and other backends' own exception types
-            raise StoreError(remote_error(self.ref, exc)) from None
-        if not found:
+            self.fs.info(bucket)
+        except FileNotFoundError:
             raise StoreError(f"{self.ref.url}: the bucket {bucket!r} does not exist (or these "
                              "credentials cannot see it); expected an existing bucket: create "
-                             "it first, or correct [store] path")
+                             "it first, or correct [store] path") from None
+        except Exception as exc:  # botocore's and other backends' own exception types
+            raise StoreError(remote_error(self.ref, exc)) from None
 
     def exists(self, key: str) -> bool:
         """Whether an object (or a prefix with objects) exists."""
@@ -318,3 +318,9 @@ def files_of(target: StoreTarget | Path) -> LocalFiles | ObjectFiles:
     if isinstance(target, StoreRef):
         return ObjectFiles(target)
     return LocalFiles(Path(target))
+
+
+# fsspec's async file systems refuse to be used in a forked child (their event loop stays
+# in the parent): a child (the report's drawing processes) opens its own
+os.register_at_fork(after_in_child=lambda: (_fsspec_store.cache_clear(),
+                                            _filesystem.cache_clear()))
