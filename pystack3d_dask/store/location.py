@@ -200,7 +200,10 @@ class ObjectFiles:
         reached: no answer from the endpoint, no credentials, no such bucket."""
         bucket = self.root.split("/", 1)[0]
         try:
-            self.fs.info(bucket)
+            try:
+                self.fs.info(bucket)
+            except FileNotFoundError:  # older s3fs: an empty bucket has no info
+                self.fs.ls(bucket, detail=False)
         except FileNotFoundError:
             raise StoreError(f"{self.ref.url}: the bucket {bucket!r} does not exist (or these "
                              "credentials cannot see it); expected an existing bucket: create "
