@@ -14,14 +14,13 @@ from __future__ import annotations
 import datetime
 import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import StoreError
 from ..store.checkpoints import INPUT_GROUP, Store
-from .tiff import SliceSource, read_slice
+from .tiff import SliceSource
 
 __all__ = ["check_same_input"]
 
@@ -44,9 +43,9 @@ def check_same_input(store: Store, source: SliceSource) -> None:
     if not attrs or "source" not in attrs:
         return
     old = attrs["source"]
-    if old.get("root") != str(source.root.resolve()):
+    if old.get("root") != source.location:
         raise StoreError(f"the store {store.path} holds another input ({old.get('root')}), not "
-                         f"{source.root.resolve()}; {_FIX}")
+                         f"{source.location}; {_FIX}")
     before = {m["path"]: m for m in attrs.get("manifest", [])}
     touched = []
     for entry in source.manifest:
@@ -67,6 +66,12 @@ def check_same_input(store: Store, source: SliceSource) -> None:
     store.update_attrs(INPUT_GROUP, manifest=manifest)
 
 
+def _named(source: SliceSource, entry: dict[str, Any]) -> str:
+    """A manifest entry's file, as the user knows it."""
+    return str(source.root / entry["path"]) if source.array is None else (
+        f"{entry['path']} of {source.location}")
+
+
 def _modified(entry: dict[str, Any]) -> str:
     return datetime.datetime.fromtimestamp(entry["mtime_ns"] / 1e9).isoformat(
         sep=" ", timespec="seconds")
@@ -78,22 +83,24 @@ def _compare_pixels(store: Store, source: SliceSource, touched: list[dict[str, A
     The slices are read and compared on a few threads (file reads and decompression
     release the GIL), and the first differing file in z order is named.
     """
+    by_file = {e["path"]: e for e in touched}
+    # an array input's metadata documents are hashed whole: only its data file (HDF5,
+    # MRC) has slices to compare
+    read_from = source.slices_from(set(by_file))
+    if not read_from:
+        return
     if store.is_removed(INPUT_GROUP):
-        entry = touched[0]
-        raise StoreError(f"{source.root / entry['path']} was modified ({_modified(entry)}) "
+        entry = by_file[read_from[0][2]]
+        raise StoreError(f"{_named(source, entry)} was modified ({_modified(entry)}) "
                          f"after the store {store.path} ingested it, and the store no longer "
                          f"holds the ingested slices to compare with ([store] keep); {_FIX}")
-    by_file = {source.root / e["path"]: e for e in touched}
-    missing = set(store.missing_chunks(INPUT_GROUP, (len(source.files), len(source.z),
+    missing = set(store.missing_chunks(INPUT_GROUP, (len(source.channels), len(source.z),
                                                      *source.shape)))
-    jobs = [(c, k, file) for c, files in enumerate(source.files)
-            for k, file in enumerate(files) if file in by_file and (c, k) not in missing]
+    jobs = [(c, k, file) for c, k, file in read_from if (c, k) not in missing]
 
-    def same(job: tuple[int, int, Path]) -> bool:
-        c, k, file = job
-        now = read_slice(file, source.pages[k], source.shape, source.dtype,
-                         None if source.offsets is None else source.offsets[k])
-        return bool(np.array_equal(now, store.read_slice(INPUT_GROUP, c, k)))
+    def same(job: tuple[int, int, str]) -> bool:
+        c, k, _ = job
+        return bool(np.array_equal(source.read(c, k), store.read_slice(INPUT_GROUP, c, k)))
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for (_, k, file), ok in zip(jobs, pool.map(same, jobs)):

@@ -24,6 +24,7 @@ import xarray as xr
 
 from ..errors import InputError
 from ..store.chunks import slab_chunks, slice_bytes
+from .array_readers import array_blocks
 from .tiff_discovery import SliceSource, discover, slice_folders
 from .tiff_headers import file_fingerprint
 from .tiff_names import natural_key, policy_regex
@@ -106,23 +107,29 @@ def _read_block(source_files: list[list[str]], pages: list[int], offsets: list[i
 
 def lazy_stack(source: SliceSource, pixel_size: float | None = None) -> xr.DataArray:
     """The input as a lazy (channel, z, y, x) DataArray, one task per channel and slab of
-    a few slices (:func:`~.chunks.slab_chunks`).
+    a few slices (:func:`~.chunks.slab_chunks`); for an array input whose chunks hold
+    several slices, one task per chunk-row (:func:`~.array_readers.z_blocks`).
 
     Coordinates: ``channel`` names, ``z`` in micrometres, and ``y``/``x`` in
     micrometres when ``pixel_size`` is given, else in pixels of the original frame;
     ``beam_current`` along z when the slices carry a Fibics tag with ``Ext I``.
     """
     ny, nx = source.shape
-    files = [[str(p) for p in f] for f in source.files]
-    reader = functools.partial(_read_block, files, list(source.pages), source.offsets,
-                               source.shape, source.dtype)
-    data = da.map_blocks(
-        reader,
-        chunks=((1,) * len(files), slab_chunks(source.nz, slice_bytes(source.shape, source.dtype)),
-                (ny,), (nx,)),
-        dtype=source.dtype, meta=np.empty((0, 0, 0, 0), dtype=source.dtype),
-        name=f"read-tiff-{hashlib.sha256(repr(files).encode()).hexdigest()[:16]}",
-    )
+    if source.array is not None:  # Zarr, N5, HDF5, MRC: blocks that follow its chunks
+        data = array_blocks(source.array, len(source.channels), source.nz, source.shape,
+                            source.dtype)
+    else:
+        files = [[str(p) for p in f] for f in source.files]
+        reader = functools.partial(_read_block, files, list(source.pages), source.offsets,
+                                   source.shape, source.dtype)
+        data = da.map_blocks(
+            reader,
+            chunks=((1,) * len(files),
+                    slab_chunks(source.nz, slice_bytes(source.shape, source.dtype)),
+                    (ny,), (nx,)),
+            dtype=source.dtype, meta=np.empty((0, 0, 0, 0), dtype=source.dtype),
+            name=f"read-tiff-{hashlib.sha256(repr(files).encode()).hexdigest()[:16]}",
+        )
     unit = "um" if pixel_size else "px"
     step = pixel_size or 1
     coords = {

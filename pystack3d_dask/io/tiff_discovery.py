@@ -26,6 +26,9 @@ from .tiff_names import (
 
 __all__ = ["SliceSource", "discover", "slice_folders"]
 
+#: The metadata documents of a Zarr or N5 input, in its manifest (hashed whole).
+_METADATA_NAMES = ("zarr.json", ".zarray", ".zgroup", ".zattrs", "attributes.json")
+
 
 def slice_folders(root: Path, channels: list[str]) -> list[Path]:
     """The folders holding an input's slices: each channel's sub-folder of ``root``
@@ -55,6 +58,14 @@ class SliceSource:
         Channel names.
     shape, dtype
         Shape (y, x) and dtype of every slice.
+    array
+        For an array input (Zarr, N5, HDF5, MRC: :mod:`.arrays`), where it is and how
+        to read it (an :class:`~.array_readers.ArrayRef`); ``files`` is then empty and
+        ``pages`` holds each slice's index along the array's z axis. None for TIFF.
+    pixel_size
+        An array input's pixel size (um) from its metadata or ``[input] pixel_size``.
+    z_source
+        Where an array input's z positions came from (its metadata, or the spacing).
     """
 
     root: Path
@@ -69,11 +80,42 @@ class SliceSource:
     beam_current: np.ndarray | None = None
     beam_current_unit: str = ""
     offsets: list[int] | None = None
+    array: Any = None
+    pixel_size: float | None = None
+    z_source: str = ""
 
     @property
     def nz(self) -> int:
         """Number of slices."""
         return len(self.pages)
+
+    @property
+    def location(self) -> str:
+        """The input's identity as a place: the TIFF folder (resolved), or the array's
+        absolute path or URL (``file.h5:/dataset`` for HDF5)."""
+        return str(self.root.resolve()) if self.array is None else self.array.name
+
+    def read(self, c: int, k: int) -> np.ndarray:
+        """Slice ``k`` of channel ``c``, read now, whatever the kind of input."""
+        if self.array is not None:
+            from .array_readers import read_slab
+
+            return read_slab(self.array, c, k, k + 1)[0]
+        from .tiff import read_slice
+
+        return read_slice(self.files[c][k], self.pages[k], self.shape, self.dtype,
+                          None if self.offsets is None else self.offsets[k])
+
+    def slices_from(self, paths: set[str]) -> list[tuple[int, int, str]]:
+        """``(channel, slice, manifest path)`` of every slice read from one of the
+        manifest's ``paths``: for an array input, every slice when its data file (HDF5,
+        MRC) is among them; none for its metadata documents, hashed whole."""
+        if self.array is None:
+            return [(c, k, rel) for c, files in enumerate(self.files) for k, file in
+                    enumerate(files) if (rel := str(file.relative_to(self.root))) in paths]
+        data = [p for p in paths if not p.endswith(_METADATA_NAMES)]
+        return [(c, k, data[0]) for c in range(len(self.channels))
+                for k in range(self.nz)] if data else []
 
     def manifest_identity(self) -> list[tuple[str, int, str]]:
         """Manifest without modification times: what identifies the input's content."""

@@ -302,7 +302,7 @@ class Store:
     def write(self, group: str, output: StepOutput | xr.DataArray, fingerprint: str,
               attrs: dict[str, Any] | None = None, *,
               compute: Callable[[list[Any]], Sequence[Any]] | None = None,
-              link_from: str | None = None, started: float | None = None) -> WriteReport:
+              link_from: str | Callable | None = None, started: float | None = None) -> WriteReport:
         """Write a step's lazy output as a checkpoint, resuming a partial write of the
         same fingerprint, and mark it complete.
 
@@ -325,10 +325,10 @@ class Store:
             scheduler; one that takes a ``weights`` keyword also gets the slices of
             each task (for a progress bar). Default: ``dask.compute``.
         link_from
-            A complete group whose slices are the stack unchanged (a step that only
-            computes small outputs): its chunk files are hard-linked into this group, no
-            byte copied, when both have the same layout and file system; otherwise (or
-            for what could not be linked) the slices are written as usual.
+            A complete group whose slices are the stack unchanged (a step of small outputs only),
+            or ``file(c, z)``, slice (c, z)'s chunk file outside the store (an input stored as
+            this stack): the files are hard-linked here, no byte copied, when the layout and file
+            system match; otherwise (or where not linked) the slices are written as usual.
         started
             ``time.perf_counter()`` when the step began (its preparation included): the
             ``seconds`` recorded count from then. Default: when this call began.
@@ -355,9 +355,12 @@ class Store:
                                         "started": time.time(), "extras": sorted(out.extras)},
                          out.extras)
         missing = self.missing_chunks(group, stack.shape)
-        if (link_from is not None and missing and not self.remote and not split_extras(out.extras)[0]
-                and not out.derived and self.is_complete(link_from)):
-            link_chunks(self.target, link_from, group, missing, self._chunk_file)
+        linked = {}
+        if link_from is not None and missing and not self.remote and (callable(link_from) or (
+                not split_extras(out.extras)[0] and not out.derived
+                and self.is_complete(link_from))):
+            linked["linked_chunks"] = link_chunks(self.target, link_from, group, missing,
+                                                  self._chunk_file)
             missing = self.missing_chunks(group, stack.shape)
         per_slice = write_slabs(self.target, group, out, self._shard_slices(group, fingerprint),
                                 missing, fingerprint, compute)
@@ -370,6 +373,6 @@ class Store:
         fault_point("mark-complete", group)
         seconds = time.perf_counter() - (start if started is None else started)
         self.update_attrs(group, complete=True, finished=time.time(), seconds=seconds,
-                          chunks_computed=len(missing))
+                          chunks_computed=len(missing), **linked)
         status = "resumed" if resumed and len(missing) < slices else "computed"
         return WriteReport(group, status, slices, len(missing), seconds)

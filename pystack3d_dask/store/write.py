@@ -26,8 +26,8 @@ from .chunks import array_handle, fast_chunks, slab_chunks, slab_size, slice_byt
 from .location import StoreTarget, zarr_store
 from .metadata import split_extras, to_json
 
-__all__ = ["CUT_NAMES", "STAT_NAMES", "Derived", "StepOutput", "link_chunks", "write_per_slice",
-           "write_slabs"]
+__all__ = ["CUT_NAMES", "STAT_NAMES", "Derived", "StepOutput", "link_chunks", "link_files",
+           "write_per_slice", "write_slabs"]
 
 STAT_NAMES = ("min", "max", "mean")
 #: Rows and columns of every slice kept as it is written (see
@@ -271,7 +271,8 @@ def write_per_slice(path: StoreTarget, group: str, per_slice: dict[str, np.ndarr
                           attributes=to_json(attrs.get(name) or {}), overwrite=True)
 
 
-def link_chunks(path: StoreTarget, source: str, group: str, missing: Sequence[tuple[int, int]],
+def link_chunks(path: StoreTarget, source: str | Callable[[int, int], Path | None], group: str,
+                missing: Sequence[tuple[int, int]],
                 chunk_file: Callable[[str, int, int], Path]) -> int:
     """Hard-link the chunk files of the complete group ``source`` into ``group`` for the
     ``missing`` slices (``chunk_file(group, c, z)``: the file of a slice); returns how
@@ -279,9 +280,15 @@ def link_chunks(path: StoreTarget, source: str, group: str, missing: Sequence[tu
     chunks, shards and codecs (so that the files are valid here byte for byte), and
     linking stops at the first file system that refuses.
 
+    ``source`` may instead be ``file(c, z)``, the chunk file of slice (c, z) outside the
+    store, which its caller has checked is one of this group's byte for byte (an array
+    input, see :mod:`pystack3d_dask.io.array_links`).
+
     A link is created whole or not at all, so a kill leaves a resumable group;
     removing the source's slices later leaves these files in place.
     """
+    if callable(source):
+        return link_files(missing, source, lambda c, z: chunk_file(group, c, z))
     try:
         src = zarr.open_array(path, path=f"{source}/stack", mode="r")
         dst = zarr.open_array(path, path=f"{group}/stack", mode="r")
@@ -293,15 +300,28 @@ def link_chunks(path: StoreTarget, source: str, group: str, missing: Sequence[tu
             and src.metadata.fill_value == dst.metadata.fill_value)
     if not same:
         return 0
+    per_shard = dst.shards[1] if dst.shards is not None else 1
+    # one link per shard file
+    return link_files(missing, lambda c, z: None if z % per_shard else chunk_file(source, c, z),
+                      lambda c, z: chunk_file(group, c, z))
+
+
+def link_files(missing: Sequence[tuple[int, int]],
+               source_file: Callable[[int, int], Path | None],
+               target_file: Callable[[int, int], Path]) -> int:
+    """Hard-link ``source_file(c, z)`` to ``target_file(c, z)`` for the ``missing``
+    slices (a source None or absent: skipped, the slice is written as usual); returns
+    how many were linked, stopping at the first file system that refuses."""
     linked = 0
     for c, z in missing:
-        if dst.shards is not None and z % dst.shards[1]:
-            continue  # one link per shard file
-        target = chunk_file(group, c, z)
+        source = source_file(c, z)
+        if source is None:
+            continue
+        target = target_file(c, z)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.link(chunk_file(source, c, z), target)
-        except FileExistsError:
+            os.link(source, target)
+        except (FileExistsError, FileNotFoundError):  # there already; no chunk to link
             continue
         except OSError:  # no hard links here (another file system, FAT, some NFS)
             break

@@ -48,7 +48,8 @@ def _steps_list(table: str, key: str, value: Any) -> list[str]:
 
 
 _TOP_LEVEL: dict[str, Param] = {
-    "project_dir": Param(lambda t, k, v: _path_value(k, v), None, "folder of the slices"),
+    "project_dir": Param(lambda t, k, v: _path_value(k, v), None,
+                         "folder of the slices, or an array input ([input] path)"),
     "input_dirname": Param(lambda t, k, v: _path_value(k, v), None, "older name of project_dir"),
     "dirname": Param(lambda t, k, v: _path_value(k, v), None, "older name of project_dir"),
     "ind_min": Param(integer(0), 0, "first slice kept (inclusive)"),
@@ -100,6 +101,18 @@ class Workflow:
     raw: dict[str, Any] = field(repr=False)
     source: Path | None = None
     profile: str = DEFAULT_PROFILE
+    project_url: str | None = None
+
+    @property
+    def input_location(self) -> str:
+        """The input: ``[input] path`` when set (it wins), else ``project_dir`` (a URL
+        kept as written, a path absolute)."""
+        return self.input["path"] or self.project_url or str(self.project_dir)
+
+    def input_set(self, key: str) -> bool:
+        """Whether the workflow sets ``[input] key`` itself (rather than its default)."""
+        table = self.raw.get("input")
+        return isinstance(table, Mapping) and table.get(key, "") != ""
 
     @property
     def policy(self) -> str:
@@ -176,7 +189,12 @@ def load_workflow(workflow: str | Path | Mapping[str, Any] | Workflow,
     schemas = step_schemas()
     tables, top = _split_tables(raw, set(schemas) | set(OWN_TABLES))
     main = validate_table("", top, _TOP_LEVEL)
-    project_dir = _project_dir(main, source, base)
+    input_table = tables.get("input")
+    has_path = isinstance(input_table, Mapping) and input_table.get("path", "") != ""
+    # [input] path names the input: project_dir may then be left out, even of a dictionary
+    project_dir = base if has_path and not any(main[k] for k in _PROJECT_DIR_NAMES) else (
+        _project_dir(main, source, base))
+    given = next((main[k] for k in _PROJECT_DIR_NAMES if main[k]), None)
     if main["ind_min"] > main["ind_max"]:
         raise ConfigError(f"ind_min = {main['ind_min']} is larger than ind_max = "
                           f"{main['ind_max']}: expected ind_min <= ind_max")
@@ -198,6 +216,7 @@ def load_workflow(workflow: str | Path | Mapping[str, Any] | Workflow,
         raw=raw,
         source=source,
         profile=main["profile"],
+        project_url=given if given is not None and is_url(given) else None,
     )
 
 
@@ -313,6 +332,9 @@ def _validated_own_tables(tables: dict[str, Any], base: Path, nproc: int
     path = own["store"]["path"]
     if path and not is_url(path) and not Path(path).is_absolute():
         own["store"]["path"] = str(base / own["store"]["path"])
+    path = own["input"]["path"]
+    if path and not is_url(path) and not Path(path).is_absolute():
+        own["input"]["path"] = str(base / path)
     sched = own["scheduler"]
     for key, kind in (("slurm", "slurm"), ("jobqueue", sched["kind"])):
         if sched[key]:

@@ -18,6 +18,7 @@ import xarray as xr
 
 from .._version import __version__
 from ..errors import ConfigError, Pystack3dDaskError, StoreError
+from ..io.array_links import array_attrs, linkable_chunks
 from ..io.tiff import SliceSource, lazy_stack
 from ..runtime.cluster import Executor
 from ..runtime.faults import fault_point
@@ -30,7 +31,7 @@ from ..store.checkpoints import INPUT_GROUP, Store, WriteReport, to_json
 from ..store.chunks import slab_size, slice_bytes
 from .clean import is_kept
 from .config import Workflow
-from .plan import GroupPlan
+from .plan import GroupPlan, pixel_size_of
 
 __all__ = ["StepReport", "execute"]
 
@@ -104,20 +105,26 @@ class _Execution:
             n_slices = len(source.pages) * len(source.channels)
             status = "reused" if self.st.is_complete(INPUT_GROUP) else "removed"
             return StepReport(INPUT_GROUP, INPUT_GROUP, status, n_slices, 0, 0.0)
-        stack = lazy_stack(source, self.wf.input["pixel_size"])
+        stack = lazy_stack(source, pixel_size_of(self.wf, source))
         self.ex.task_bytes = _task_bytes(stack)
+        described = {"root": source.location, "channels": source.channels,
+                     "z_from_names": source.z_from_names, "policy": self.wf.policy}
+        if source.array is not None:
+            described.update(array_attrs(source))
         attrs = {
             "step": INPUT_GROUP,
-            "source": {"root": str(source.root.resolve()), "channels": source.channels,
-                       "z_from_names": source.z_from_names, "policy": self.wf.policy},
+            "source": described,
             "manifest": source.manifest,
             "manifest_fingerprint": self.provenance["input_manifest"]["fingerprint"],
             "dtype": str(source.dtype),
             "package_version": __version__,
             "provenance": self.provenance,
         }
+        # an array input already stored as the store would store it is linked, not copied
+        link = None if source.array is None else linkable_chunks(
+            source, self.st.path, self.st.compressors, self.st.shard_slices)
         rep = self.st.write(INPUT_GROUP, stack, plan.fingerprint, attrs,
-                            compute=self.ex.as_compute("ingest"))
+                            compute=self.ex.as_compute("ingest"), link_from=link)
         return _report(INPUT_GROUP, rep)
 
     def step(self, plan: GroupPlan, stack_group: str) -> StepReport:

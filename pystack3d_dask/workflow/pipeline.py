@@ -84,7 +84,11 @@ def _warn_store_among_slices(store: Path, source: SliceSource) -> None:
     the workflow file there, so the default store lands there too): allowed, since the
     slices are only read, but the user's data folder then also holds the results."""
     target = store.resolve()
-    for folder in slice_folders(source.root.resolve(), source.channels):
+    if source.array is not None:  # the array's own folder, or (file, URL) none to be inside
+        folders = [Path(source.location)] if Path(source.location).is_dir() else []
+    else:
+        folders = slice_folders(source.root.resolve(), source.channels)
+    for folder in folders:
         if folder == target or folder in target.parents:
             warnings.warn(f"the store {target} is inside the input folder {folder}: its slices "
                           "are only read, but results and data then share a folder; set "

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
+from ..io.arrays import array_kind, discover_array
 from ..io.tiff import SliceSource, discover
 from ..store.checkpoints import INPUT_GROUP, LAYOUT_VERSION, Store, existing_store
 from ..store.metadata import fingerprint
@@ -46,21 +47,38 @@ class GroupPlan:
 
 
 def source_of(wf: Workflow) -> SliceSource:
-    """The workflow's input slices (file list and headers checked)."""
-    return discover(wf.project_dir, wf.channels, wf.ind_min, wf.ind_max, wf.policy,
-                    wf.input["z_spacing"])
+    """The workflow's input slices (file list and headers checked; for an array input,
+    its metadata)."""
+    location = wf.input_location
+    if array_kind(location) is None:
+        path = Path(location) if wf.input["path"] else wf.project_dir
+        return discover(path, wf.channels, wf.ind_min, wf.ind_max, wf.policy,
+                        wf.input["z_spacing"])
+    table = wf.input
+    return discover_array(
+        location, table["level"], table["dims"], table["storage_options"], wf.ind_min,
+        wf.ind_max, table["z_spacing"] if wf.input_set("z_spacing") else None,
+        table["pixel_size"] if wf.input_set("pixel_size") else None, table["z_spacing"])
+
+
+def pixel_size_of(wf: Workflow, source: SliceSource) -> float | None:
+    """The pixel size (um) of the stack's y and x: ``[input] pixel_size``, or for an array
+    input the one found at discovery (the user's, else its metadata's)."""
+    return wf.input["pixel_size"] if source.array is None else source.pixel_size
 
 
 def input_fingerprint(wf: Workflow, source: SliceSource) -> tuple[str, str]:
     """Fingerprints of the ingested input and of its manifest."""
     manifest_id = fingerprint({"manifest": source.manifest_identity()})
-    fp = fingerprint({
-        "step": INPUT_GROUP, "root": str(source.root.resolve()), "channels": source.channels,
+    payload = {
+        "step": INPUT_GROUP, "root": source.location, "channels": source.channels,
         "manifest": manifest_id, "pages": source.pages, "z": source.z.tolist(),
-        "pixel_size": wf.input["pixel_size"], "version": __version__,
+        "pixel_size": pixel_size_of(wf, source), "version": __version__,
         "layout": LAYOUT_VERSION,
-    })
-    return fp, manifest_id
+    }
+    if source.array is not None:  # a TIFF input's fingerprint stays what it was
+        payload["array"] = source.array.identity()
+    return fingerprint(payload), manifest_id
 
 
 def _chain(wf: Workflow, input_fp: str, manifest_id: str

@@ -71,6 +71,18 @@ def storage_options(table: str, key: str, value: Any) -> dict:
     return dict(value)
 
 
+def _dims(table: str, key: str, value: Any) -> str | list[str]:
+    """Axis letters (``"zcyx"``) or a list of axis names; checked against the array
+    when it is opened (:func:`~pystack3d_dask.io.array_meta.axes_from_dims`)."""
+    letters = value if isinstance(value, str) else None
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    if letters and set(letters.lower()) <= set("tczyx") and len(set(letters)) == len(letters):
+        return letters.lower()
+    raise invalid(table, key, value, 'axis letters among t, c, z, y, x, each once, such as "zyx", '
+                  '"czyx" or "zcyx", or a list of axis names')
+
+
 #: The documented keys of [scheduler.slurm] / [scheduler.jobqueue]; any other keyword of
 #: the dask-jobqueue cluster class is accepted too. None: not passed (the site's config).
 _JOBQUEUE = {
@@ -136,9 +148,20 @@ OWN_TABLES: dict[str, dict[str, Param]] = {
         "dashboard_address": Param(string(), "127.0.0.1:0", "dashboard of a local cluster"),
     },
     "input": {
+        "path": Param(string(), None, "the input, winning over project_dir: a TIFF folder or "
+                      "file, a Zarr array or OME-Zarr image (folder or URL), an N5 dataset, "
+                      "file.h5:/dataset or an MRC file (default: project_dir)"),
         "policy": Param(policy, None, "file-name pattern (default: [resampling] policy)"),
         "z_spacing": Param(number(0.0, strict_min=True), 1.0,
-                           "slice spacing (um) when names carry no z"),
-        "pixel_size": Param(number(0.0, strict_min=True), None, "pixel size (um) for y/x"),
+                           "slice spacing (um) when names carry no z; for an array input, "
+                           "set here it wins over the metadata's"),
+        "pixel_size": Param(number(0.0, strict_min=True), None,
+                            "pixel size (um) for y/x; for an array input, set here it wins "
+                            "over the metadata's"),
+        "level": Param(integer(0), 0, "level of an OME-Zarr image (0: full resolution)"),
+        "dims": Param(_dims, None, 'which dimension of an array input is which, such as "zyx", '
+                      '"czyx", "zcyx" (default: the OME axes, else zyx for 3-D, czyx for 4-D)'),
+        "storage_options": Param(storage_options, None, "fsspec options of a Zarr URL, such as "
+                                 '{ endpoint_url = "http://localhost:9000", anon = true }'),
     },
 }
