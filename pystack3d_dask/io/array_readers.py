@@ -26,7 +26,8 @@ from ..errors import InputError
 from ..store.chunks import slab_chunks, slice_bytes
 from ..store.location import is_url
 
-__all__ = ["EXTRAS", "ArrayRef", "array_blocks", "array_reader", "read_slab", "require"]
+__all__ = ["EXTRAS", "ArrayRef", "array_blocks", "array_reader", "close_readers", "read_slab",
+           "require"]
 
 #: The optional library each format needs, and the extra that installs it.
 EXTRAS = {"hdf5": ("h5py", "hdf5"), "mrc": ("mrcfile", "mrc"), "n5": ("tensorstore", "n5")}
@@ -126,6 +127,12 @@ def array_reader(ref: ArrayRef, pid: int) -> Any:
     """The open array of ``ref``, kept per process (``pid``: a forked worker opens its
     own, as HDF5 requires) and per input identity (``ref.token``)."""
     return _open(ref)
+
+
+def close_readers() -> None:
+    """Let go of the arrays this process holds open (an HDF5 file open for reading
+    cannot be opened for writing, even by the same user in the same notebook)."""
+    array_reader.cache_clear()
 
 
 def read_slab(ref: ArrayRef, c: int, z0: int, z1: int) -> np.ndarray:

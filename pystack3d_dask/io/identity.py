@@ -11,8 +11,10 @@ computed at ingest: the check costs nothing while the times are unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,6 +22,7 @@ import numpy as np
 
 from ..errors import StoreError
 from ..store.checkpoints import INPUT_GROUP, Store
+from .array_readers import close_readers
 from .tiff import SliceSource
 
 __all__ = ["check_same_input"]
@@ -66,6 +69,15 @@ def check_same_input(store: Store, source: SliceSource) -> None:
     store.update_attrs(INPUT_GROUP, manifest=manifest)
 
 
+@contextlib.contextmanager
+def _closing() -> Iterator[None]:
+    """Close the array inputs opened to compare their slices, whatever the outcome."""
+    try:
+        yield
+    finally:
+        close_readers()
+
+
 def _named(source: SliceSource, entry: dict[str, Any]) -> str:
     """A manifest entry's file, as the user knows it."""
     return str(source.root / entry["path"]) if source.array is None else (
@@ -102,7 +114,7 @@ def _compare_pixels(store: Store, source: SliceSource, touched: list[dict[str, A
         c, k, _ = job
         return bool(np.array_equal(source.read(c, k), store.read_slice(INPUT_GROUP, c, k)))
 
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool, _closing():
         for (_, k, file), ok in zip(jobs, pool.map(same, jobs)):
             if not ok:
                 pool.shutdown(wait=False, cancel_futures=True)

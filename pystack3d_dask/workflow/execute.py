@@ -19,6 +19,7 @@ import xarray as xr
 from .._version import __version__
 from ..errors import ConfigError, Pystack3dDaskError, StoreError
 from ..io.array_links import array_attrs, linkable_chunks
+from ..io.array_readers import close_readers
 from ..io.tiff import SliceSource, lazy_stack
 from ..runtime.cluster import Executor
 from ..runtime.faults import fault_point
@@ -100,7 +101,13 @@ class _Execution:
         self.outputs = _Outputs(self.opened)
 
     def ingest(self, source: SliceSource, plan: GroupPlan) -> StepReport:
-        """Write the input group, or say why not."""
+        """Write the input group, or say why not; then close the input's arrays."""
+        try:
+            return self._ingest(source, plan)
+        finally:
+            close_readers()
+
+    def _ingest(self, source: SliceSource, plan: GroupPlan) -> StepReport:
         if not plan.writes:
             n_slices = len(source.pages) * len(source.channels)
             status = "reused" if self.st.is_complete(INPUT_GROUP) else "removed"
