@@ -351,3 +351,17 @@ def test_changed_metadata_or_file_is_refused(tmp_path):
         _run(tmp_path, h5, "h5.zarr")
     with pytest.raises(StoreError, match="another input"):
         _run(tmp_path, _mrc(tmp_path / "a.mrc", data), "h5.zarr")
+
+
+def test_a_zarr_url_is_read_through_fsspec(tmp_path):
+    """A URL goes to zarr's fsspec store as it is, with [input] storage_options (fsspec's
+    in-memory file system here; S3 through the same code path)."""
+    data = _stack()
+    url = f"memory://p3d-test/{tmp_path.name}/in.zarr"
+    _zarr(url, data, (2, 64, 48))
+    _run(tmp_path, url, storage_options={})
+    ds = _input(tmp_path)
+    np.testing.assert_array_equal(ds["stack"].values[0], data)
+    assert ds.attrs["source"]["root"] == url
+    assert [m["path"] for m in ds.attrs["manifest"]] == ["zarr.json"]
+    assert _run(tmp_path, url, storage_options={}).reports[0].status == "reused"
