@@ -72,13 +72,13 @@ def storage_options(table: str, key: str, value: Any) -> dict:
 
 
 def _dims(table: str, key: str, value: Any) -> str | list[str]:
-    """Axis letters (``"zcyx"``) or a list of axis names; checked against the array
-    when it is opened (:func:`~pystack3d_dask.io.array_meta.axes_from_dims`)."""
-    letters = value if isinstance(value, str) else None
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+    """Axis letters (``"zcyx"``) or a list of axis names; the letters and their number
+    are checked against the array when it is opened, in an error that names it
+    (:func:`~pystack3d_dask.io.array_meta.axes_from_dims`)."""
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
         return list(value)
-    if letters and set(letters.lower()) <= set("tczyx") and len(set(letters)) == len(letters):
-        return letters.lower()
+    if isinstance(value, str) and value:
+        return value
     raise invalid(table, key, value, 'axis letters among t, c, z, y, x, each once, such as "zyx", '
                   '"czyx" or "zcyx", or a list of axis names')
 
