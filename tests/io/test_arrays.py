@@ -365,3 +365,21 @@ def test_a_zarr_url_is_read_through_fsspec(tmp_path):
     assert ds.attrs["source"]["root"] == url
     assert [m["path"] for m in ds.attrs["manifest"]] == ["zarr.json"]
     assert _run(tmp_path, url, storage_options={}).reports[0].status == "reused"
+
+
+def test_four_d_input_from_ind_min_is_linked_slice_for_slice(tmp_path):
+    data = _stack(shape=(2, *SHAPE))
+    location = _zarr(tmp_path / "in.zarr", data)
+    wf = {"project_dir": str(location), "ind_min": 2, "process_steps": ["cropping"],
+          "cropping": {"area": [4, 44, 6, 60]}, "store": {"path": str(tmp_path / "out.zarr")}}
+    p3d.run(wf, progress=False)
+    ds = _input(tmp_path)
+    np.testing.assert_array_equal(ds["stack"].values, data[:, 2:])
+    np.testing.assert_allclose(ds["z"].values, np.arange(2, 6))
+    assert ds.attrs["linked_chunks"] == 8 and list(ds["channel"].values) == ["0", "1"]
+
+
+def test_a_store_inside_the_input_array_is_said(tmp_path):
+    location = _zarr(tmp_path / "in.zarr", _stack())
+    with pytest.warns(UserWarning, match="inside the input folder"):
+        _run(tmp_path, location, "in.zarr/results.zarr")
