@@ -223,7 +223,11 @@ def _fork_pool(workers: int, scoring: bool = False) -> Any | None:
 
 
 def _run_jobs(jobs: list[tuple], workers: int) -> list[Any]:
-    pool = _fork_pool(min(workers, len(jobs)), scoring=any(job[-1] for job in jobs))
+    # a store on object storage is read through an event loop that a forked child may
+    # find locked by a parent's thread (seen with fsspec 2024.12): drawn here instead
+    remote = any(isinstance(job[0], StoreRef) for job in jobs)
+    pool = None if remote else _fork_pool(min(workers, len(jobs)),
+                                          scoring=any(job[-1] for job in jobs))
     if pool is None:
         return [draw_group(*job) for job in jobs]
     with warnings.catch_warnings():

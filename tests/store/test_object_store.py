@@ -240,3 +240,49 @@ def test_bad_object_store_named_and_nothing_written(case, project, bucket, s3_op
         p3d.run(_workflow_on(workflow, url, options), progress=False)
     assert url in str(info.value)
     assert s3.ls(bucket) == [] and not s3.exists(f"{bucket}-absent")
+
+
+@pytest.mark.slow
+def test_local_cluster_sharing_no_folder_reads_and_writes_the_bucket(project, bucket, s3_options,
+                                                                      s3, tmp_path, monkeypatch):
+    """Input and store both in the bucket; the workers, processes of their own with their
+    own scratch folders, read and write only through S3: the same bytes as the same array
+    read from and written to local folders by threads."""
+    from distributed import Client, LocalCluster, get_task_stream
+
+    workflow, local = project
+    slices = zarr.open_group(str(local), path="input", mode="r")["stack"][0]  # (z, y, x)
+    local_input = tmp_path / "input.zarr"
+    for target, options in ((str(local_input), None), (f"s3://{bucket}/input.zarr", s3_options)):
+        arr = zarr.create_array(target, shape=slices.shape, chunks=(1, *slices.shape[1:]),
+                                dtype=slices.dtype, storage_options=options)
+        arr[...] = slices
+    import tomllib
+
+    steps = tomllib.loads(workflow.read_text())
+    steps.pop("project_dir", None)
+
+    def workflow_of(input_path, store, options):
+        wf = dict(steps)
+        wf["input"] = {"path": input_path, "z_spacing": 0.01, "pixel_size": 0.005,
+                       **({"storage_options": options} if options else {})}
+        wf["store"] = {"path": store, **({"storage_options": options} if options else {})}
+        return wf
+
+    on_disk = p3d.run(workflow_of(str(local_input), str(tmp_path / "reference.zarr"), None),
+                      scheduler="threads", progress=False)
+    client_dir = tmp_path / "client"
+    client_dir.mkdir()
+    monkeypatch.chdir(client_dir)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      local_directory=str(tmp_path / "workers"), dashboard_address=None) as cluster, \
+            Client(cluster) as client, get_task_stream(client) as stream:
+        result = p3d.run(workflow_of(f"s3://{bucket}/input.zarr", f"s3://{bucket}/run.zarr",
+                                     s3_options), client=client, progress=False)
+        workers = set(client.scheduler_info()["workers"])
+    assert [r.status for r in result.reports] == ["computed"] * len(on_disk.reports)
+    ran_on = {task["worker"] for task in stream.data}
+    assert ran_on and ran_on <= workers and len(stream.data) > 9 * 2
+    assert list(client_dir.iterdir()) == []  # the client wrote nothing to its folder
+    assert s3.exists(f"{bucket}/run.zarr/steps") and not (client_dir / "run.zarr").exists()
+    assert assert_same_store(result.store, tmp_path / "reference.zarr") > 9 * 5
