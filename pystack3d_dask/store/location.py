@@ -18,6 +18,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from typing import Any
 from ..errors import StoreError
 
 __all__ = ["LocalFiles", "ObjectFiles", "StoreRef", "StoreTarget", "files_of", "is_url",
-           "store_ref", "zarr_store"]
+           "run_all", "store_ref", "zarr_store"]
 
 
 def is_url(location: str | Path) -> bool:
@@ -88,6 +90,15 @@ def zarr_store(target: StoreTarget) -> Any:
     """What zarr (and xarray) open for a store: the path itself, or an fsspec store
     made once per process and reference."""
     return _fsspec_store(target) if isinstance(target, StoreRef) else target
+
+
+def run_all(target: StoreTarget, calls: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Run independent metadata writes (array creations): one after the other in a local
+    folder; at once on object storage, where each costs a few round trips to the server."""
+    if not isinstance(target, StoreRef) or len(calls) < 2:
+        return [call() for call in calls]
+    with ThreadPoolExecutor(min(len(calls), 8)) as pool:
+        return list(pool.map(lambda call: call(), calls))
 
 
 @functools.lru_cache(maxsize=32)

@@ -9,6 +9,7 @@ so that ``xarray.open_zarr`` reads every group as a Dataset
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -21,7 +22,7 @@ import zarr
 import zarr.codecs
 
 from ..errors import StoreError
-from .location import StoreTarget, zarr_store
+from .location import StoreTarget, run_all, zarr_store
 
 __all__ = ["create_group", "fingerprint", "make_compressors", "split_extras", "to_json"]
 
@@ -130,7 +131,8 @@ def create_in_memory(path: StoreTarget, group: str, template: xr.Dataset) -> boo
     unattached = sorted(set(non_index) - attached)
     zarr.create_group(zarr_store(path), path=group, overwrite=True, zarr_format=3,
                       attributes={"coordinates": " ".join(unattached)} if unattached else {})
-    for name, var in template.variables.items():
+
+    def write(name: str, var: xr.Variable) -> None:
         attrs, fill = meta[name]
         arr = zarr.create_array(zarr_store(path), name=f"{group}/{name}", shape=var.shape,
                                 chunks=var.shape or None, dtype=dtypes[name],
@@ -138,6 +140,9 @@ def create_in_memory(path: StoreTarget, group: str, template: xr.Dataset) -> boo
                                 attributes=attrs, zarr_format=3, overwrite=True)
         if var.size:
             arr[...] = np.asarray(var.values)
+
+    run_all(path, [functools.partial(write, name, var)
+                   for name, var in template.variables.items()])
     return True
 
 
@@ -173,6 +178,7 @@ def create_group(path: StoreTarget, group: str, stack: xr.DataArray, attrs: dict
                          consolidated=False)
     non_index = non_index_coords(template)
     attached: set[str] = set()
+    creations = []
     for name, value in lazy.items():
         if name == "stack":
             chunks = (1, 1, ny, nx)
@@ -183,12 +189,13 @@ def create_group(path: StoreTarget, group: str, stack: xr.DataArray, attrs: dict
         names = coords_along(non_index, value.dims)
         attached.update(names)
         meta_attrs, fill = xarray_attrs(value, names)
-        zarr.create_array(zarr_store(path), name=f"{group}/{name}", shape=value.shape,
-                          chunks=chunks, shards=shards, dtype=value.dtype,
-                          compressors=codecs, fill_value=fill,
-                          chunk_key_encoding=CHUNK_KEY_ENCODING,
-                          dimension_names=list(value.dims), attributes=meta_attrs,
-                          zarr_format=3, overwrite=True)
+        creations.append(functools.partial(
+            zarr.create_array, zarr_store(path), name=f"{group}/{name}", shape=value.shape,
+            chunks=chunks, shards=shards, dtype=value.dtype, compressors=codecs,
+            fill_value=fill, chunk_key_encoding=CHUNK_KEY_ENCODING,
+            dimension_names=list(value.dims), attributes=meta_attrs, zarr_format=3,
+            overwrite=True))
+    run_all(path, creations)
     # xarray listed at group level the coordinates it found no variable for; those
     # now held by a lazy array are listed there instead
     node = zarr.open_group(zarr_store(path), path=group, mode="r+")

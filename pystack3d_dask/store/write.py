@@ -8,6 +8,7 @@ resume, create) and marks the group complete; this module builds and runs the ta
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ import zarr
 
 from ..kernels.stats import cut_indices, slice_cuts, slice_stats
 from .chunks import array_handle, fast_chunks, slab_chunks, slab_size, slice_bytes, stored_slice
-from .location import StoreTarget, zarr_store
+from .location import StoreTarget, run_all, zarr_store
 from .metadata import split_extras, to_json
 
 __all__ = ["CUT_NAMES", "STAT_NAMES", "Derived", "StepOutput", "link_chunks", "link_files",
@@ -265,10 +266,10 @@ def write_per_slice(path: StoreTarget, group: str, per_slice: dict[str, np.ndarr
     arrays.update({name: (values, dims[name]) for name, values in per_slice.items()})
     # zarr directly rather than xarray: xarray's append would replace the group's
     # attributes (the fingerprint among them)
-    for name, (values, extra_dims) in arrays.items():
-        zarr.create_array(zarr_store(path), name=f"{group}/{name}", data=values,
-                          dimension_names=("channel", "z", *extra_dims),
-                          attributes=to_json(attrs.get(name) or {}), overwrite=True)
+    run_all(path, [functools.partial(
+        zarr.create_array, zarr_store(path), name=f"{group}/{name}", data=values,
+        dimension_names=("channel", "z", *extra_dims), attributes=to_json(attrs.get(name) or {}),
+        overwrite=True) for name, (values, extra_dims) in arrays.items()])
 
 
 def link_chunks(path: StoreTarget, source: str | Callable[[int, int], Path | None], group: str,
