@@ -36,10 +36,25 @@ if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
 else
   cp -a . "$WORK/src"
 fi
+# each direct dependency pinned to its floor, as constraints: lowest-direct alone lets a
+# transitive preference lift one (the newest boto3 wants a botocore that only the newest
+# s3fs accepts, so uv took the newest s3fs); a floor the others cannot reach then fails
+# the resolution, here, rather than being stepped over
+"$PYTHON" - > "$WORK/floors.txt" <<'FLOORS'
+import tomllib
+
+with open("pyproject.toml", "rb") as fid:
+    project = tomllib.load(fid)["project"]
+extras = project["optional-dependencies"]
+for text in project["dependencies"] + extras["test"] + extras["docs"]:
+    name, _, rest = text.partition(">=")
+    if rest:
+        print(f"{name.split('[')[0].strip()}=={rest.split(',')[0].strip()}")
+FLOORS
 # --compile-bytecode, as pip does at install: without it, where PYTHONDONTWRITEBYTECODE
 # is set, each command-line run the tests start compiles all it imports again
 "$WORK/tools/bin/uv" pip install -q --python "$PY" --resolution lowest-direct --compile-bytecode \
-  "$WORK/src[test,docs]"
+  --constraint "$WORK/floors.txt" "$WORK/src[test,docs]"
 
 # the versions installed, each direct dependency beside its floor; a mismatch fails
 "$PY" -P - <<'EOF'

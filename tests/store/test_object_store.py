@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from helpers import write_stack
 
 import pystack3d_dask as p3d
 from pystack3d_dask.datasets.synthetic import write_synthetic
@@ -101,6 +102,13 @@ def test_workflow_on_s3_gives_the_local_bytes_and_every_command_works(
     assert all(r["complete"] for r in rows.values()) and len(rows) == 9
     local_rows = {r["group"]: r for r in store_status(local)}
     assert [r["shape"] for r in rows.values()] == [r["shape"] for r in local_rows.values()]
+    # the command line: the URL as the store argument, the server and keys from the
+    # environment
+    env = {**os.environ, "AWS_ENDPOINT_URL": s3_options["endpoint_url"],
+           "AWS_ACCESS_KEY_ID": s3_options["key"], "AWS_SECRET_ACCESS_KEY": s3_options["secret"]}
+    shown = subprocess.run([*CLI, "status", url], env=env, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.count("complete") == 9 and "steps/08_cropping_final" in shown.stdout
     final = p3d.open_result(result.store).values
     np.testing.assert_array_equal(final, p3d.open_result(local).values)
 
@@ -218,9 +226,9 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize("case", ["unreachable", "no credentials", "no bucket"])
-def test_bad_object_store_named_and_nothing_written(case, project, bucket, s3_options, s3,
+def test_bad_object_store_named_and_nothing_written(case, bucket, s3_options, s3, tmp_path,
                                                     monkeypatch):
-    workflow, _ = project
+    write_stack(tmp_path / "slices", n=3, shape=(16, 20), dtype="uint8")
     for name in [k for k in os.environ if k.startswith("AWS_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
@@ -237,7 +245,9 @@ def test_bad_object_store_named_and_nothing_written(case, project, bucket, s3_op
         url = f"s3://{bucket}-absent/bad.zarr"
         expected = f"the bucket '{bucket}-absent' does not exist"
     with pytest.raises(StoreError, match=expected) as info:
-        p3d.run(_workflow_on(workflow, url, options), progress=False)
+        p3d.run({"project_dir": str(tmp_path / "slices"), "process_steps": ["cropping"],
+                 "cropping": {"area": [0, 10, 0, 10]},
+                 "store": {"path": url, "storage_options": options}}, progress=False)
     assert url in str(info.value)
     assert s3.ls(bucket) == [] and not s3.exists(f"{bucket}-absent")
 
