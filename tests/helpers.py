@@ -40,3 +40,14 @@ def run_ours(slices_dir: Path, params: dict, steps: list[str], store: Path):
     workflow.update({"project_dir": str(slices_dir), "process_steps": list(steps),
                      "store": {"path": str(store)}})
     return p3d.run(workflow, progress=False)
+
+
+def finish(proc, timeout: float = 600) -> tuple[int, str]:
+    """Wait for a command started with its stderr in ``proc.err_file`` (a temporary file,
+    not a pipe: waiting never depends on what a killed run's children do with a pipe);
+    its exit status and stderr."""
+    proc.wait(timeout=timeout)
+    proc.err_file.seek(0)
+    text = proc.err_file.read()
+    proc.err_file.close()
+    return proc.returncode, text

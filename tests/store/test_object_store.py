@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-from helpers import write_stack
+from helpers import finish, write_stack
 
 import pystack3d_dask as p3d
 from pystack3d_dask.datasets.synthetic import write_synthetic
@@ -137,16 +137,8 @@ def test_workflow_on_s3_gives_the_local_bytes_and_every_command_works(
     np.testing.assert_array_equal(p3d.open_result(result.store).values, final)
 
 
-def _finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
-    proc.wait(timeout=timeout)
-    proc.err_file.seek(0)
-    text = proc.err_file.read()
-    proc.err_file.close()
-    return proc.returncode, text
-
-
 def _cli(workflow: Path, env: dict | None = None) -> subprocess.Popen:
-    err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed by _finish)
+    err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed by finish)
     proc = subprocess.Popen([*CLI, "run", str(workflow), "--quiet", "--no-report"],
                             env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
                             stderr=err, text=True)
@@ -172,7 +164,7 @@ def test_killed_runs_resume_against_the_bucket_to_identical_bytes(project, bucke
     # at the moments a random kill rarely hits, then at random moments
     for fault in ("chunks-written:input", "mark-complete:steps/02_*", "between-steps:steps/04_*",
                   "chunks-written:steps/07_*"):
-        code, err = _finish(_cli(wf_file, {FAULT_ENV: fault}))
+        code, err = finish(_cli(wf_file, {FAULT_ENV: fault}))
         assert code == -signal.SIGKILL, f"fault point {fault} not reached: {err}"
         kills += 1
     rng = random.Random(3)
@@ -183,8 +175,8 @@ def test_killed_runs_resume_against_the_bucket_to_identical_bytes(project, bucke
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             kills += 1
-        _finish(proc)
-    code, err = _finish(_cli(wf_file))
+        finish(proc)
+    code, err = finish(_cli(wf_file))
     assert code == 0, err
     assert kills >= 5
     assert assert_same_store(store_ref(url, s3_options), local) > 9 * 5

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from helpers import tree_hashes, write_stack
+from helpers import finish, tree_hashes, write_stack
 
 import pystack3d_dask as p3d
 from pystack3d_dask.datasets.synthetic import write_synthetic
@@ -35,21 +35,12 @@ def _cli_run(workflow: Path, store: Path, *extra: str, env: dict | None = None,
              **kwargs) -> subprocess.Popen:
     """The command line in the background; its stderr goes to a file, not a pipe, so that
     waiting for it never depends on what a killed run's children do with the pipe."""
-    err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed by _finish)
+    err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed by finish)
     proc = subprocess.Popen([*CLI, "run", str(workflow), "--store", str(store), "--quiet",
                              "--no-report", *extra], env={**os.environ, **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=err, text=True, **kwargs)
     proc.err_file = err
     return proc
-
-
-def _finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
-    """Wait for a run; its exit status and stderr."""
-    proc.wait(timeout=timeout)
-    proc.err_file.seek(0)
-    text = proc.err_file.read()
-    proc.err_file.close()
-    return proc.returncode, text
 
 
 def _groups(store: Path) -> list[str]:
@@ -125,7 +116,7 @@ def synthetic_project(tmp_path_factory) -> tuple[Path, Path, float]:
     files = write_synthetic(base / "syn", shape=(40, 96, 112))
     reference = base / "reference.zarr"
     start = time.perf_counter()
-    code, err = _finish(_cli_run(files.workflow, reference, "--workers", "2"))
+    code, err = finish(_cli_run(files.workflow, reference, "--workers", "2"))
     assert code == 0, err
     return files.workflow, reference, time.perf_counter() - start
 
@@ -148,7 +139,7 @@ def test_killed_anywhere_resumes_to_identical_bytes(tmp_path, synthetic_project)
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGKILL)
                 stats["kills"] += 1
-        _, err = _finish(proc)
+        _, err = finish(proc)
         if fault is not None:
             assert proc.returncode == -signal.SIGKILL, f"fault point {fault} not reached: {err}"
             stats["fault_kills"] += 1
@@ -253,7 +244,7 @@ def test_second_run_on_a_store_is_refused_and_stale_lock_taken_over(tmp_path):
     assert str(store.resolve()) in message
 
     first.send_signal(signal.SIGKILL)  # a crash leaves its lock behind
-    _finish(first)
+    finish(first)
     assert read_lock(store)["pid"] == first.pid
     result = p3d.run(toml, store=store, progress=False)  # takes the stale lock over
     assert result.reports[-1].status in ("resumed", "computed")
@@ -263,7 +254,7 @@ def test_second_run_on_a_store_is_refused_and_stale_lock_taken_over(tmp_path):
     # test holds, so that the refusal does not depend on another run still going once
     # the command has started (seconds under load)
     with StoreLock(store).held():
-        code, stderr = _finish(_cli_run(toml, store), timeout=120)
+        code, stderr = finish(_cli_run(toml, store), timeout=120)
     assert code == 2 and "in use by another run" in stderr, stderr
     assert f"process {os.getpid()}" in stderr
     assert "Traceback" not in stderr
@@ -327,7 +318,7 @@ def test_full_disk_fails_clearly_and_resumes_after_space_is_freed(tmp_path):
                         '[store]\ncompressor = "none"\n')
         inputs = tree_hashes(tmp_path / "slices")
         store = mount / "out.zarr"
-        code, stderr = _finish(_cli_run(toml, store), timeout=300)
+        code, stderr = finish(_cli_run(toml, store), timeout=300)
         assert code == 2, stderr
         assert "no space left on device" in stderr and str(store) in stderr
         assert "Traceback" not in stderr
@@ -339,7 +330,7 @@ def test_full_disk_fails_clearly_and_resumes_after_space_is_freed(tmp_path):
         assert before, "nothing was written before the disk filled up"
 
         subprocess.run(["mount", "-o", "remount,size=64m", str(mount)], check=True)
-        code, stderr = _finish(_cli_run(toml, store), timeout=300)
+        code, stderr = finish(_cli_run(toml, store), timeout=300)
         assert code == 0, stderr
         after = _stack_chunks(store)
         assert all(after.get(p) == inode for p, inode in before.items())
