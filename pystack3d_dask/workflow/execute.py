@@ -128,7 +128,8 @@ class _Execution:
             "provenance": self.provenance,
         }
         # an array input already stored as the store would store it is linked, not copied
-        link = None if source.array is None else linkable_chunks(
+        # (files on one file system: never into a store on object storage)
+        link = None if source.array is None or self.st.remote else linkable_chunks(
             source, self.st.path, self.st.compressors, self.st.shard_slices)
         rep = self.st.write(INPUT_GROUP, stack, plan.fingerprint, attrs,
                             compute=self.ex.as_compute("ingest"), link_from=link)
