@@ -61,10 +61,13 @@ def array_kind(location: str) -> str | None:
     path = Path(location)
     if path.suffix.lower() in MRC_SUFFIXES:
         return "mrc"
-    if any((path / doc).is_file() for doc in _METADATA_DOCS):
-        return "zarr"
-    if (path / "attributes.json").is_file():
-        return "n5"
+    try:
+        if any((path / doc).is_file() for doc in _METADATA_DOCS):
+            return "zarr"
+        if (path / "attributes.json").is_file():
+            return "n5"
+    except OSError:  # a folder this user cannot read: the TIFF discovery names the problem
+        return None
     return None
 
 

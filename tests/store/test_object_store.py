@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -33,7 +34,10 @@ from pystack3d_dask.store.lock import LOCK_NAME, StoreLock, read_lock
 pytest.importorskip("s3fs")
 
 CLI = [sys.executable, "-m", "pystack3d_dask.cli"]
-SHAPE = (14, 64, 72)
+SHAPE = (10, 56, 64)
+#: The synthetic workflow's first steps: what the slower tests run (each group on the
+#: bucket costs its metadata's round trips to the server).
+FIRST = ("cropping", "bkg_removal", "intensity_rescaling")
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +66,15 @@ def _groups(root: zarr.Group) -> dict[str, zarr.Group]:
     return out
 
 
-def assert_same_store(store: StoreRef | str, reference: Path) -> int:
-    """Every array of every group holds the same values, bit for bit; returns how many
+def assert_same_store(store: StoreRef | str, reference: Path, groups: int = 9) -> int:
+    """Every array of the store's ``groups`` groups (the first of the reference's, a
+    workflow's first steps) holds the reference's values, bit for bit; returns how many
     arrays were compared."""
     ref = _groups(zarr.open_group(str(reference), mode="r"))
     got = _groups(zarr.open_group(zarr_store(store), mode="r"))
-    assert sorted(got) == sorted(ref)
+    assert sorted(got) == sorted(ref)[:groups]
     compared = 0
-    for name, group in ref.items():
+    for name, group in ((n, ref[n]) for n in got):
         assert dict(got[name].attrs)["complete"] is True, name
         for key in sorted(group.array_keys()):
             a, b = group[key][...], got[name][key][...]
@@ -158,28 +163,28 @@ def test_killed_runs_resume_against_the_bucket_to_identical_bytes(project, bucke
                                         f'project_dir = {_toml(str(workflow.parent / "slices"))}')
     options = ", ".join(f"{k} = {_toml(v)}" for k, v in s3_options.items())
     url = f"s3://{bucket}/killed.zarr"
+    text = re.sub(r"process_steps = \[[^]]*\]", f"process_steps = {_toml(list(FIRST))}", text)
     wf_file = tmp_path / "workflow.toml"
     wf_file.write_text(f'{text}\n[store]\npath = "{url}"\nstorage_options = {{ {options} }}\n')
     kills = 0
     # at the moments a random kill rarely hits, then at random moments
-    for fault in ("chunks-written:input", "mark-complete:steps/02_*", "between-steps:steps/04_*",
-                  "chunks-written:steps/07_*"):
+    for fault in ("chunks-written:input", "mark-complete:steps/02_*"):
         code, err = finish(_cli(wf_file, {FAULT_ENV: fault}))
         assert code == -signal.SIGKILL, f"fault point {fault} not reached: {err}"
         kills += 1
     rng = random.Random(3)
-    for _ in range(3):
+    for _ in range(2):
         proc = _cli(wf_file)
         try:
-            proc.wait(timeout=rng.uniform(1.0, 4.0))
+            proc.wait(timeout=rng.uniform(1.0, 3.0))
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         finish(proc)
     code, err = finish(_cli(wf_file))
     assert code == 0, err
-    assert kills >= 5
-    assert assert_same_store(store_ref(url, s3_options), local) > 9 * 5
+    assert kills >= 3
+    assert assert_same_store(store_ref(url, s3_options), local, len(FIRST) + 1) > 4 * 5
 
 
 def test_one_run_at_a_time_on_a_bucket_and_a_dead_runs_lock_taken_over(bucket, s3_options, s3):
@@ -263,6 +268,7 @@ def test_local_cluster_sharing_no_folder_reads_and_writes_the_bucket(project, bu
 
     steps = tomllib.loads(workflow.read_text())
     steps.pop("project_dir", None)
+    steps["process_steps"] = list(FIRST)
 
     def workflow_of(input_path, store, options):
         wf = dict(steps)
@@ -287,4 +293,4 @@ def test_local_cluster_sharing_no_folder_reads_and_writes_the_bucket(project, bu
     assert ran_on and ran_on <= workers and len(stream.data) > 9 * 2
     assert list(client_dir.iterdir()) == []  # the client wrote nothing to its folder
     assert s3.exists(f"{bucket}/run.zarr/steps") and not (client_dir / "run.zarr").exists()
-    assert assert_same_store(result.store, tmp_path / "reference.zarr") > 9 * 5
+    assert assert_same_store(result.store, tmp_path / "reference.zarr", len(FIRST) + 1) > 4 * 5
