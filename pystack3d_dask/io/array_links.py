@@ -2,7 +2,8 @@
 ``input/stack`` (one slice per chunk, the same codecs) is hard-linked into the store,
 chunk file by chunk file, rather than read and written again.
 
-The rule (:func:`linkable_chunks`): the input is a local Zarr v3 array of axes (z, y, x)
+The rule (:func:`linkable_chunks`): the input is a local Zarr v3 array of integers (float
+slices are read, to be checked for NaN and infinite values), of axes (z, y, x)
 or (c, z, y, x), chunks (1, Y, X) or (1, 1, Y, X), not sharded, whose codecs are
 ``bytes`` (little-endian) then ``zstd`` where the store compresses with zstd (any level:
 a zstd frame decodes whatever level wrote it), or ``bytes`` alone where the store does
@@ -54,7 +55,10 @@ def linkable_chunks(source: SliceSource, store: Path, compressors: Sequence[Any]
     import zarr
 
     ref = source.array
-    if ref.kind != "zarr" or ref.remote or shard_slices > 1 or ref.axes not in ("zyx", "czyx"):
+    # float slices are read, not linked: the reader refuses NaN and infinite values
+    # (io.tiff_headers.check_finite), which a linked chunk would carry in unseen
+    if (ref.kind != "zarr" or ref.remote or shard_slices > 1 or ref.axes not in ("zyx", "czyx")
+            or source.dtype.kind == "f"):
         return None
     folder = Path(ref.location) / ref.key
     try:

@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import InputError
 from ..store.chunks import slab_chunks, slice_bytes
 from ..store.location import is_url
+from .tiff_headers import check_finite
 
 __all__ = ["EXTRAS", "ArrayRef", "array_blocks", "array_reader", "close_readers", "read_slab",
            "require"]
@@ -163,10 +164,7 @@ def read_slab(ref: ArrayRef, c: int, z0: int, z1: int) -> np.ndarray:
     kept = [letter for letter in ref.axes if letter in "zyx"]
     data = np.transpose(data, [kept.index(letter) for letter in "zyx"])
     data = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("="))
-    if data.dtype.kind == "f" and not np.isfinite(data.sum(dtype=np.float64)):
-        raise InputError(f"{ref.name}: NaN or infinite values in slices {z0} to {z1 - 1}; "
-                         "expected finite values in float slices (replace them, e.g. with "
-                         "numpy.nan_to_num, before running)")
+    check_finite(data, f"{ref.name} (slices {z0} to {z1 - 1})")
     return data
 
 

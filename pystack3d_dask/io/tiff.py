@@ -26,7 +26,7 @@ from ..errors import InputError
 from ..store.chunks import slab_chunks, slice_bytes
 from .array_readers import array_blocks
 from .tiff_discovery import SliceSource, discover, slice_folders
-from .tiff_headers import file_fingerprint
+from .tiff_headers import check_finite, file_fingerprint
 from .tiff_names import natural_key, policy_regex
 
 __all__ = [
@@ -73,18 +73,8 @@ def read_slice(path: str | Path, page: int, shape: tuple[int, int], dtype: np.dt
                          "the file may be truncated or corrupt") from None
     if img.shape != tuple(shape) or img.dtype != dtype:
         raise InputError(f"{path}: read {img.shape} {img.dtype}, expected {tuple(shape)} {dtype}")
-    # checked here, in the task that reads the slice anyway, so that the check costs no
-    # second read; a float64 sum is finite exactly when every pixel is (it cannot
-    # overflow from float32 values), and needs no temporary mask on the common path
-    with np.errstate(invalid="ignore"):  # inf - inf: NaN, which is the answer sought
-        finite = img.dtype.kind != "f" or bool(np.isfinite(img.sum(dtype=np.float64)))
-    if not finite:
-        n_nan = int(np.count_nonzero(np.isnan(img)))
-        n_inf = int(np.count_nonzero(np.isinf(img)))
-        where = f" (page {page})" if page else ""
-        raise InputError(f"{path}{where}: {n_nan} NaN and {n_inf} infinite pixel values; "
-                         "expected finite values in float slices (replace them, e.g. with "
-                         "numpy.nan_to_num, before running)")
+    # checked here, in the task that reads the slice anyway: the check costs no second read
+    check_finite(img, f"{path} (page {page})" if page else str(path))
     return img
 
 

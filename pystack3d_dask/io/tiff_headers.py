@@ -21,6 +21,7 @@ __all__ = [
     "SUPPORTED_DTYPES",
     "StackHeaders",
     "check_dtype",
+    "check_finite",
     "check_headers",
     "file_fingerprint",
     "read_header",
@@ -84,6 +85,23 @@ def check_dtype(path: Path, dtype: np.dtype) -> None:
     if dtype not in [np.dtype(d) for d in SUPPORTED_DTYPES]:
         raise InputError(f"{path}: dtype {dtype} is not supported; expected uint8, uint16 or "
                          "float32")
+
+
+def check_finite(img: np.ndarray, where: str) -> None:
+    """Refuse float pixels that are NaN or infinite, naming where they were read
+    (``where``: the file, the page or the slices), with how many of each."""
+    if img.dtype.kind != "f":
+        return
+    # a float64 sum is finite exactly when every pixel is (it cannot overflow from
+    # float32 values), and needs no temporary mask on the common path
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, which is the answer sought
+        if np.isfinite(img.sum(dtype=np.float64)):
+            return
+    n_nan = int(np.count_nonzero(np.isnan(img)))
+    n_inf = int(np.count_nonzero(np.isinf(img)))
+    raise InputError(f"{where}: {n_nan} NaN and {n_inf} infinite pixel values; expected "
+                     "finite values in float slices (replace them, e.g. with "
+                     "numpy.nan_to_num, before running)")
 
 
 class StackHeaders(NamedTuple):

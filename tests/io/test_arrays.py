@@ -383,3 +383,14 @@ def test_a_store_inside_the_input_array_is_said(tmp_path):
     location = _zarr(tmp_path / "in.zarr", _stack())
     with pytest.warns(UserWarning, match="inside the input folder"):
         _run(tmp_path, location, "in.zarr/results.zarr")
+
+
+def test_non_finite_float_slices_are_named_with_their_count(tmp_path):
+    data = _stack("float32")
+    data[2, 3, 4] = np.nan
+    data[2, 5, 6] = np.inf
+    location = _zarr(tmp_path / "float.zarr", data)
+    with pytest.raises(InputError, match=r"1 NaN and 1 infinite pixel values") as err:
+        _run(tmp_path, location)
+    assert str(location) in str(err.value) and "slices" in str(err.value)
+    assert not Store(tmp_path / "out.zarr", create=False).is_complete("input")
