@@ -327,11 +327,12 @@ def remote_error(ref: StoreRef, exc: BaseException) -> str:
     return f"{ref.url}: the object store{where} failed ({kind}: {exc})"
 
 
-def files_of(target: StoreTarget | Path) -> LocalFiles | ObjectFiles:
-    """The bookkeeping operations for a store's location."""
-    if isinstance(target, StoreRef):
-        return ObjectFiles(target)
-    return LocalFiles(Path(target))
+def files_of(location: str | Path | StoreRef) -> LocalFiles | ObjectFiles:
+    """The bookkeeping operations for a store's location: a folder (a path), or a URL
+    (a :class:`StoreRef`, or a URL string whose credentials come from the environment)."""
+    if isinstance(location, StoreRef) or is_url(location):
+        return ObjectFiles(store_ref(location))
+    return LocalFiles(Path(location))
 
 
 # fsspec's async file systems refuse to be used in a forked child (their event loop stays

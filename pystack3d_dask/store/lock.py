@@ -34,7 +34,7 @@ from typing import Any
 
 from ..errors import StoreError
 from ..runtime.log import LOGGER
-from .location import LocalFiles, ObjectFiles, StoreRef, files_of, is_url, remote_error, store_ref
+from .location import LocalFiles, ObjectFiles, StoreRef, files_of, remote_error
 
 __all__ = ["HEARTBEAT_S", "LOCK_NAME", "STALE_S", "StoreLock", "claim_name", "read_lock",
            "takeover_claim"]
@@ -53,11 +53,7 @@ CLAIM_WAIT_S = 15.0
 
 
 def _files(store: str | Path | StoreRef | LocalFiles | ObjectFiles) -> LocalFiles | ObjectFiles:
-    if isinstance(store, (LocalFiles, ObjectFiles)):
-        return store
-    if isinstance(store, StoreRef) or is_url(store):
-        return files_of(store_ref(store))
-    return files_of(Path(store))
+    return store if isinstance(store, (LocalFiles, ObjectFiles)) else files_of(store)
 
 
 def read_lock(store: str | Path | StoreRef | LocalFiles | ObjectFiles) -> dict[str, Any] | None:

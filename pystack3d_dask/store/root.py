@@ -10,7 +10,7 @@ import zarr
 
 from .._version import __version__
 from ..errors import StoreError
-from .location import LocalFiles, ObjectFiles, StoreRef, StoreTarget, files_of, is_url, store_ref, zarr_store
+from .location import LocalFiles, ObjectFiles, StoreRef, StoreTarget, files_of, zarr_store
 
 if TYPE_CHECKING:
     from .checkpoints import Store
@@ -66,11 +66,9 @@ def check_or_create(path: Path | StoreRef, files: LocalFiles | ObjectFiles, targ
 
 def existing_store(location: str | Path | StoreRef) -> Store | None:
     """The store at ``location``, or None when there is none yet (nothing created)."""
-    if isinstance(location, StoreRef) or is_url(location):
-        files = files_of(store_ref(location))
+    files = files_of(location)
+    if files.remote:
         files.check()
-    else:
-        files = files_of(Path(location))
     from .checkpoints import Store
 
     return Store(location, create=False) if files.exists("zarr.json") else None

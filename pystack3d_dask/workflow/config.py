@@ -329,12 +329,10 @@ def _validated_own_tables(tables: dict[str, Any], base: Path, nproc: int
     the batch-system tables checked, the workers defaulting to ``nproc``."""
     own = {name: validate_table(name, tables.get(name, {}), schema)
            for name, schema in OWN_TABLES.items()}
-    path = own["store"]["path"]
-    if path and not is_url(path) and not Path(path).is_absolute():
-        own["store"]["path"] = str(base / own["store"]["path"])
-    path = own["input"]["path"]
-    if path and not is_url(path) and not Path(path).is_absolute():
-        own["input"]["path"] = str(base / path)
+    for table in ("store", "input"):  # a path relative to the workflow's folder; a URL kept
+        path = own[table]["path"]
+        if path and not is_url(path) and not Path(path).is_absolute():
+            own[table]["path"] = str(base / path)
     sched = own["scheduler"]
     for key, kind in (("slurm", "slurm"), ("jobqueue", sched["kind"])):
         if sched[key]:
