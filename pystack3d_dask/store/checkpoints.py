@@ -110,11 +110,12 @@ class Store:
     @property
     def info(self) -> dict[str, Any]:
         """This package's root attributes of the store."""
-        return dict(zarr.open_group(zarr_store(self.target), mode="r").attrs.get(ROOT_KEY, {}))
+        root = zarr.open_group(zarr_store(self.target), mode="r", zarr_format=3)
+        return dict(root.attrs.get(ROOT_KEY, {}))
 
     def update_info(self, **values: Any) -> None:
         """Update this package's root attributes."""
-        root = zarr.open_group(zarr_store(self.target), mode="r+")
+        root = zarr.open_group(zarr_store(self.target), mode="r+", zarr_format=3)
         info = dict(root.attrs.get(ROOT_KEY, {}))
         info.update(values)
         root.attrs[ROOT_KEY] = info
@@ -134,7 +135,8 @@ class Store:
         if not self.has_group(group):
             return None
         try:
-            return dict(zarr.open_group(zarr_store(self.target), path=group, mode="r").attrs)
+            return dict(zarr.open_group(zarr_store(self.target), path=group, mode="r",
+                                        zarr_format=3).attrs)
         except Exception:
             return None
 
@@ -142,7 +144,8 @@ class Store:
         """Update a group's attributes."""
         # one write of zarr.json: ``attrs.update`` writes it once per key (eleven times
         # when a group is created)
-        zarr.open_group(zarr_store(self.target), path=group, mode="r+").update_attributes(values)
+        node = zarr.open_group(zarr_store(self.target), path=group, mode="r+", zarr_format=3)
+        node.update_attributes(values)
 
     def is_complete(self, group: str, fingerprint: str | None = None) -> bool:
         """Whether the group is complete (with this fingerprint, when given)."""
@@ -243,7 +246,8 @@ class Store:
     def slice_count(self, group: str) -> int:
         """Slices of a group's stack, all channels, from the metadata of its statistics
         (kept when the slices are removed)."""
-        shape = zarr.open_array(zarr_store(self.target), path=f"{group}/{STAT_NAMES[0]}", mode="r").shape
+        shape = zarr.open_array(zarr_store(self.target), path=f"{group}/{STAT_NAMES[0]}",
+                                mode="r", zarr_format=3).shape
         return int(shape[0] * shape[1])
 
     def read_slice(self, group: str, c: int, z: int) -> np.ndarray:
@@ -289,7 +293,7 @@ class Store:
         if not all(self.files.exists(f"{group}/{name}/zarr.json") for name in extras):
             return False
         try:
-            arr = zarr.open_array(zarr_store(self.target), path=f"{group}/stack", mode="r")
+            arr = zarr.open_array(zarr_store(self.target), path=f"{group}/stack", mode="r", zarr_format=3)
         except Exception:
             return False
         return arr.shape == stack.shape and arr.dtype == stack.dtype

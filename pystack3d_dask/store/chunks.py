@@ -110,7 +110,7 @@ def fast_chunks(store: StoreTarget, path: str, token: str = "") -> FastChunks | 
     if isinstance(store, StoreRef):  # object storage: through zarr
         return None
     try:
-        array = zarr.open_array(store, path=path, mode="r")
+        array = zarr.open_array(store, path=path, mode="r", zarr_format=3)
     except Exception:
         return None
     meta = array.metadata
@@ -139,7 +139,8 @@ def array_handle(store: StoreTarget, path: str, token: str = "") -> zarr.Array:
     fingerprint (``token``): opening reads zarr.json, which would otherwise be done once
     per chunk; the token keeps a worker from reusing the handle of a replaced array of
     another shape."""
-    return zarr.open_array(zarr_store(store), path=path, mode="r+").with_config({"write_empty_chunks": True})
+    array = zarr.open_array(zarr_store(store), path=path, mode="r+", zarr_format=3)
+    return array.with_config({"write_empty_chunks": True})
 
 
 # a handle on a store on object storage holds its parent's event loop: not for a child

@@ -18,8 +18,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 from ..errors import StoreError
 
 __all__ = ["LocalFiles", "ObjectFiles", "StoreRef", "StoreTarget", "files_of", "is_url",
-           "run_all", "store_ref", "zarr_store"]
+           "store_ref", "zarr_store"]
 
 
 def is_url(location: str | Path) -> bool:
@@ -92,15 +91,6 @@ def zarr_store(target: StoreTarget) -> Any:
     return _fsspec_store(target) if isinstance(target, StoreRef) else target
 
 
-def run_all(target: StoreTarget, calls: Sequence[Callable[[], Any]]) -> list[Any]:
-    """Run independent metadata writes (array creations): one after the other in a local
-    folder; at once on object storage, where each costs a few round trips to the server."""
-    if not isinstance(target, StoreRef) or len(calls) < 2:
-        return [call() for call in calls]
-    with ThreadPoolExecutor(min(len(calls), 8)) as pool:
-        return list(pool.map(lambda call: call(), calls))
-
-
 @functools.lru_cache(maxsize=32)
 def _filesystem(ref: StoreRef) -> tuple[Any, str]:
     import fsspec.core
@@ -158,6 +148,13 @@ class LocalFiles:
                 if not only_here or stat.st_nlink == 1:
                     seen[stat.st_ino] = stat.st_size
         return sum(seen.values())
+
+    def put_all(self, items: Mapping[str, bytes]) -> None:
+        """Write files (their folders made as needed), replacing those that exist."""
+        for key, data in items.items():
+            path = self._p(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
 
     def remove_partial(self, prefix: str) -> None:
         """Remove the temporary ``*.partial`` files a killed writer left."""
@@ -267,6 +264,13 @@ class ObjectFiles:
             return int(self.fs.du(path, total=True))
         except FileNotFoundError:
             return 0
+
+    def put_all(self, items: Mapping[str, bytes]) -> None:
+        """Write objects, replacing those that exist, all at once (one batch of
+        concurrent requests, not one round trip after the other)."""
+        if items:
+            self.fs.pipe({self._p(key): data for key, data in items.items()})
+            self.fs.invalidate_cache(self.root)
 
     def remove_partial(self, prefix: str) -> None:
         """Nothing to do: an object is written whole or not at all."""

@@ -9,7 +9,6 @@ so that ``xarray.open_zarr`` reads every group as a Dataset
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -22,7 +21,7 @@ import zarr
 import zarr.codecs
 
 from ..errors import StoreError
-from .location import StoreTarget, run_all, zarr_store
+from .location import LocalFiles, ObjectFiles, StoreTarget, files_of
 
 __all__ = ["create_group", "fingerprint", "make_compressors", "split_extras", "to_json"]
 
@@ -107,11 +106,11 @@ def coords_along(non_index: dict[str, tuple[str, ...]], dims: Sequence[str]) -> 
     return sorted(n for n, coord_dims in non_index.items() if set(coord_dims) <= set(dims))
 
 
-def create_in_memory(path: StoreTarget, group: str, template: xr.Dataset) -> bool:
-    """Create ``group`` with the variables of ``template`` (all in memory), their values
-    and the metadata xarray's ``to_zarr`` writes for them (tests/store/test_store_metadata.py
-    compares the two), with zarr directly; False, having written nothing, where one
-    needs xarray's encoding.
+def create_in_memory(memory: Any, group: str, template: xr.Dataset) -> bool:
+    """Create ``group`` in the zarr store ``memory`` with the variables of ``template``
+    (all in memory), their values and the metadata xarray's ``to_zarr`` writes for them
+    (tests/store/test_store_metadata.py compares the two), with zarr directly; False,
+    having written nothing, where one needs xarray's encoding.
 
     xarray's own write goes through its encoding pipeline, then a zarr call per array
     and per attribute; this is a zarr call or two per array.
@@ -129,21 +128,38 @@ def create_in_memory(path: StoreTarget, group: str, template: xr.Dataset) -> boo
             attached.update(names)
         meta[name] = xarray_attrs(xr.DataArray(var), names)
     unattached = sorted(set(non_index) - attached)
-    zarr.create_group(zarr_store(path), path=group, overwrite=True, zarr_format=3,
+    zarr.create_group(memory, path=group, overwrite=True, zarr_format=3,
                       attributes={"coordinates": " ".join(unattached)} if unattached else {})
-
-    def write(name: str, var: xr.Variable) -> None:
+    for name, var in template.variables.items():
         attrs, fill = meta[name]
-        arr = zarr.create_array(zarr_store(path), name=f"{group}/{name}", shape=var.shape,
+        arr = zarr.create_array(memory, name=f"{group}/{name}", shape=var.shape,
                                 chunks=var.shape or None, dtype=dtypes[name],
                                 fill_value=fill, dimension_names=list(var.dims),
                                 attributes=attrs, zarr_format=3, overwrite=True)
         if var.size:
             arr[...] = np.asarray(var.values)
-
-    run_all(path, [functools.partial(write, name, var)
-                   for name, var in template.variables.items()])
     return True
+
+
+def staged_store() -> tuple[Any, dict[str, Any]]:
+    """An empty in-memory zarr store and the dict of its keys. Groups and arrays are
+    built there by zarr itself, then published to the store in one batch: built in
+    place, each array costs a dozen round trips to object storage (zarr's checks of
+    the parents and of what exists), one after the other."""
+    from zarr.storage import MemoryStore
+
+    keys: dict[str, Any] = {}
+    return MemoryStore(store_dict=keys), keys
+
+
+def publish(files: LocalFiles | ObjectFiles, keys: Mapping[str, Any], prefixes: Sequence[str],
+            last: Sequence[str] = ()) -> None:
+    """Write the keys of a :func:`staged_store` below ``prefixes`` to the store
+    (``files``) at once, then those in ``last``."""
+    first = {key: value.to_bytes() for key, value in keys.items() if key not in last
+             and any(key.startswith(f"{prefix}/") for prefix in prefixes)}
+    files.put_all(first)
+    files.put_all({key: keys[key].to_bytes() for key in last})
 
 
 def slice_chunks(value: xr.DataArray) -> tuple[int, ...]:
@@ -173,12 +189,11 @@ def create_group(path: StoreTarget, group: str, stack: xr.DataArray, attrs: dict
     for var in template.variables.values():
         for key in RUNTIME_ATTRS:
             var.attrs.pop(key, None)
-    if not create_in_memory(path, group, template):
-        template.to_zarr(zarr_store(path), group=group, mode="w", zarr_format=3,
-                         consolidated=False)
+    memory, keys = staged_store()
+    if not create_in_memory(memory, group, template):
+        template.to_zarr(memory, group=group, mode="w", zarr_format=3, consolidated=False)
     non_index = non_index_coords(template)
     attached: set[str] = set()
-    creations = []
     for name, value in lazy.items():
         if name == "stack":
             chunks = (1, 1, ny, nx)
@@ -189,25 +204,27 @@ def create_group(path: StoreTarget, group: str, stack: xr.DataArray, attrs: dict
         names = coords_along(non_index, value.dims)
         attached.update(names)
         meta_attrs, fill = xarray_attrs(value, names)
-        creations.append(functools.partial(
-            zarr.create_array, zarr_store(path), name=f"{group}/{name}", shape=value.shape,
-            chunks=chunks, shards=shards, dtype=value.dtype, compressors=codecs,
-            fill_value=fill, chunk_key_encoding=CHUNK_KEY_ENCODING,
-            dimension_names=list(value.dims), attributes=meta_attrs, zarr_format=3,
-            overwrite=True))
-    run_all(path, creations)
+        zarr.create_array(memory, name=f"{group}/{name}", shape=value.shape, chunks=chunks,
+                          shards=shards, dtype=value.dtype, compressors=codecs,
+                          fill_value=fill, chunk_key_encoding=CHUNK_KEY_ENCODING,
+                          dimension_names=list(value.dims), attributes=meta_attrs,
+                          zarr_format=3, overwrite=True)
     # xarray listed at group level the coordinates it found no variable for; those
     # now held by a lazy array are listed there instead
-    node = zarr.open_group(zarr_store(path), path=group, mode="r+")
+    node = zarr.open_group(memory, path=group, mode="r+", zarr_format=3)
     listed = set(str(node.attrs.get("coordinates", "")).split())
+    rest = dict(node.attrs)
     if listed & attached:
-        rest = dict(node.attrs)
         rest.pop("coordinates")
         if listed - attached:
             rest["coordinates"] = " ".join(sorted(listed - attached))
-        node.attrs.put(rest)
-    # attributes last: a group without a fingerprint is recreated, never resumed
-    node.update_attributes({**attrs, "complete": False})
+    node.attrs.put({**rest, **attrs, "complete": False})
+    files = files_of(path)
+    files.remove(group)
+    # the parents zarr would have made (``steps``), then the group, its attributes last
+    parents = [f"{group.rsplit('/', i)[0]}/zarr.json" for i in range(group.count("/"), 0, -1)]
+    files.put_all({key: keys[key].to_bytes() for key in parents if not files.exists(key)})
+    publish(files, keys, [group], last=[f"{group}/zarr.json"])
 
 
 def to_json(value: Any) -> Any:

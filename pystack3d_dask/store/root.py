@@ -37,7 +37,7 @@ def check_or_create(path: Path | StoreRef, files: LocalFiles | ObjectFiles, targ
         raise StoreError(f"store path {path} is a file; expected a folder (a Zarr store)")
     if files.exists("zarr.json"):
         try:
-            attrs = dict(zarr.open_group(zarr_store(target), mode="r").attrs)
+            attrs = dict(zarr.open_group(zarr_store(target), mode="r", zarr_format=3).attrs)
         except Exception as exc:
             raise StoreError(f"{path}: not a readable Zarr v3 store ({exc})") from None
         info = attrs.get(ROOT_KEY)

@@ -8,7 +8,6 @@ resume, create) and marks the group complete; this module builds and runs the ta
 
 from __future__ import annotations
 
-import functools
 import inspect
 import os
 from collections.abc import Callable, Sequence
@@ -24,8 +23,8 @@ import zarr
 
 from ..kernels.stats import cut_indices, slice_cuts, slice_stats
 from .chunks import array_handle, fast_chunks, slab_chunks, slab_size, slice_bytes, stored_slice
-from .location import StoreTarget, run_all, zarr_store
-from .metadata import split_extras, to_json
+from .location import StoreTarget, files_of
+from .metadata import publish, split_extras, staged_store, to_json
 
 __all__ = ["CUT_NAMES", "STAT_NAMES", "Derived", "StepOutput", "link_chunks", "link_files",
            "write_per_slice", "write_slabs"]
@@ -265,11 +264,15 @@ def write_per_slice(path: StoreTarget, group: str, per_slice: dict[str, np.ndarr
     attrs = {**attrs, CUT_NAMES[0]: {"rows": list(rows)}, CUT_NAMES[1]: {"columns": list(columns)}}
     arrays.update({name: (values, dims[name]) for name, values in per_slice.items()})
     # zarr directly rather than xarray: xarray's append would replace the group's
-    # attributes (the fingerprint among them)
-    run_all(path, [functools.partial(
-        zarr.create_array, zarr_store(path), name=f"{group}/{name}", data=values,
-        dimension_names=("channel", "z", *extra_dims), attributes=to_json(attrs.get(name) or {}),
-        overwrite=True) for name, (values, extra_dims) in arrays.items()])
+    # attributes (the fingerprint among them); built in memory, every chunk written
+    # (none left over from a killed run), then published at once
+    memory, keys = staged_store()
+    for name, (values, extra_dims) in arrays.items():
+        zarr.create_array(memory, name=f"{group}/{name}", data=values,
+                          dimension_names=("channel", "z", *extra_dims),
+                          attributes=to_json(attrs.get(name) or {}),
+                          config={"write_empty_chunks": True}, overwrite=True)
+    publish(files_of(path), keys, [f"{group}/{name}" for name in arrays])
 
 
 def link_chunks(path: StoreTarget, source: str | Callable[[int, int], Path | None], group: str,
@@ -291,8 +294,8 @@ def link_chunks(path: StoreTarget, source: str | Callable[[int, int], Path | Non
     if callable(source):
         return link_files(missing, source, lambda c, z: chunk_file(group, c, z))
     try:
-        src = zarr.open_array(path, path=f"{source}/stack", mode="r")
-        dst = zarr.open_array(path, path=f"{group}/stack", mode="r")
+        src = zarr.open_array(path, path=f"{source}/stack", mode="r", zarr_format=3)
+        dst = zarr.open_array(path, path=f"{group}/stack", mode="r", zarr_format=3)
     except Exception:
         return 0
     same = (src.shape == dst.shape and src.dtype == dst.dtype and src.chunks == dst.chunks
