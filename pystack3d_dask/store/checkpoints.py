@@ -132,9 +132,7 @@ class Store:
 
     def attrs(self, group: str) -> dict[str, Any] | None:
         """A group's attributes, or None when it does not exist."""
-        if not self.has_group(group):
-            return None
-        try:
+        try:  # no check that it exists first: one round trip less on object storage
             return dict(zarr.open_group(zarr_store(self.target), path=group, mode="r",
                                         zarr_format=3).attrs)
         except Exception:
@@ -210,11 +208,12 @@ class Store:
         """A group as a lazy xarray Dataset: dask arrays, or with ``chunks=None``
         xarray's lazily indexed arrays (a selection reads its chunks directly, without a
         graph: for reading a few small pieces)."""
-        if not self.has_group(group):
-            raise StoreError(f"{self.path}: no group {group!r}")
         kwargs = {} if chunks == "auto" else {"chunks": chunks}
-        return xr.open_zarr(zarr_store(self.target), group=group, consolidated=False, zarr_format=3,
-                            **kwargs)
+        try:
+            return xr.open_zarr(zarr_store(self.target), group=group, consolidated=False,
+                                zarr_format=3, **kwargs)
+        except zarr.errors.GroupNotFoundError:
+            raise StoreError(f"{self.path}: no group {group!r}") from None
 
     def load_extras(self, group: str, names: Sequence[str]) -> dict[str, xr.DataArray] | None:
         """In-memory copies of a group's extra arrays, or None when one is missing."""
@@ -231,7 +230,9 @@ class Store:
         stack = ds["stack"]
         token = ds.attrs.get("fingerprint") or ""
         fast = fast_chunks(self.target, f"{group}/stack", token)
-        if fast is not None and fast.chunk_shape == (1, 1, *stack.shape[2:]):
+        # read in slabs, by direct chunk access (a local store), or by zarr on object
+        # storage (the slab's chunks fetched at once, not one slice a task)
+        if self.remote or (fast is not None and fast.chunk_shape == (1, 1, *stack.shape[2:])):
             reader = functools.partial(read_block, self.target, f"{group}/stack", token)
             zs = slab_chunks(stack.shape[1], slice_bytes(stack.shape, stack.dtype))
             data = da.map_blocks(reader, chunks=((1,) * stack.shape[0], zs,
@@ -269,7 +270,7 @@ class Store:
 
     def _shard_slices(self, group: str, fingerprint: str) -> int:
         """Slices per shard of a group's stack (0: not sharded)."""
-        shards = array_handle(self.target, f"{group}/stack", fingerprint).shards
+        shards = array_handle(self.target, f"{group}/stack").shards
         return int(shards[1]) if shards is not None else 0
 
     def missing_chunks(self, group: str, shape: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -286,8 +287,9 @@ class Store:
         return out
 
     def _matches(self, group: str, stack: xr.DataArray, fingerprint: str,
-                 extras: dict[str, xr.DataArray]) -> bool:
-        attrs = self.attrs(group)
+                 extras: dict[str, xr.DataArray], attrs: dict[str, Any] | None) -> bool:
+        """Whether the incomplete group (of attributes ``attrs``) is this write's, to
+        resume."""
         if not attrs or attrs.get("fingerprint") != fingerprint:
             return False
         if not all(self.files.exists(f"{group}/{name}/zarr.json") for name in extras):
@@ -302,6 +304,9 @@ class Store:
                 extras: dict[str, xr.DataArray]) -> None:
         create_group(self.target, group, stack, attrs, extras, self.compressors,
                      self.shard_slices)
+        # handles on the group's arrays before it was replaced
+        array_handle.cache_clear()
+        fast_chunks.cache_clear()
 
     def write(self, group: str, output: StepOutput | xr.DataArray, fingerprint: str,
               attrs: dict[str, Any] | None = None, *,
@@ -347,18 +352,19 @@ class Store:
             raise StoreError(f"stack dims {stack.dims}: expected (channel, z, y, x)")
         start = time.perf_counter()
         slices = int(np.prod(stack.shape[:2]))
-        if self.is_complete(group, fingerprint):
+        found = self.attrs(group)
+        if found and found.get("complete") and found.get("fingerprint") == fingerprint:
             return WriteReport(group, "reused", slices, 0, 0.0)
-        resumed = self._matches(group, stack, fingerprint, out.extras)
+        resumed = self._matches(group, stack, fingerprint, out.extras, found)
         if resumed:
             # a killed writer can leave the temporary files of the chunks it was writing
             self.files.remove_partial(group)
-        else:
-            self.delete_group(group)
+            missing = self.missing_chunks(group, stack.shape)
+        else:  # created anew (what was there removed first): no slice is there
             self._create(group, stack, {"fingerprint": fingerprint, **(attrs or {}),
                                         "started": time.time(), "extras": sorted(out.extras)},
                          out.extras)
-        missing = self.missing_chunks(group, stack.shape)
+            missing = list(np.ndindex(*stack.shape[:2]))
         linked = {}
         if link_from is not None and missing and not self.remote and (callable(link_from) or (
                 not split_extras(out.extras)[0] and not out.derived

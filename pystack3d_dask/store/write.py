@@ -117,16 +117,29 @@ def _write_slab(block: np.ndarray | None, extra_blocks: Sequence[Any],
         array_handle(store, f"{group}/stack", token)[c, z0:z0 + n] = np.asarray(block)[0]
     elif todo:
         fast = fast_chunks(store, f"{group}/stack", token)
-        for k in sorted(todo):
-            if fast is not None:
+        if fast is not None:
+            for k in sorted(todo):
                 fast.write((c, z0 + k, 0, 0), imgs[k][None, None])
-            else:
-                array_handle(store, f"{group}/stack", token)[c, z0 + k] = imgs[k]
+        else:  # one zarr write per run of slices: zarr sends their chunks at once
+            for k0, k1 in runs(sorted(todo)):
+                array_handle(store, f"{group}/stack", token)[c, z0 + k0:z0 + k1] = \
+                    np.asarray(block)[0, k0:k1]
     out = []
     for k in range(n):
         img = imgs[k] if imgs[k] is not None else stored_slice(store, group, c, z0 + k, token)
         out.append(_derive(img, c, z0 + k, derived,
                            [None if s is None else np.asarray(s)[:, k:k + 1] for s in sources]))
+    return out
+
+
+def runs(indices: Sequence[int]) -> list[tuple[int, int]]:
+    """The runs of consecutive ``indices`` (sorted) as ``(start, stop)`` ranges."""
+    out: list[tuple[int, int]] = []
+    for k in indices:
+        if out and out[-1][1] == k:
+            out[-1] = (out[-1][0], k + 1)
+        else:
+            out.append((k, k + 1))
     return out
 
 
