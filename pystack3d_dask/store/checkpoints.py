@@ -60,6 +60,14 @@ class WriteReport:
     seconds: float
 
 
+def _marked(attrs: dict[str, Any] | None, flag: str, fingerprint: str | None) -> bool:
+    """Whether a group's attributes carry ``flag`` (``complete``, ``removed``), with this
+    fingerprint when one is given."""
+    if not attrs or not attrs.get(flag):
+        return False
+    return fingerprint is None or attrs.get("fingerprint") == fingerprint
+
+
 class Store:
     """A pystack3d-dask Zarr v3 store on a local (or shared) file system.
 
@@ -147,18 +155,12 @@ class Store:
 
     def is_complete(self, group: str, fingerprint: str | None = None) -> bool:
         """Whether the group is complete (with this fingerprint, when given)."""
-        attrs = self.attrs(group)
-        if not attrs or not attrs.get("complete"):
-            return False
-        return fingerprint is None or attrs.get("fingerprint") == fingerprint
+        return _marked(self.attrs(group), "complete", fingerprint)
 
     def is_removed(self, group: str, fingerprint: str | None = None) -> bool:
         """Whether the group was complete (with this fingerprint, when given) and its
         slices were removed by the retention policy: its small outputs remain."""
-        attrs = self.attrs(group)
-        if not attrs or not attrs.get("removed"):
-            return False
-        return fingerprint is None or attrs.get("fingerprint") == fingerprint
+        return _marked(self.attrs(group), "removed", fingerprint)
 
     def group_bytes(self, group: str, name: str | None = None, only_here: bool = False) -> int:
         """Bytes on disk of a group (or of one of its arrays), each file counted once
@@ -268,7 +270,7 @@ class Store:
         """File of slice (c, z) in a local store (see :meth:`_chunk_key`)."""
         return self.group_dir(group) / "stack" / self._chunk_key(group, c, z)
 
-    def _shard_slices(self, group: str, fingerprint: str) -> int:
+    def _shard_slices(self, group: str) -> int:
         """Slices per shard of a group's stack (0: not sharded)."""
         shards = array_handle(self.target, f"{group}/stack").shards
         return int(shards[1]) if shards is not None else 0
@@ -353,7 +355,7 @@ class Store:
         start = time.perf_counter()
         slices = int(np.prod(stack.shape[:2]))
         found = self.attrs(group)
-        if found and found.get("complete") and found.get("fingerprint") == fingerprint:
+        if _marked(found, "complete", fingerprint):
             return WriteReport(group, "reused", slices, 0, 0.0)
         resumed = self._matches(group, stack, fingerprint, out.extras, found)
         if resumed:
@@ -372,7 +374,7 @@ class Store:
             linked["linked_chunks"] = link_chunks(self.target, link_from, group, missing,
                                                   self._chunk_file)
             missing = self.missing_chunks(group, stack.shape)
-        per_slice = write_slabs(self.target, group, out, self._shard_slices(group, fingerprint),
+        per_slice = write_slabs(self.target, group, out, self._shard_slices(group),
                                 missing, fingerprint, compute)
         still = self.missing_chunks(group, stack.shape)
         if still:
